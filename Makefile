@@ -1,0 +1,38 @@
+# The two set-up commands: `make demo` and `make test`. Each installs missing
+# Debian packages, configures and builds, then runs.
+#   make test SANITIZE=1   ASan + UBSan build in build-asan/
+#   make bench             the in-memory step benchmark (Release build)
+BUILD_TYPE ?= RelWithDebInfo
+JOBS       ?= $(shell nproc)
+ifeq ($(SANITIZE),1)
+BUILD_DIR  ?= build-asan
+CMAKE_ARGS += -DTROUPE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD_DIR  ?= build
+CMAKE_ARGS += -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+endif
+export UBSAN_OPTIONS = suppressions=$(CURDIR)/tests/support/ubsan.supp:halt_on_error=1:print_stacktrace=1
+
+.PHONY: all bootstrap configure build test demo bench clean
+all: build
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+configure: bootstrap
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_ARGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 120
+
+demo: build
+	@$(BUILD_DIR)/tools/troupe demo
+
+bench: build
+	@$(BUILD_DIR)/bench/troupe_bench
+
+clean:
+	rm -rf build build-asan

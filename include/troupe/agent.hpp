@@ -1,0 +1,91 @@
+// The agent API. An agent is stateless code that runs one attempt of one
+// step: it reads a step_context, may ask the model (without blocking), and
+// ends the attempt with finish() or fail(). Each attempt runs in its own
+// actor; an agent that throws or returns without ending its attempt is
+// reported as "crashed" for that attempt, never a crash of the workflow.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include "troupe/definition.hpp"
+#include "troupe/model.hpp"
+
+namespace troupe {
+
+/// What an attempt produced: a label the definition routes, a merge patch
+/// for the workflow state, and tokens spent beyond model calls (model
+/// calls made through the context are counted automatically).
+struct step_outcome {
+  std::string label = outcome::ok;
+  nlohmann::json patch = nlohmann::json::object();
+  uint64_t extra_tokens = 0;
+};
+
+/// Budgets remaining when the attempt started. Unlimited is the max value.
+struct budgets_left {
+  static constexpr uint64_t unlimited = std::numeric_limits<uint64_t>::max();
+  uint64_t steps = unlimited;
+  uint64_t tokens = unlimited;
+  duration time = duration::max();
+};
+
+/// The attempt's view of the world. Valid only inside run() and inside the
+/// reply handlers of ask(); all calls happen on the attempt's actor.
+class step_context {
+public:
+  using reply_handler = std::function<void(step_context&, caf::expected<llm_reply>)>;
+
+  virtual ~step_context() = default;
+
+  virtual const std::string& workflow_id() const = 0;
+  virtual const std::string& node() const = 0;
+  virtual uint32_t attempt() const = 0;
+  /// The workflow state as of this step (read-only; change it via a patch).
+  virtual const nlohmann::json& state() const = 0;
+  virtual const budgets_left& budget() const = 0;
+  /// Stable across the attempts of one visit to this node: hand it to
+  /// external systems that dedupe.
+  virtual const std::string& idempotency_key() const = 0;
+
+  /// Asks the model; `then` runs later on this attempt's actor with the
+  /// reply or an error. The request's idempotency key and (if empty) script
+  /// are filled in. Does not block.
+  virtual void ask(llm_request req, reply_handler then) = 0;
+  /// Ends the attempt with an outcome. Later calls are ignored.
+  virtual void finish(step_outcome o) = 0;
+  /// Ends the attempt as failed. Later calls are ignored.
+  virtual void fail(failure_kind kind, std::string reason) = 0;
+};
+
+/// An agent written as a class. run() may be called concurrently for
+/// different attempts: keep no mutable state in the object.
+class agent {
+public:
+  virtual ~agent() = default;
+  virtual void run(step_context& ctx) const = 0;
+};
+
+using agent_fn = std::function<void(step_context&)>;
+using agent_ptr = std::shared_ptr<const agent>;
+
+/// Wraps a lambda as an agent.
+agent_ptr make_agent(agent_fn fn);
+
+/// The failure kind a model error maps to: llm_timeout -> timeout,
+/// bad_output -> bad_output, circuit_open -> circuit_open, else crashed.
+failure_kind failure_of(const caf::error& err);
+
+/// Convenience: asks for JSON and calls `then` with the parsed document.
+/// A model error fails the attempt with failure_of(error); a reply that is
+/// not a JSON object fails it with bad_output.
+void ask_json(step_context& ctx, llm_request req,
+              std::function<void(step_context&, nlohmann::json)> then);
+
+} // namespace troupe

@@ -1,0 +1,137 @@
+// Workflow definitions: the graph of agent, gate and terminal nodes, each
+// agent node's policy, and the workflow's budgets. Plain data, built with
+// definition_builder and validated once by build(); the pure kernel reads it.
+// A built definition is immutable and may be shared across threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+namespace troupe {
+
+using duration = std::chrono::nanoseconds;
+
+/// Built-in outcome labels. Agents may add their own (e.g. "low_confidence").
+namespace outcome {
+constexpr const char* ok = "ok";
+constexpr const char* timeout = "timeout";
+constexpr const char* crashed = "crashed";
+constexpr const char* bad_output = "bad_output";
+constexpr const char* circuit_open = "circuit_open";
+constexpr const char* budget = "budget";
+constexpr const char* exhausted = "exhausted";
+// gate decisions
+constexpr const char* approve = "approve";
+constexpr const char* reject = "reject";
+constexpr const char* edit = "edit";
+} // namespace outcome
+
+/// The failure kinds an attempt can end with.
+enum class failure_kind : uint8_t { timeout, crashed, bad_output, circuit_open };
+
+const char* to_string(failure_kind k);
+
+/// How an agent node retries failed attempts (exponential backoff, full jitter:
+/// the delay before attempt n+1 is uniform in [0, min(max, base * 2^(n-1))]).
+struct retry_policy {
+  /// Attempts in total, including the first. Must be >= 1.
+  uint32_t max_attempts = 1;
+  duration base_backoff = std::chrono::milliseconds{100};
+  duration max_backoff = std::chrono::seconds{10};
+  /// Failure kinds that are retried; others route at once.
+  std::set<failure_kind> retryable = {failure_kind::timeout, failure_kind::crashed,
+                                      failure_kind::bad_output};
+};
+
+/// Per agent node: how long an attempt may take, how it retries, where
+/// failures go when no specific route matches.
+struct agent_policy {
+  duration timeout = std::chrono::seconds{30};
+  retry_policy retry;
+  /// Node taken by any failure without a more specific route ("" = none).
+  std::string fallback;
+};
+
+enum class node_kind : uint8_t { agent, gate, terminal };
+enum class terminal_kind : uint8_t { completed, failed };
+
+/// One node of the graph. `routes` maps an outcome label to the next node.
+struct node {
+  std::string name;
+  node_kind kind = node_kind::agent;
+  std::string agent;                        ///< agent nodes: registered agent name
+  agent_policy policy;                      ///< agent nodes
+  terminal_kind terminal = terminal_kind::completed; ///< terminal nodes
+  std::map<std::string, std::string> routes;
+};
+
+/// Per-workflow limits; 0 means unlimited. Exceeding one is the outcome
+/// "budget": the current node's "budget" route if it has one, else failure.
+struct budgets {
+  uint64_t max_steps = 0;   ///< agent attempts, retries included
+  uint64_t max_tokens = 0;  ///< model tokens, failed attempts included
+  duration deadline{0};     ///< wall-clock time from start
+};
+
+/// A validated workflow graph. Build it with definition_builder.
+struct definition {
+  std::string name;
+  uint32_t version = 1;
+  std::string start;
+  std::vector<node> nodes;
+  budgets limits;
+
+  /// The node called `name`, or nullptr.
+  const node* find(const std::string& name) const;
+};
+
+/// Where a failure of `kind` at attempt `attempt` of agent node `n` goes, or
+/// "" when it is retried. `label` receives the outcome it is routed by
+/// ("exhausted" when retries ran out, else the kind). The single rule used by
+/// validation and by the kernel.
+std::string failure_route(const node& n, failure_kind kind, uint32_t attempt,
+                          std::string* label = nullptr);
+
+/// Fluent construction of a definition; build() validates it.
+///
+///   auto def = definition_builder{"triage"}
+///     .agent("extract", "extractor", policy).on("ok", "analyze").on("exhausted", "review")
+///     .gate("review").on("approve", "analyze").on("reject", "rejected")
+///     .completed("done").failed("rejected")
+///     .build();
+class definition_builder {
+public:
+  explicit definition_builder(std::string name, uint32_t version = 1);
+
+  /// Adds an agent node running agent `agent`. The first node added is the start.
+  definition_builder& agent(std::string name, std::string agent, agent_policy policy = {});
+  /// Adds a gate node that waits for approve / reject / edit.
+  definition_builder& gate(std::string name);
+  definition_builder& completed(std::string name);
+  definition_builder& failed(std::string name);
+  /// Routes `label` of the most recently added node to `target`.
+  definition_builder& on(std::string label, std::string target);
+  definition_builder& start(std::string name);
+  definition_builder& limits(budgets b);
+
+  /// Validates and returns the definition, or invalid_definition naming the
+  /// node at fault: unknown target, unreachable node, no terminal, an
+  /// outcome without a route, zero attempts, a duplicate name, an agent cycle
+  /// without a step or deadline budget.
+  caf::expected<definition> build() const;
+
+private:
+  definition def_;
+  std::string error_; // first misuse of the builder itself, reported by build()
+};
+
+/// Validates a definition made by hand (build() calls this).
+caf::error validate(const definition& def);
+
+} // namespace troupe

@@ -1,0 +1,80 @@
+// The model seam: what an agent asks a model and what comes back. Agents
+// reach the model through their step_context; the runtime routes requests
+// to a model actor speaking this protocol. Today that is the embedded
+// scripted model; the HTTP gateway plugs in at the same seam.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+#include "troupe/definition.hpp"
+
+namespace troupe {
+
+struct chat_message {
+  std::string role; ///< "system" | "user" | "assistant"
+  std::string content;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chat_message& x) {
+  return f(caf::meta::type_name("chat_message"), x.role, x.content);
+}
+
+/// One model call. `script` selects the scripted model's rule (by default
+/// the agent's name); real providers ignore it.
+struct llm_request {
+  std::string model;
+  std::vector<chat_message> messages;
+  uint32_t max_tokens = 1024;
+  bool json_output = false;    ///< reply must be a JSON document
+  std::string idempotency_key; ///< of the step making the call
+  std::string script;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, llm_request& x) {
+  return f(caf::meta::type_name("llm_request"), x.model, x.messages, x.max_tokens, x.json_output,
+           x.idempotency_key, x.script);
+}
+
+struct llm_reply {
+  std::string text;
+  uint32_t prompt_tokens = 0;
+  uint32_t completion_tokens = 0;
+  std::string provider;
+  uint32_t total_tokens() const { return prompt_tokens + completion_tokens; }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, llm_reply& x) {
+  return f(caf::meta::type_name("llm_reply"), x.text, x.prompt_tokens, x.completion_tokens,
+           x.provider);
+}
+
+/// The embedded scripted model: deterministic replies with injectable
+/// latency and faults. Whether a given call is faulted is a pure function of
+/// (seed, idempotency key, call number), so a run is reproducible.
+struct scripted_model_config {
+  /// Reply text for a request whose `script` names this rule. Must be
+  /// thread-safe and must not block. Unknown scripts get an llm_unavailable error.
+  using rule = std::function<std::string(const llm_request&)>;
+  std::map<std::string, rule> rules;
+
+  duration latency{0};           ///< before every reply
+  double fail_rate = 0;          ///< reply llm_unavailable
+  double timeout_rate = 0;       ///< never reply (the step timeout decides)
+  double malformed_rate = 0;     ///< reply with text that is not JSON
+  uint64_t seed = 42;
+};
+
+/// Approximate token count of `text` (words + punctuation runs), used by the
+/// scripted model so budgets see realistic figures.
+uint32_t count_tokens(const std::string& text);
+
+} // namespace troupe

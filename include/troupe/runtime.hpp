@@ -1,0 +1,109 @@
+// The embedding facade: a troupe runtime inside a C++ service. Construct it
+// from a config, register agents and definitions, start workflows, signal
+// their gates, await results, shut down. All methods are thread-safe and
+// block the calling thread only for the call itself (await: until the
+// workflow settles or the timeout passes). Never call them from an actor.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include "troupe/agent.hpp"
+#include "troupe/definition.hpp"
+#include "troupe/journal.hpp"
+#include "troupe/model.hpp"
+#include "troupe/seams.hpp"
+
+namespace troupe {
+
+struct config {
+  /// Scheduler worker threads.
+  size_t threads = 2;
+  /// The embedded model agents talk to.
+  scripted_model_config model;
+  // -- seams (production defaults when null) --
+  std::shared_ptr<clock_source> clock;   ///< system clock
+  std::shared_ptr<random_source> random; ///< random_device-seeded
+  std::shared_ptr<journal_store> journal; ///< in-memory
+  /// Records per journal batch at most (group commit).
+  size_t journal_batch = 256;
+  /// spdlog level name: trace, debug, info, warn, error, off.
+  std::string log_level = "warn";
+};
+
+enum class workflow_status : uint8_t { running, parked, completed, failed };
+const char* to_string(workflow_status s);
+
+/// A snapshot of one workflow.
+struct workflow_info {
+  std::string id;
+  std::string definition;
+  workflow_status status = workflow_status::running;
+  std::string node;      ///< current node, or the terminal reached
+  std::string outcome;   ///< finished: the label that ended it
+  std::string reason;    ///< failed: why
+  nlohmann::json state;
+  uint64_t steps = 0;
+  uint64_t tokens = 0;
+  bool finished() const {
+    return status == workflow_status::completed || status == workflow_status::failed;
+  }
+};
+
+/// What a human (or a program) decides at a gate.
+struct decision {
+  std::string verdict;   ///< "approve" | "reject" | "edit"
+  std::string patch_json; ///< edit: a JSON object merged into the state
+  std::string by;        ///< who decided
+  static decision approve(std::string by = {}) { return {outcome::approve, {}, std::move(by)}; }
+  static decision reject(std::string by = {}) { return {outcome::reject, {}, std::move(by)}; }
+  static decision edit(std::string patch_json, std::string by = {}) {
+    return {outcome::edit, std::move(patch_json), std::move(by)};
+  }
+};
+
+class runtime {
+public:
+  /// Starts the actor system and the runtime's service actors.
+  /// Throws std::invalid_argument on an invalid config (the only throw).
+  explicit runtime(config cfg);
+  /// Shuts down (see shutdown()).
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Registers an agent under `name`; unknown_agent if the name is taken.
+  caf::error register_agent(const std::string& name, agent_ptr a);
+  caf::error register_agent(const std::string& name, agent_fn fn);
+  /// Registers a built definition; every agent it names must be registered.
+  caf::error register_definition(definition def);
+
+  /// Starts a workflow of `definition` with `input` (a JSON object) as its
+  /// state. A non-empty `idempotency_key` already used returns that
+  /// workflow's id instead of starting another.
+  caf::expected<std::string> start(const std::string& definition, nlohmann::json input,
+                                   const std::string& idempotency_key = {});
+  /// Delivers a decision to a workflow parked at `gate`.
+  caf::error signal(const std::string& workflow_id, const std::string& gate, const decision& d);
+  /// Waits until the workflow finishes (or, with `or_parked`, parks at a gate).
+  caf::expected<workflow_info> await(const std::string& workflow_id,
+                                     std::chrono::milliseconds timeout, bool or_parked = false);
+  /// The workflow's current snapshot, without waiting.
+  caf::expected<workflow_info> status(const std::string& workflow_id);
+  /// The workflow's journaled events, oldest first.
+  caf::expected<std::vector<journal_record>> history(const std::string& workflow_id);
+  /// Stops taking work, stops every actor, waits for them. Idempotent.
+  void shutdown();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace troupe

@@ -1,0 +1,189 @@
+// The pure core: a workflow's state, the events that change it and the
+// commands it asks the outside world to carry out. apply() folds one event
+// into a state; replay() folds a whole history. No actors, clocks, random
+// numbers or I/O: time and the jitter seed arrive inside events.
+// Called by the workflow actor (live) and by recovery and tests (replay).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include "troupe/definition.hpp"
+
+namespace troupe::kernel {
+
+/// Nanoseconds since the runtime clock's epoch.
+using instant = std::chrono::nanoseconds;
+
+// -- events: past-tense facts, journaled before their commands run ----------
+
+struct workflow_started {
+  instant at;
+  nlohmann::json input; ///< the initial workflow state (an object)
+  uint64_t seed = 0;    ///< seeds backoff jitter; chosen once, journaled
+};
+struct step_scheduled {
+  instant at;
+  std::string node;
+  uint32_t attempt = 0;
+};
+struct step_completed {
+  instant at;
+  std::string node;
+  uint32_t attempt = 0;
+  std::string label;    ///< "ok" or one of the agent's own labels
+  nlohmann::json patch; ///< merged into the state (RFC 7386 merge patch)
+  uint64_t tokens = 0;
+};
+struct step_failed {
+  instant at;
+  std::string node;
+  uint32_t attempt = 0;
+  failure_kind kind = failure_kind::crashed;
+  std::string reason;
+  uint64_t tokens = 0;
+};
+struct timer_fired {
+  instant at;
+  uint64_t timer = 0;
+};
+struct signal_received {
+  instant at;
+  std::string gate;
+  std::string decision; ///< approve | reject | edit
+  nlohmann::json patch; ///< edit only: merged into the state
+  std::string by;       ///< who decided (caller-supplied identity)
+};
+
+using event = std::variant<workflow_started, step_scheduled, step_completed, step_failed,
+                           timer_fired, signal_received>;
+
+/// "workflow_started", "step_scheduled", ...
+const char* kind_of(const event& e);
+instant time_of(const event& e);
+
+// -- commands: imperatives for the workflow actor ---------------------------
+
+/// Record step_scheduled{now, node, attempt} (the actor supplies now).
+struct schedule_step {
+  std::string node;
+  uint32_t attempt = 0;
+};
+/// Spawn agent `agent` for this attempt.
+struct run_agent {
+  std::string node;
+  std::string agent;
+  uint32_t attempt = 0;
+  uint32_t visit = 0; ///< nth entry into `node`; keys idempotency across attempts
+};
+/// Abandon an attempt that timed out: stop its agent, drop its late reply.
+struct cancel_step {
+  std::string node;
+  uint32_t attempt = 0;
+};
+enum class timer_kind : uint8_t { step_timeout, retry_backoff, workflow_deadline };
+const char* to_string(timer_kind k);
+/// Arm timer `id`; it comes back as timer_fired{id} at `fire_at`.
+struct start_timer {
+  uint64_t id = 0;
+  timer_kind kind = timer_kind::step_timeout;
+  instant fire_at;
+};
+/// Timer `id` is moot; drop it if it fires.
+struct cancel_timer {
+  uint64_t id = 0;
+};
+/// Park until a signal for `gate` arrives.
+struct await_signal {
+  std::string gate;
+};
+/// The workflow reached a completed terminal.
+struct complete {
+  std::string terminal;
+};
+/// The workflow failed: at a failed terminal, or by budget.
+struct fail {
+  std::string terminal; ///< "" when no terminal was reached (budget)
+  std::string outcome;  ///< label that led here: "reject", "exhausted", "budget", ...
+  std::string reason;
+};
+
+using command = std::variant<schedule_step, run_agent, cancel_step, start_timer, cancel_timer,
+                             await_signal, complete, fail>;
+
+// -- state ------------------------------------------------------------------
+
+enum class phase : uint8_t {
+  not_started, ///< no event yet
+  scheduling,  ///< schedule_step issued, waiting for step_scheduled
+  running,     ///< attempt in flight
+  backoff,     ///< waiting for the retry timer
+  at_gate,     ///< waiting for a signal
+  completed,   ///< terminal
+  failed,      ///< terminal
+};
+const char* to_string(phase p);
+
+struct pending_timer {
+  timer_kind kind = timer_kind::step_timeout;
+  instant fire_at;
+  bool operator==(const pending_timer& o) const {
+    return kind == o.kind && fire_at == o.fire_at;
+  }
+};
+
+struct workflow_state {
+  phase at = phase::not_started;
+  std::string node;     ///< current node ("" before start)
+  uint32_t attempt = 0; ///< current attempt at `node` (scheduling/running/backoff)
+  nlohmann::json data = nlohmann::json::object();
+  uint64_t steps = 0;   ///< attempts scheduled so far
+  uint64_t tokens = 0;  ///< tokens spent so far
+  uint64_t seed = 0;
+  instant started_at{0};
+  instant deadline{0};  ///< 0 = none
+  uint64_t events = 0;  ///< events applied
+  uint64_t next_timer = 1;
+  std::map<uint64_t, pending_timer> timers;
+  std::map<std::string, uint32_t> visits; ///< entries per node (idempotency keys)
+  std::string outcome;  ///< terminal: label that ended it
+  std::string reason;   ///< failed: why
+
+  bool finished() const { return at == phase::completed || at == phase::failed; }
+  bool operator==(const workflow_state& o) const;
+  bool operator!=(const workflow_state& o) const { return !(*this == o); }
+};
+
+struct transition {
+  workflow_state state;
+  std::vector<command> commands;
+};
+
+/// Pure: equal (definition, state, event) always give an equal transition.
+/// An event that does not fit the state is errc::invalid_transition naming
+/// both; the input state is never changed.
+[[nodiscard]] caf::expected<transition> apply(const definition& def, const workflow_state& s,
+                                              const event& e);
+
+/// Folds `history` from the initial state. Returns the final state and the
+/// commands of the last event (what was pending when the history ended).
+[[nodiscard]] caf::expected<transition> replay(const definition& def,
+                                               const std::vector<event>& history);
+
+/// Full-jitter backoff before attempt `failed_attempt + 1`: uniform in
+/// [0, min(max_backoff, base_backoff * 2^(failed_attempt-1))], drawn from a
+/// hash of (seed, node, failed_attempt). Deterministic.
+[[nodiscard]] duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& node,
+                                     uint32_t failed_attempt);
+
+/// The idempotency key of a visit: "<workflow>/<node>#<visit>".
+std::string idempotency_key(const std::string& workflow_id, const std::string& node,
+                            uint32_t visit);
+
+} // namespace troupe::kernel
