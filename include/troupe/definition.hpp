@@ -91,12 +91,21 @@ struct definition {
   const node* find(const std::string& name) const;
 };
 
-/// Where a failure of `kind` at attempt `attempt` of agent node `n` goes, or
-/// "" when it is retried. `label` receives the outcome it is routed by
-/// ("exhausted" when retries ran out, else the kind). The single rule used by
-/// validation and by the kernel.
-std::string failure_route(const node& n, failure_kind kind, uint32_t attempt,
-                          std::string* label = nullptr);
+/// What happens to an attempt that failed: retried, or routed to `target`
+/// by outcome `label` ("exhausted" when retries ran out, else the kind's
+/// name). `target` is empty and `retry` false only for a failure no route
+/// covers, which validation refuses.
+struct failure_decision {
+  bool retry = false;
+  std::string target;
+  std::string label;
+};
+
+/// The single routing rule for failures, used by validation and the kernel.
+/// A retryable kind with attempts left is retried; once they run out it goes
+/// to route "exhausted", else its own route, else the fallback. A kind that
+/// is not retryable goes to its own route, else the fallback.
+failure_decision failure_route(const node& n, failure_kind kind, uint32_t attempt);
 
 /// Fluent construction of a definition; build() validates it.
 ///

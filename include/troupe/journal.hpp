@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -40,6 +41,26 @@ public:
   virtual caf::error append(std::vector<journal_record>& batch) = 0;
   /// All records of one workflow in wf_seq order (empty if unknown).
   virtual caf::expected<std::vector<journal_record>> read(const std::string& workflow_id) const = 0;
+};
+
+/// Forwards every call to a wrapped store. Test doubles derive from it and
+/// override only what they break (a failing append, a corrupt read).
+class forwarding_journal : public journal_store {
+public:
+  /// `target` must not be null.
+  explicit forwarding_journal(std::shared_ptr<journal_store> target)
+    : target_(std::move(target)) {}
+  caf::error append(std::vector<journal_record>& batch) override {
+    return target_->append(batch);
+  }
+  caf::expected<std::vector<journal_record>> read(const std::string& workflow_id) const override {
+    return target_->read(workflow_id);
+  }
+  /// The wrapped store.
+  const std::shared_ptr<journal_store>& target() const { return target_; }
+
+private:
+  std::shared_ptr<journal_store> target_;
 };
 
 /// An in-memory store (the default until a durable one is configured).

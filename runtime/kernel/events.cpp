@@ -1,0 +1,93 @@
+// Names and times of events, commands and phases; backoff; idempotency keys;
+// state equality. Pure helpers of the workflow machine.
+#include "kernel/workflow_machine.hpp"
+
+#include <algorithm>
+
+namespace troupe::kernel {
+
+const char* kind_of(const event& e) {
+  struct {
+    const char* operator()(const workflow_started&) const { return "workflow_started"; }
+    const char* operator()(const step_scheduled&) const { return "step_scheduled"; }
+    const char* operator()(const step_completed&) const { return "step_completed"; }
+    const char* operator()(const step_failed&) const { return "step_failed"; }
+    const char* operator()(const timer_fired&) const { return "timer_fired"; }
+    const char* operator()(const signal_received&) const { return "signal_received"; }
+  } name;
+  return std::visit(name, e);
+}
+
+instant time_of(const event& e) {
+  return std::visit([](const auto& ev) { return ev.at; }, e);
+}
+
+const char* to_string(timer_kind k) {
+  switch (k) {
+    case timer_kind::step_timeout: return "step_timeout";
+    case timer_kind::retry_backoff: return "retry_backoff";
+    case timer_kind::workflow_deadline: return "workflow_deadline";
+  }
+  return "unknown";
+}
+
+const char* to_string(phase p) {
+  switch (p) {
+    case phase::not_started: return "not_started";
+    case phase::scheduling: return "scheduling";
+    case phase::running: return "running";
+    case phase::backoff: return "backoff";
+    case phase::at_gate: return "at_gate";
+    case phase::completed: return "completed";
+    case phase::failed: return "failed";
+  }
+  return "unknown";
+}
+
+bool workflow_state::operator==(const workflow_state& o) const {
+  return at == o.at && node == o.node && attempt == o.attempt && data == o.data
+         && steps == o.steps && tokens == o.tokens && seed == o.seed && started_at == o.started_at
+         && deadline == o.deadline && events == o.events && next_timer == o.next_timer
+         && timers == o.timers && visits == o.visits && outcome == o.outcome && reason == o.reason;
+}
+
+namespace {
+
+// FNV-1a: stable across platforms and library versions (std::hash is not),
+// which replay of journaled seeds needs.
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+} // namespace
+
+duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& node,
+                       uint32_t failed_attempt) {
+  auto base = static_cast<uint64_t>(std::max<int64_t>(p.base_backoff.count(), 0));
+  auto cap = static_cast<uint64_t>(std::max<int64_t>(p.max_backoff.count(), 0));
+  uint64_t ceiling = base;
+  for (uint32_t i = 1; i < failed_attempt && ceiling < cap; ++i)
+    ceiling = ceiling > cap / 2 ? cap : ceiling * 2;
+  ceiling = std::min(ceiling, cap);
+  uint64_t draw = splitmix64(seed ^ fnv1a(node) ^ splitmix64(failed_attempt));
+  return duration{static_cast<int64_t>(ceiling == 0 ? 0 : draw % (ceiling + 1))};
+}
+
+std::string idempotency_key(const std::string& workflow_id, const std::string& node,
+                            uint32_t visit) {
+  return workflow_id + "/" + node + "#" + std::to_string(visit);
+}
+
+} // namespace troupe::kernel

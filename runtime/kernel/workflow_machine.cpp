@@ -1,0 +1,328 @@
+// The workflow state machine. Pure: apply() depends on its arguments only.
+//
+// Transition table (phase x event -> phase, commands). "enter(n)" is below.
+//
+//   not_started  workflow_started{input, seed}  start_timer(deadline)?, enter(start)
+//   scheduling   step_scheduled{node, attempt}  -> running: start_timer(step_timeout),
+//                                                run_agent
+//   running      step_completed{label, patch}   cancel_timer(step_timeout); label routed:
+//                                                merge patch, enter(route[label]);
+//                                                label not routed: as step_failed(bad_output)
+//   running      step_failed{kind}              cancel_timer(step_timeout); fail(kind)
+//   running      timer_fired{step_timeout}      cancel_step; fail(timeout)
+//   backoff      timer_fired{retry_backoff}     schedule(attempt + 1)
+//   any live     timer_fired{workflow_deadline} cancel_step if running; budget
+//   at_gate      signal_received{gate, verdict} edit merges its patch; enter(route[verdict]),
+//                                                edit without a route takes approve's
+//   completed/failed  any event                 refused: workflow_finished
+//   anything else                               refused: invalid_transition
+//
+//   enter(n):    completed terminal -> completed: cancel timers, complete
+//                failed terminal    -> failed: cancel timers, fail
+//                gate               -> at_gate: await_signal
+//                agent              -> schedule(1)
+//   schedule(a): a budget is spent (max_steps, max_tokens, deadline) -> budget;
+//                else -> scheduling: schedule_step{node, a}
+//   fail(kind):  failure_route(node, kind, attempt): retry -> backoff: start_timer(
+//                retry_backoff, now + backoff_delay); else enter(target)
+//   budget:      the current node's "budget" route -> enter(it); else -> failed: cancel
+//                timers, fail{outcome "budget"}
+//
+// Invariants:
+//   1. A timer id is in state.timers exactly while it is armed; every start_timer
+//      is matched by one timer_fired or one cancel_timer.
+//   2. Only `running` has an attempt in flight; leaving it always cancels its
+//      step_timeout timer (and cancel_step when it did not end by itself).
+//   3. steps counts step_scheduled events; tokens counts every attempt's tokens.
+//   4. A finished state has no timers and takes no events.
+#include "kernel/workflow_machine.hpp"
+
+#include "troupe/errors.hpp"
+
+namespace troupe::kernel {
+
+namespace {
+
+struct builder {
+  const definition& def;
+  workflow_state s;
+  std::vector<command> out;
+  instant at;
+
+  const node& current() const { return *def.find(s.node); }
+
+  uint64_t arm(timer_kind kind, instant fire_at) {
+    auto id = s.next_timer++;
+    s.timers.emplace(id, pending_timer{kind, fire_at});
+    out.emplace_back(start_timer{id, kind, fire_at});
+    return id;
+  }
+
+  void disarm(timer_kind kind) {
+    for (auto i = s.timers.begin(); i != s.timers.end();) {
+      if (i->second.kind == kind) {
+        out.emplace_back(cancel_timer{i->first});
+        i = s.timers.erase(i);
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  void disarm_all() {
+    for (auto& t : s.timers)
+      out.emplace_back(cancel_timer{t.first});
+    s.timers.clear();
+  }
+
+  void finish(phase p, const std::string& terminal, const std::string& label,
+              const std::string& reason) {
+    disarm_all();
+    s.at = p;
+    s.outcome = label;
+    if (!terminal.empty())
+      s.node = terminal;
+    s.attempt = 0;
+    if (p == phase::completed) {
+      s.reason.clear();
+      out.emplace_back(complete{terminal});
+    } else {
+      s.reason = reason;
+      out.emplace_back(fail{terminal, label, reason});
+    }
+  }
+
+  void enter(const std::string& target, const std::string& label, const std::string& reason) {
+    const node& n = *def.find(target);
+    switch (n.kind) {
+      case node_kind::terminal:
+        if (n.terminal == terminal_kind::completed)
+          finish(phase::completed, target, label, {});
+        else
+          finish(phase::failed, target, label,
+                 reason.empty() ? "reached failed node '" + target + "' by '" + label + "'"
+                                : reason);
+        return;
+      case node_kind::gate:
+        s.node = target;
+        s.attempt = 0;
+        ++s.visits[target];
+        s.at = phase::at_gate;
+        out.emplace_back(await_signal{target});
+        return;
+      case node_kind::agent:
+        s.node = target;
+        ++s.visits[target];
+        schedule(1);
+        return;
+    }
+  }
+
+  std::string spent_budget() const {
+    const auto& b = def.limits;
+    if (b.max_steps > 0 && s.steps >= b.max_steps)
+      return "max_steps budget of " + std::to_string(b.max_steps) + " spent";
+    if (b.max_tokens > 0 && s.tokens >= b.max_tokens)
+      return "max_tokens budget of " + std::to_string(b.max_tokens) + " spent ("
+             + std::to_string(s.tokens) + " used)";
+    if (s.deadline > instant::zero() && at >= s.deadline)
+      return "deadline passed";
+    return {};
+  }
+
+  void schedule(uint32_t attempt) {
+    if (auto why = spent_budget(); !why.empty())
+      return budget(why);
+    s.at = phase::scheduling;
+    s.attempt = attempt;
+    out.emplace_back(schedule_step{s.node, attempt});
+  }
+
+  // `in_flight`: an attempt is running and must be abandoned.
+  void budget(const std::string& why, bool in_flight = false) {
+    auto reason = "node '" + s.node + "': " + why;
+    if (in_flight)
+      out.emplace_back(cancel_step{s.node, s.attempt});
+    disarm(timer_kind::step_timeout);
+    disarm(timer_kind::retry_backoff);
+    auto& routes = current().routes;
+    if (auto r = routes.find(outcome::budget); r != routes.end())
+      return enter(r->second, outcome::budget, reason);
+    finish(phase::failed, {}, outcome::budget, reason);
+  }
+
+  void failed_attempt(failure_kind kind, const std::string& why) {
+    disarm(timer_kind::step_timeout);
+    const node& n = current();
+    auto reason = "node '" + n.name + "' attempt " + std::to_string(s.attempt) + ": "
+                  + to_string(kind) + (why.empty() ? "" : ": " + why);
+    auto dec = failure_route(n, kind, s.attempt);
+    if (dec.retry) {
+      s.at = phase::backoff;
+      s.reason = reason;
+      arm(timer_kind::retry_backoff, at + backoff_delay(n.policy.retry, s.seed, n.name, s.attempt));
+      return;
+    }
+    enter(dec.target, dec.label, reason);
+  }
+};
+
+caf::error refuse(const workflow_state& s, const event& e, const std::string& why) {
+  auto code = s.finished() ? errc::workflow_finished : errc::invalid_transition;
+  std::string where = s.node.empty() ? "" : " at node '" + s.node + "'";
+  return make_error(code, std::string{kind_of(e)} + " refused in phase " + to_string(s.at) + where
+                              + ": " + why);
+}
+
+bool is_builtin_failure(const std::string& label) {
+  return label == outcome::timeout || label == outcome::crashed || label == outcome::bad_output
+         || label == outcome::circuit_open || label == outcome::exhausted
+         || label == outcome::budget;
+}
+
+// Checks that a step event names the attempt in flight.
+std::string mismatch(const workflow_state& s, const std::string& node, uint32_t attempt) {
+  if (node != s.node || attempt != s.attempt)
+    return "names attempt " + std::to_string(attempt) + " of '" + node + "', expected attempt "
+           + std::to_string(s.attempt) + " of '" + s.node + "'";
+  return {};
+}
+
+using result = caf::expected<transition>;
+
+result on(builder& b, const event& e, const workflow_started& ev) {
+  if (b.s.at != phase::not_started)
+    return refuse(b.s, e, "workflow already started");
+  if (!ev.input.is_object())
+    return refuse(b.s, e, "input must be a JSON object");
+  b.s.data = ev.input;
+  b.s.seed = ev.seed;
+  b.s.started_at = ev.at;
+  if (b.def.limits.deadline > duration::zero()) {
+    b.s.deadline = ev.at + b.def.limits.deadline;
+    b.arm(timer_kind::workflow_deadline, b.s.deadline);
+  }
+  b.enter(b.def.start, "start", {});
+  return transition{};
+}
+
+result on(builder& b, const event& e, const step_scheduled& ev) {
+  if (b.s.at != phase::scheduling)
+    return refuse(b.s, e, "no step is waiting to be scheduled");
+  if (auto why = mismatch(b.s, ev.node, ev.attempt); !why.empty())
+    return refuse(b.s, e, why);
+  const node& n = b.current();
+  b.s.at = phase::running;
+  ++b.s.steps;
+  b.arm(timer_kind::step_timeout, ev.at + n.policy.timeout);
+  b.out.emplace_back(run_agent{n.name, n.agent, ev.attempt, b.s.visits[n.name]});
+  return transition{};
+}
+
+result on(builder& b, const event& e, const step_completed& ev) {
+  if (b.s.at != phase::running)
+    return refuse(b.s, e, "no attempt is running");
+  if (auto why = mismatch(b.s, ev.node, ev.attempt); !why.empty())
+    return refuse(b.s, e, why);
+  b.s.tokens += ev.tokens;
+  const node& n = b.current();
+  auto route = n.routes.find(ev.label);
+  if (is_builtin_failure(ev.label) || route == n.routes.end()) {
+    b.failed_attempt(failure_kind::bad_output,
+                     "agent returned outcome '" + ev.label + "', which the node does not route");
+    return transition{};
+  }
+  if (!ev.patch.is_object()) {
+    b.failed_attempt(failure_kind::bad_output, "state patch is not a JSON object");
+    return transition{};
+  }
+  b.disarm(timer_kind::step_timeout);
+  b.s.data.merge_patch(ev.patch);
+  b.enter(route->second, ev.label, {});
+  return transition{};
+}
+
+result on(builder& b, const event& e, const step_failed& ev) {
+  if (b.s.at != phase::running)
+    return refuse(b.s, e, "no attempt is running");
+  if (auto why = mismatch(b.s, ev.node, ev.attempt); !why.empty())
+    return refuse(b.s, e, why);
+  b.s.tokens += ev.tokens;
+  b.failed_attempt(ev.kind, ev.reason);
+  return transition{};
+}
+
+result on(builder& b, const event& e, const timer_fired& ev) {
+  auto i = b.s.timers.find(ev.timer);
+  if (i == b.s.timers.end())
+    return refuse(b.s, e, "timer " + std::to_string(ev.timer) + " is not armed");
+  auto kind = i->second.kind;
+  b.s.timers.erase(i);
+  switch (kind) {
+    case timer_kind::step_timeout: {
+      b.out.emplace_back(cancel_step{b.s.node, b.s.attempt});
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(b.current().policy.timeout);
+      b.failed_attempt(failure_kind::timeout,
+                       "no outcome within " + std::to_string(ms.count()) + " ms");
+      break;
+    }
+    case timer_kind::retry_backoff:
+      b.schedule(b.s.attempt + 1);
+      break;
+    case timer_kind::workflow_deadline:
+      b.budget("deadline passed", b.s.at == phase::running);
+      break;
+  }
+  return transition{};
+}
+
+result on(builder& b, const event& e, const signal_received& ev) {
+  if (b.s.at != phase::at_gate)
+    return refuse(b.s, e, "the workflow is not waiting at a gate");
+  if (ev.gate != b.s.node)
+    return refuse(b.s, e, "the workflow waits at gate '" + b.s.node + "', not '" + ev.gate + "'");
+  if (ev.decision != outcome::approve && ev.decision != outcome::reject
+      && ev.decision != outcome::edit)
+    return refuse(b.s, e, "unknown verdict '" + ev.decision + "' (approve, reject or edit)");
+  const auto& routes = b.current().routes;
+  auto route = routes.find(ev.decision);
+  if (ev.decision == outcome::edit) {
+    if (!ev.patch.is_object())
+      return refuse(b.s, e, "an edit needs a JSON object patch");
+    b.s.data.merge_patch(ev.patch);
+    if (route == routes.end())
+      route = routes.find(outcome::approve);
+  }
+  std::string who = ev.by.empty() ? "" : " by '" + ev.by + "'";
+  b.enter(route->second, ev.decision,
+          "gate '" + ev.gate + "': " + ev.decision + who);
+  return transition{};
+}
+
+} // namespace
+
+caf::expected<transition> apply(const definition& def, const workflow_state& s, const event& e) {
+  if (s.finished())
+    return refuse(s, e, "the workflow has finished");
+  builder b{def, s, {}, time_of(e)};
+  auto r = std::visit([&](const auto& ev) { return on(b, e, ev); }, e);
+  if (!r)
+    return r;
+  ++b.s.events;
+  return transition{std::move(b.s), std::move(b.out)};
+}
+
+caf::expected<transition> replay(const definition& def, const std::vector<event>& history) {
+  transition t;
+  for (size_t i = 0; i < history.size(); ++i) {
+    auto next = apply(def, t.state, history[i]);
+    if (!next)
+      return make_error(errc::invalid_transition,
+                        "replay stopped at event #" + std::to_string(i + 1) + ": "
+                            + describe(next.error()));
+    t = std::move(*next);
+  }
+  return t;
+}
+
+} // namespace troupe::kernel
