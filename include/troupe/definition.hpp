@@ -44,9 +44,10 @@ struct retry_policy {
   uint32_t max_attempts = 1;
   duration base_backoff = std::chrono::milliseconds{100};
   duration max_backoff = std::chrono::seconds{10};
-  /// Failure kinds that are retried; others route at once.
+  /// Failure kinds that are retried; others route at once by their own
+  /// label (e.g. drop circuit_open and route it to a fallback model node).
   std::set<failure_kind> retryable = {failure_kind::timeout, failure_kind::crashed,
-                                      failure_kind::bad_output};
+                                      failure_kind::bad_output, failure_kind::circuit_open};
 };
 
 /// Per agent node: how long an attempt may take, how it retries, where

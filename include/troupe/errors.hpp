@@ -27,6 +27,8 @@ enum class errc : uint8_t {
   bad_signal,
   /// An event does not fit the workflow's state (kernel refused it).
   invalid_transition,
+  /// A workflow input is not a JSON object.
+  invalid_input,
   /// A configuration value is out of range or malformed.
   invalid_config,
   /// The workflow has already finished; it takes no more signals.
@@ -38,6 +40,8 @@ enum class errc : uint8_t {
   llm_unavailable,
   /// The runtime is saturated; try again later.
   overloaded,
+  /// The model's circuit breaker is open: calls fail fast until it closes.
+  circuit_open,
   /// An await ran out of time before the workflow settled.
   await_timeout,
   // -- the step's output is unusable ------------------------------------------

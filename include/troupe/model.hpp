@@ -34,13 +34,14 @@ struct llm_request {
   uint32_t max_tokens = 1024;
   bool json_output = false;    ///< reply must be a JSON document
   std::string idempotency_key; ///< of the step making the call
+  std::string request_id;      ///< unique per call: "<key>:<attempt>:<call>"
   std::string script;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, llm_request& x) {
   return f(caf::meta::type_name("llm_request"), x.model, x.messages, x.max_tokens, x.json_output,
-           x.idempotency_key, x.script);
+           x.idempotency_key, x.request_id, x.script);
 }
 
 struct llm_reply {
@@ -59,7 +60,7 @@ typename Inspector::result_type inspect(Inspector& f, llm_reply& x) {
 
 /// The embedded scripted model: deterministic replies with injectable
 /// latency and faults. Whether a given call is faulted is a pure function of
-/// (seed, idempotency key, call number), so a run is reproducible.
+/// (seed, request_id), so a run is reproducible.
 struct scripted_model_config {
   /// Reply text for a request whose `script` names this rule. Must be
   /// thread-safe and must not block. Unknown scripts get an llm_unavailable error.

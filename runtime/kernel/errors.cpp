@@ -19,11 +19,13 @@ const char* to_string(errc code) {
     case errc::unknown_workflow: return "unknown_workflow";
     case errc::bad_signal: return "bad_signal";
     case errc::invalid_transition: return "invalid_transition";
+    case errc::invalid_input: return "invalid_input";
     case errc::invalid_config: return "invalid_config";
     case errc::workflow_finished: return "workflow_finished";
     case errc::llm_timeout: return "llm_timeout";
     case errc::llm_unavailable: return "llm_unavailable";
     case errc::overloaded: return "overloaded";
+    case errc::circuit_open: return "circuit_open";
     case errc::await_timeout: return "await_timeout";
     case errc::bad_output: return "bad_output";
     case errc::agent_crashed: return "agent_crashed";
@@ -39,6 +41,7 @@ bool is_retryable(errc code) {
     case errc::llm_timeout:
     case errc::llm_unavailable:
     case errc::overloaded:
+    case errc::circuit_open:
     case errc::await_timeout:
       return true;
     default:

@@ -1,0 +1,68 @@
+// Messages exchanged between troupe's actors. Every element is inspectable
+// (CAF requires it even for local sends, and it keeps remote nodes possible):
+// JSON travels as text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/meta/type_name.hpp>
+
+#include "troupe/runtime.hpp"
+
+namespace troupe {
+
+/// Agent -> workflow: the end of one attempt.
+struct agent_report {
+  uint64_t token = 0;     ///< which spawn this is; stale tokens are dropped
+  bool ok = false;
+  std::string label;      ///< ok: the outcome label
+  std::string patch_json; ///< ok: merge patch
+  uint8_t kind = 0;       ///< !ok: failure_kind
+  std::string reason;     ///< !ok
+  uint64_t tokens = 0;    ///< tokens not already reported by usage messages
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, agent_report& x) {
+  return f(caf::meta::type_name("agent_report"), x.token, x.ok, x.label, x.patch_json, x.kind,
+           x.reason, x.tokens);
+}
+
+/// Workflow -> manager (and to callers): a workflow_info as text.
+struct info_msg {
+  std::string id;
+  std::string definition;
+  uint8_t status = 0;
+  std::string node;
+  std::string outcome;
+  std::string reason;
+  std::string state_json;
+  uint64_t steps = 0;
+  uint64_t tokens = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, info_msg& x) {
+  return f(caf::meta::type_name("info_msg"), x.id, x.definition, x.status, x.node, x.outcome,
+           x.reason, x.state_json, x.steps, x.tokens);
+}
+
+workflow_info to_info(const info_msg& m);
+
+/// Caller -> manager -> workflow: a gate decision.
+struct signal_msg {
+  std::string workflow_id;
+  std::string gate;
+  std::string verdict;
+  std::string patch_json;
+  std::string by;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, signal_msg& x) {
+  return f(caf::meta::type_name("signal_msg"), x.workflow_id, x.gate, x.verdict, x.patch_json,
+           x.by);
+}
+
+} // namespace troupe

@@ -1,0 +1,317 @@
+// The workflow actor (see the header). Logic lives in the kernel; this file
+// turns messages into events and commands into actions.
+#include "actors/workflow_actor.hpp"
+
+#include <deque>
+#include <set>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/agent_actor.hpp"
+#include "actors/atoms.hpp"
+#include "actors/messages.hpp"
+#include "kernel/workflow_machine.hpp"
+#include "persistence/event_codec.hpp"
+#include "troupe/errors.hpp"
+
+namespace troupe {
+
+namespace {
+
+using kernel::instant;
+
+// An event waiting for its turn. Events made from an agent's message carry
+// the agent's token, timer events their timer: both are checked again when
+// their turn comes, since a command carried out meanwhile may have made them
+// moot (a timed-out attempt's late reply, a cancelled timer).
+struct queued {
+  kernel::event ev;
+  caf::response_promise reply; ///< signals: answered after the ack
+  uint64_t token = 0;
+  uint64_t timer = 0;
+};
+
+struct workflow_actor_state {
+  workflow_env env;
+  std::string id;
+  kernel::workflow_state wf;
+  uint64_t wf_seq = 0;
+  std::deque<queued> inbox;
+  bool journaling = false;
+  std::set<uint64_t> armed;
+  caf::actor agent;
+  uint64_t agent_token = 0;
+  std::string agent_node;
+  uint32_t agent_attempt = 0;
+  uint64_t next_token = 1;
+  uint64_t attempt_tokens = 0;
+  static inline const char* name = "troupe.workflow";
+};
+
+using self_ptr = caf::stateful_actor<workflow_actor_state>*;
+
+instant now(self_ptr self) {
+  auto& c = self->state.env.clock;
+  if (c)
+    return c->now();
+  return std::chrono::duration_cast<instant>(self->clock().now().time_since_epoch());
+}
+
+workflow_status status_of(const kernel::workflow_state& s) {
+  switch (s.at) {
+    case kernel::phase::at_gate: return workflow_status::parked;
+    case kernel::phase::completed: return workflow_status::completed;
+    case kernel::phase::failed: return workflow_status::failed;
+    default: return workflow_status::running;
+  }
+}
+
+info_msg info(self_ptr self) {
+  auto& st = self->state;
+  info_msg m;
+  m.id = st.id;
+  m.definition = st.env.def->name;
+  m.status = static_cast<uint8_t>(status_of(st.wf));
+  m.node = st.wf.node;
+  m.outcome = st.wf.outcome;
+  m.reason = st.wf.reason;
+  m.state_json = st.wf.data.dump();
+  m.steps = st.wf.steps;
+  m.tokens = st.wf.tokens;
+  return m;
+}
+
+void pump(self_ptr self);
+
+void enqueue(self_ptr self, queued q) {
+  self->state.inbox.push_back(std::move(q));
+  pump(self);
+}
+
+budgets_left budgets_of(self_ptr self) {
+  auto& st = self->state;
+  const auto& b = st.env.def->limits;
+  budgets_left left;
+  if (b.max_steps > 0)
+    left.steps = b.max_steps > st.wf.steps ? b.max_steps - st.wf.steps : 0;
+  if (b.max_tokens > 0)
+    left.tokens = b.max_tokens > st.wf.tokens ? b.max_tokens - st.wf.tokens : 0;
+  if (st.wf.deadline > instant::zero())
+    left.time = std::max(duration::zero(), st.wf.deadline - now(self));
+  return left;
+}
+
+void stop_agent(self_ptr self) {
+  auto& st = self->state;
+  if (st.agent)
+    self->send_exit(st.agent, caf::exit_reason::kill);
+  st.agent = nullptr;
+  st.agent_token = 0;
+}
+
+void run_agent(self_ptr self, const kernel::run_agent& c) {
+  auto& st = self->state;
+  stop_agent(self); // at most one attempt in flight (kernel invariant 2)
+  step_input in;
+  in.workflow_id = st.id;
+  in.node = c.node;
+  in.agent = c.agent;
+  in.attempt = c.attempt;
+  in.token = st.next_token++;
+  in.key = kernel::idempotency_key(st.id, c.node, c.visit);
+  in.state = st.wf.data;
+  in.budget = budgets_of(self);
+  // registry::add_definition checked the agent exists; a snapshot never shrinks
+  auto impl = st.env.agents->at(c.agent);
+  st.agent_token = in.token;
+  st.agent_node = c.node;
+  st.agent_attempt = c.attempt;
+  st.attempt_tokens = 0;
+  st.agent = spawn_agent_attempt(self, st.env.model, std::move(impl), std::move(in));
+}
+
+void notify(self_ptr self) {
+  if (self->state.env.manager)
+    self->send(self->state.env.manager, status_atom::value, info(self));
+}
+
+void execute(self_ptr self, const kernel::command& cmd) {
+  auto& st = self->state;
+  struct visitor {
+    self_ptr self;
+    workflow_actor_state& st;
+    void operator()(const kernel::schedule_step& c) {
+      enqueue(self, {kernel::step_scheduled{now(self), c.node, c.attempt}, {}, 0, 0});
+    }
+    void operator()(const kernel::run_agent& c) { troupe::run_agent(self, c); }
+    void operator()(const kernel::cancel_step&) { stop_agent(self); }
+    void operator()(const kernel::start_timer& c) {
+      st.armed.insert(c.id);
+      auto delay = std::max(duration::zero(), c.fire_at - now(self));
+      self->delayed_send(self, delay, timer_atom::value, c.id);
+    }
+    void operator()(const kernel::cancel_timer& c) { st.armed.erase(c.id); }
+    void operator()(const kernel::await_signal&) { notify(self); }
+    void operator()(const kernel::complete&) { notify(self); }
+    void operator()(const kernel::fail&) { notify(self); }
+  };
+  std::visit(visitor{self, st}, cmd);
+}
+
+// A journal write failed: the state in memory is ahead of the journal, so
+// the workflow stops here and reports why. Nothing more is carried out.
+void journal_failed(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  spdlog::error("workflow {}: journal write failed: {}", st.id, describe(err));
+  stop_agent(self);
+  st.wf.at = kernel::phase::failed;
+  st.wf.outcome = "journal_write_failed";
+  st.wf.reason = describe(err);
+  for (auto& q : st.inbox)
+    if (q.reply.pending())
+      q.reply.deliver(err);
+  st.inbox.clear();
+  notify(self);
+  self->quit(err);
+}
+
+bool stale(self_ptr self, const queued& q) {
+  auto& st = self->state;
+  if (q.token != 0 && q.token != st.agent_token)
+    return true;
+  if (q.timer != 0 && st.armed.erase(q.timer) == 0)
+    return true;
+  return false;
+}
+
+void pump(self_ptr self) {
+  auto& st = self->state;
+  while (!st.journaling && !st.inbox.empty()) {
+    auto q = std::move(st.inbox.front());
+    st.inbox.pop_front();
+    if (stale(self, q))
+      continue;
+    if (q.token != 0) { // the attempt has ended; its actor quits by itself
+      st.agent = nullptr;
+      st.agent_token = 0;
+    }
+    auto t = kernel::apply(*st.env.def, st.wf, q.ev);
+    if (!t) {
+      if (q.reply.pending()) { // a caller's signal: refused, nothing changed
+        auto err = is(t.error(), errc::invalid_transition)
+                     ? make_error(errc::bad_signal, describe(t.error()))
+                     : t.error();
+        q.reply.deliver(std::move(err));
+        continue;
+      }
+      // an event of our own making was refused: a bug, never silently skipped
+      spdlog::error("workflow {}: {}", st.id, describe(t.error()));
+      stop_agent(self);
+      self->quit(t.error());
+      return;
+    }
+    st.wf = std::move(t->state);
+    auto record = persistence::to_record(st.id, ++st.wf_seq, q.ev);
+    st.journaling = true;
+    auto commands = std::make_shared<std::vector<kernel::command>>(std::move(t->commands));
+    auto reply = q.reply;
+    self->request(st.env.journal, caf::infinite, append_atom::value, std::move(record))
+      .then(
+        [self, commands, reply](uint64_t) mutable {
+          self->state.journaling = false;
+          if (reply.pending())
+            reply.deliver(caf::unit);
+          for (auto& c : *commands)
+            execute(self, c);
+          if (self->state.wf.finished()) {
+            self->quit();
+            return;
+          }
+          pump(self);
+        },
+        [self](caf::error& err) { journal_failed(self, err); });
+  }
+}
+
+caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann::json input,
+                       uint64_t seed) {
+  auto& st = self->state;
+  st.env = std::move(env);
+  st.id = std::move(id);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (!st.agent || dm.source != st.agent.address())
+      return; // an attempt we already abandoned
+    auto reason = dm.reason ? describe(dm.reason) : std::string{"exited"};
+    enqueue(self, {kernel::step_failed{now(self), st.agent_node, st.agent_attempt,
+                                       failure_kind::crashed,
+                                       "agent died without an outcome: " + reason,
+                                       st.attempt_tokens},
+                   {}, st.agent_token, 0});
+  });
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    stop_agent(self);
+    self->quit(em.reason);
+  });
+  enqueue(self, {kernel::workflow_started{now(self), std::move(input), seed}, {}, 0, 0});
+  return {
+    [self](const agent_report& r) {
+      auto& st = self->state;
+      if (r.token != st.agent_token)
+        return; // late reply of an abandoned attempt
+      auto tokens = st.attempt_tokens + r.tokens;
+      auto at = now(self);
+      if (!r.ok) {
+        enqueue(self, {kernel::step_failed{at, st.agent_node, st.agent_attempt,
+                                           static_cast<failure_kind>(r.kind), r.reason, tokens},
+                       {}, r.token, 0});
+        return;
+      }
+      auto patch = nlohmann::json::parse(r.patch_json, nullptr, false);
+      if (patch.is_discarded()) {
+        enqueue(self, {kernel::step_failed{at, st.agent_node, st.agent_attempt,
+                                           failure_kind::bad_output, "patch is not JSON", tokens},
+                       {}, r.token, 0});
+        return;
+      }
+      enqueue(self, {kernel::step_completed{at, st.agent_node, st.agent_attempt, r.label,
+                                            std::move(patch), tokens},
+                     {}, r.token, 0});
+    },
+    [self](usage_atom, uint64_t token, uint64_t tokens) {
+      if (token == self->state.agent_token)
+        self->state.attempt_tokens += tokens;
+    },
+    [self](timer_atom, uint64_t id) {
+      if (self->state.armed.count(id))
+        enqueue(self, {kernel::timer_fired{now(self), id}, {}, 0, id});
+    },
+    [self](signal_atom, const signal_msg& s) {
+      auto rp = self->make_response_promise();
+      nlohmann::json patch;
+      if (s.verdict == outcome::edit) {
+        patch = nlohmann::json::parse(s.patch_json, nullptr, false);
+        if (patch.is_discarded() || !patch.is_object()) {
+          rp.deliver(make_error(errc::bad_signal, "workflow " + self->state.id
+                                                      + ": an edit needs a JSON object patch, got '"
+                                                      + s.patch_json + "'"));
+          return rp;
+        }
+      }
+      enqueue(self, {kernel::signal_received{now(self), s.gate, s.verdict, std::move(patch), s.by},
+                     rp, 0, 0});
+      return rp;
+    },
+    [self](status_atom) { return info(self); },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, std::string id,
+                          nlohmann::json input, uint64_t seed) {
+  return sys.spawn(workflow, std::move(env), std::move(id), std::move(input), seed);
+}
+
+} // namespace troupe

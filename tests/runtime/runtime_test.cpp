@@ -1,0 +1,188 @@
+// The embedding facade end to end on real threads: registration errors,
+// start/await, gates, idempotency keys, bad input. Nothing sleeps: every
+// wait is an await on the workflow's own settlement.
+#include <catch2/catch.hpp>
+
+#include "troupe/errors.hpp"
+#include "troupe/runtime.hpp"
+
+using namespace troupe;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto patience = 10000ms; // only reached when a test is broken
+
+config quiet_config() {
+  config cfg;
+  cfg.random = seeded_random(7);
+  cfg.model.rules["echo"] = [](const llm_request& r) {
+    return nlohmann::json{{"echo", r.messages.empty() ? "" : r.messages.back().content}}.dump();
+  };
+  return cfg;
+}
+
+definition two_steps() {
+  agent_policy p;
+  p.timeout = 5s;
+  p.retry.max_attempts = 2;
+  p.retry.base_backoff = 1ms;
+  p.retry.max_backoff = 2ms;
+  return *definition_builder{"two"}
+            .agent("first", "echoer", p).on("ok", "review").on("exhausted", "failed")
+            .gate("review").on("approve", "second").on("reject", "failed")
+            .agent("second", "echoer", p).on("ok", "done").on("exhausted", "failed")
+            .completed("done")
+            .failed("failed")
+            .build();
+}
+
+void echoer(step_context& ctx) {
+  llm_request req;
+  req.script = "echo";
+  req.messages.push_back({"user", ctx.node()});
+  ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
+    step_outcome o;
+    o.patch = {{c.node(), reply["echo"]}};
+    c.finish(o);
+  });
+}
+
+struct fixture {
+  runtime rt{quiet_config()};
+  fixture() {
+    REQUIRE(!rt.register_agent("echoer", echoer));
+    REQUIRE(!rt.register_definition(two_steps()));
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "a workflow runs, parks at its gate and completes once approved") {
+  auto id = rt.start("two", {{"ticket", 1}});
+  REQUIRE(id);
+  auto parked = rt.await(*id, patience, true);
+  REQUIRE(parked);
+  CHECK(parked->status == workflow_status::parked);
+  CHECK(parked->node == "review");
+  CHECK(parked->state["first"] == "first");
+  REQUIRE(!rt.signal(*id, "review", decision::approve("alice")));
+  auto done = rt.await(*id, patience);
+  REQUIRE(done);
+  CHECK(done->status == workflow_status::completed);
+  CHECK(done->node == "done");
+  CHECK(done->state == nlohmann::json{{"ticket", 1}, {"first", "first"}, {"second", "second"}});
+  CHECK(done->steps == 2);
+  CHECK(done->tokens > 0);
+  auto h = rt.history(*id);
+  REQUIRE(h);
+  std::vector<std::string> kinds;
+  for (auto& r : *h)
+    kinds.push_back(r.kind);
+  CHECK(kinds == std::vector<std::string>{"workflow_started", "step_scheduled", "step_completed",
+                                          "signal_received", "step_scheduled", "step_completed"});
+}
+
+TEST_CASE_METHOD(fixture, "a rejected gate ends the workflow failed at the failed terminal") {
+  auto id = rt.start("two", nlohmann::json::object());
+  REQUIRE(id);
+  REQUIRE(rt.await(*id, patience, true));
+  REQUIRE(!rt.signal(*id, "review", decision::reject("bob")));
+  auto done = rt.await(*id, patience);
+  REQUIRE(done);
+  CHECK(done->status == workflow_status::failed);
+  CHECK(done->node == "failed");
+  CHECK(done->outcome == "reject");
+  CHECK(done->reason.find("bob") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "an edit merges its patch into the state") {
+  auto id = rt.start("two", {{"amount", 10}});
+  REQUIRE(id);
+  REQUIRE(rt.await(*id, patience, true));
+  REQUIRE(!rt.signal(*id, "review", decision::edit(R"({"amount": 12})", "carol")));
+  auto done = rt.await(*id, patience);
+  REQUIRE(done);
+  CHECK(done->status == workflow_status::completed);
+  CHECK(done->state["amount"] == 12);
+}
+
+TEST_CASE_METHOD(fixture, "bad signals are refused and change nothing") {
+  auto id = rt.start("two", nlohmann::json::object());
+  REQUIRE(id);
+  REQUIRE(rt.await(*id, patience, true));
+  auto unknown = rt.signal("two-nonexistent", "review", decision::approve());
+  CHECK(is(unknown, errc::unknown_workflow));
+  auto wrong_gate = rt.signal(*id, "elsewhere", decision::approve());
+  CHECK(is(wrong_gate, errc::bad_signal));
+  CHECK(describe(wrong_gate).find("waits at gate 'review'") != std::string::npos);
+  auto bad_json = rt.signal(*id, "review", decision::edit("{not json"));
+  CHECK(is(bad_json, errc::bad_signal));
+  CHECK(describe(bad_json).find("JSON object") != std::string::npos);
+  auto bad_verdict = rt.signal(*id, "review", decision{"maybe", "", ""});
+  CHECK(is(bad_verdict, errc::bad_signal));
+  auto still = rt.status(*id);
+  REQUIRE(still);
+  CHECK(still->status == workflow_status::parked);
+  CHECK(still->node == "review");
+  CHECK(rt.history(*id)->size() == 3); // nothing journaled for the refused signals
+  REQUIRE(!rt.signal(*id, "review", decision::approve()));
+  REQUIRE(rt.await(*id, patience)->status == workflow_status::completed);
+  CHECK(is(rt.signal(*id, "review", decision::approve()), errc::workflow_finished));
+}
+
+TEST_CASE_METHOD(fixture, "an idempotency key starts a workflow once") {
+  auto a = rt.start("two", nlohmann::json::object(), "order-17");
+  auto b = rt.start("two", {{"other", true}}, "order-17");
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(*a == *b);
+  auto c = rt.start("two", nlohmann::json::object(), "order-18");
+  REQUIRE(c);
+  CHECK(*c != *a);
+}
+
+TEST_CASE_METHOD(fixture, "registration and start refuse bad input with a clear error") {
+  CHECK(is(rt.register_agent("echoer", echoer), errc::unknown_agent));
+  CHECK(is(rt.register_agent("", echoer), errc::unknown_agent));
+  CHECK(is(rt.register_agent("nil", agent_ptr{}), errc::unknown_agent));
+  CHECK(is(rt.register_definition(two_steps()), errc::unknown_definition));
+  auto needs_ghost = *definition_builder{"ghostly"}
+                        .agent("a", "ghost").on("ok", "done").on("exhausted", "done")
+                        .completed("done")
+                        .build();
+  auto err = rt.register_definition(needs_ghost);
+  CHECK(is(err, errc::unknown_agent));
+  CHECK(describe(err).find("'ghost'") != std::string::npos);
+  auto unknown = rt.start("nope", nlohmann::json::object());
+  REQUIRE(!unknown);
+  CHECK(is(unknown.error(), errc::unknown_definition));
+  auto not_object = rt.start("two", nlohmann::json::array());
+  REQUIRE(!not_object);
+  CHECK(is(not_object.error(), errc::invalid_input));
+  CHECK(is(rt.await("two-missing", 10ms).error(), errc::unknown_workflow));
+  CHECK(is(rt.history("two-missing").error(), errc::unknown_workflow));
+}
+
+TEST_CASE("an invalid config is refused before anything starts") {
+  auto with = [](auto edit) {
+    config cfg;
+    edit(cfg);
+    return cfg;
+  };
+  CHECK_THROWS_WITH(runtime{with([](config& c) { c.threads = 0; })},
+                    Catch::Contains("threads"));
+  CHECK_THROWS_WITH(runtime{with([](config& c) { c.model.fail_rate = 1.5; })},
+                    Catch::Contains("fail_rate"));
+  CHECK_THROWS_WITH(runtime{with([](config& c) { c.log_level = "loud"; })},
+                    Catch::Contains("log_level"));
+}
+
+TEST_CASE("after shutdown every call says so") {
+  runtime rt{quiet_config()};
+  rt.shutdown();
+  auto id = rt.start("two", nlohmann::json::object());
+  REQUIRE(!id);
+  CHECK(is(id.error(), errc::shutting_down));
+  rt.shutdown(); // idempotent
+}
