@@ -3,7 +3,7 @@
 #include "actors/workflow_actor.hpp"
 
 #include <deque>
-#include <set>
+#include <map>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -39,7 +39,7 @@ struct workflow_actor_state {
   uint64_t wf_seq = 0;
   std::deque<queued> inbox;
   bool journaling = false;
-  std::set<uint64_t> armed;
+  std::map<uint64_t, kernel::timer_kind> armed;
   caf::actor agent;
   uint64_t agent_token = 0;
   std::string agent_node;
@@ -147,9 +147,12 @@ void execute(self_ptr self, const kernel::command& cmd) {
     void operator()(const kernel::run_agent& c) { troupe::run_agent(self, c); }
     void operator()(const kernel::cancel_step&) { stop_agent(self); }
     void operator()(const kernel::start_timer& c) {
-      st.armed.insert(c.id);
-      auto delay = std::max(duration::zero(), c.fire_at - now(self));
-      self->delayed_send(self, delay, timer_atom::value, c.id);
+      st.armed.emplace(c.id, c.kind);
+      auto delay = c.fire_at - now(self);
+      if (delay <= duration::zero())
+        self->send(self, timer_atom::value, c.id); // already due
+      else
+        self->delayed_send(self, delay, timer_atom::value, c.id);
     }
     void operator()(const kernel::cancel_timer& c) { st.armed.erase(c.id); }
     void operator()(const kernel::await_signal&) { notify(self); }
@@ -284,8 +287,9 @@ caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann
         self->state.attempt_tokens += tokens;
     },
     [self](timer_atom, uint64_t id) {
-      if (self->state.armed.count(id))
-        enqueue(self, {kernel::timer_fired{now(self), id}, {}, 0, id});
+      auto i = self->state.armed.find(id);
+      if (i != self->state.armed.end())
+        enqueue(self, {kernel::timer_fired{now(self), id, i->second}, {}, 0, id});
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

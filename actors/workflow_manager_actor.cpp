@@ -33,6 +33,7 @@ struct manager_state {
   std::unordered_map<std::string, entry> workflows;
   std::unordered_map<std::string, std::string> by_key;
   std::unordered_map<caf::actor_addr, std::string> by_addr;
+  caf::error stopping; ///< set once an exit arrived: quit when by_addr empties
   static inline const char* name = "troupe.workflow_manager";
 };
 
@@ -86,6 +87,11 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
     auto& e = st.workflows[i->second];
     st.by_addr.erase(i);
     e.actor = nullptr;
+    if (st.stopping) {
+      if (st.by_addr.empty())
+        self->quit(st.stopping);
+      return;
+    }
     if (finished(e.last))
       return;
     info_msg m = e.last;
@@ -95,20 +101,27 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
     spdlog::error("workflow {}: {}", m.id, m.reason);
     update(self, e, std::move(m));
   });
+  // Stops every live workflow and quits once all of them are down, so the
+  // journal writer and model outlive every workflow that may still call them.
   self->set_exit_handler([self](caf::exit_msg& em) {
-    for (auto& [id, e] : self->state.workflows) {
+    auto& st = self->state;
+    st.stopping = em.reason ? em.reason : caf::error{caf::exit_reason::user_shutdown};
+    for (auto& [id, e] : st.workflows) {
       if (e.actor)
         self->send_exit(e.actor, em.reason);
       for (auto& w : e.waiters)
         w.promise.deliver(make_error(errc::shutting_down, "workflow " + id));
       e.waiters.clear();
     }
-    self->quit(em.reason);
+    if (st.by_addr.empty())
+      self->quit(st.stopping);
   });
   return {
     [self](start_atom, const std::string& def_name, const std::string& input_json,
            const std::string& key) -> caf::result<std::string> {
       auto& st = self->state;
+      if (st.stopping)
+        return make_error(errc::shutting_down, "the runtime is shutting down");
       if (!key.empty())
         if (auto i = st.by_key.find(key); i != st.by_key.end())
           return i->second;

@@ -168,9 +168,13 @@ void runtime::shutdown() {
     return;
   auto& i = *impl_;
   caf::scoped_actor self{i.sys};
-  for (auto& a : {i.manager, i.model, i.journal})
+  // The manager first: it stops every workflow before it quits. Then the
+  // services the workflows were using.
+  self->send_exit(i.manager, caf::exit_reason::user_shutdown);
+  self->wait_for(i.manager);
+  for (auto& a : {i.model, i.journal})
     self->send_exit(a, caf::exit_reason::user_shutdown);
-  self->wait_for(i.manager, i.model, i.journal);
+  self->wait_for(i.model, i.journal);
   i.manager = i.model = i.journal = nullptr;
 }
 

@@ -32,7 +32,7 @@ typename Inspector::result_type inspect(Inspector& f, journal_record& x) {
 }
 
 /// Storage behind the journal writer. append() is called by one thread at a
-/// time; read() and workflows() from any thread concurrently with it.
+/// time; read() from any thread concurrently with it.
 class journal_store {
 public:
   virtual ~journal_store() = default;

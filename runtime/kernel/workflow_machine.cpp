@@ -257,6 +257,9 @@ result on(builder& b, const event& e, const timer_fired& ev) {
   if (i == b.s.timers.end())
     return refuse(b.s, e, "timer " + std::to_string(ev.timer) + " is not armed");
   auto kind = i->second.kind;
+  if (kind != ev.kind)
+    return refuse(b.s, e, "timer " + std::to_string(ev.timer) + " is a " + to_string(kind)
+                            + " timer, not " + to_string(ev.kind));
   b.s.timers.erase(i);
   switch (kind) {
     case timer_kind::step_timeout: {

@@ -49,9 +49,13 @@ struct step_failed {
   std::string reason;
   uint64_t tokens = 0;
 };
+enum class timer_kind : uint8_t { step_timeout, retry_backoff, workflow_deadline };
+const char* to_string(timer_kind k);
+
 struct timer_fired {
   instant at;
   uint64_t timer = 0;
+  timer_kind kind = timer_kind::step_timeout; ///< must match the armed timer's kind
 };
 struct signal_received {
   instant at;
@@ -87,8 +91,6 @@ struct cancel_step {
   std::string node;
   uint32_t attempt = 0;
 };
-enum class timer_kind : uint8_t { step_timeout, retry_backoff, workflow_deadline };
-const char* to_string(timer_kind k);
 /// Arm timer `id`; it comes back as timer_fired{id} at `fire_at`.
 struct start_timer {
   uint64_t id = 0;

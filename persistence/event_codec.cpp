@@ -1,0 +1,286 @@
+// The journal's record format (specified in event_codec.hpp): encoding of
+// kernel events as JSON payloads and strict decoding back. Pure; any thread.
+#include "persistence/event_codec.hpp"
+
+#include <limits>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "troupe/errors.hpp"
+
+namespace troupe::persistence {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// Version of each kind's payload this build writes and reads (invariant 3).
+constexpr uint64_t format_version = 1;
+
+constexpr failure_kind all_failure_kinds[] = {failure_kind::timeout, failure_kind::crashed,
+                                              failure_kind::bad_output,
+                                              failure_kind::circuit_open};
+
+// -- encoding -----------------------------------------------------------------
+
+json encode(const kernel::workflow_started& e) {
+  return {{"v", format_version}, {"input", e.input}, {"seed", e.seed}};
+}
+
+json encode(const kernel::step_scheduled& e) {
+  return {{"v", format_version}, {"node", e.node}, {"attempt", e.attempt}};
+}
+
+json encode(const kernel::step_completed& e) {
+  return {{"v", format_version}, {"node", e.node},   {"attempt", e.attempt},
+          {"label", e.label},    {"patch", e.patch}, {"tokens", e.tokens}};
+}
+
+json encode(const kernel::step_failed& e) {
+  return {{"v", format_version},   {"node", e.node},     {"attempt", e.attempt},
+          {"kind", to_string(e.kind)}, {"reason", e.reason}, {"tokens", e.tokens}};
+}
+
+json encode(const kernel::timer_fired& e) {
+  return {{"v", format_version}, {"timer", e.timer}, {"kind", kernel::to_string(e.kind)}};
+}
+
+json encode(const kernel::signal_received& e) {
+  return {{"v", format_version}, {"gate", e.gate}, {"decision", e.decision},
+          {"patch", e.patch},     {"by", e.by}};
+}
+
+// -- decoding -----------------------------------------------------------------
+
+/// Reads the fields of one payload object, remembering the first problem
+/// (invariants 4-6) instead of throwing; callers check failed() at the end.
+class field_reader {
+public:
+  explicit field_reader(const json& obj) : obj_(obj) {}
+
+  std::string str(const char* key) {
+    const json* f = field(key);
+    if (f == nullptr)
+      return {};
+    if (!f->is_string()) {
+      wrong_type(key, "a string", *f);
+      return {};
+    }
+    return f->get_ref<const std::string&>();
+  }
+
+  uint64_t u64(const char* key) { return unsigned_field(key, std::numeric_limits<uint64_t>::max()); }
+
+  uint32_t u32(const char* key) {
+    return static_cast<uint32_t>(unsigned_field(key, std::numeric_limits<uint32_t>::max()));
+  }
+
+  json any(const char* key) {
+    const json* f = field(key);
+    return f != nullptr ? *f : json{};
+  }
+
+  /// Records the first problem found; later ones are consequences.
+  void fail(std::string what) {
+    if (problem_.empty())
+      problem_ = std::move(what);
+  }
+
+  bool failed() const { return !problem_.empty(); }
+
+  /// The first problem found, "" if none.
+  const std::string& problem() const { return problem_; }
+
+  /// Fails on the first field that was never read (invariant 5).
+  void check_all_read() {
+    if (failed() || seen_.size() == obj_.size())
+      return;
+    for (const auto& item : obj_.items()) {
+      bool known = false;
+      for (const auto& k : seen_)
+        known = known || k == item.key();
+      if (!known)
+        return fail("unexpected field '" + item.key() + "'");
+    }
+  }
+
+private:
+  const json* field(const char* key) {
+    auto it = obj_.find(key);
+    if (it == obj_.end()) {
+      fail(std::string{"missing field '"} + key + "'");
+      return nullptr;
+    }
+    seen_.emplace_back(key);
+    return &*it;
+  }
+
+  uint64_t unsigned_field(const char* key, uint64_t max) {
+    const json* f = field(key);
+    if (f == nullptr)
+      return 0;
+    if (!f->is_number_unsigned()) {
+      wrong_type(key, "an unsigned integer", *f);
+      return 0;
+    }
+    auto value = f->get<uint64_t>();
+    if (value > max) {
+      fail("field '" + std::string{key} + "': " + std::to_string(value) + " is out of range");
+      return 0;
+    }
+    return value;
+  }
+
+  void wrong_type(const char* key, const char* expected, const json& got) {
+    auto shown = got.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (shown.size() > 40) { // cut on a UTF-8 character boundary
+      size_t cut = 37;
+      while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80)
+        --cut;
+      shown = shown.substr(0, cut) + "...";
+    }
+    fail("field '" + std::string{key} + "': expected " + expected + ", got " + got.type_name() +
+         " " + shown);
+  }
+
+  const json& obj_;
+  std::vector<std::string> seen_;
+  std::string problem_;
+};
+
+caf::error corrupt(const journal_record& r, const std::string& what) {
+  return make_error(errc::journal_corrupt, r.workflow_id + " #" + std::to_string(r.wf_seq) +
+                                               " (" + r.kind + "): " + what);
+}
+
+failure_kind read_failure_kind(field_reader& in) {
+  auto name = in.str("kind");
+  for (auto k : all_failure_kinds)
+    if (name == to_string(k))
+      return k;
+  in.fail("field 'kind': unknown failure kind '" + name + "'");
+  return failure_kind::crashed;
+}
+
+kernel::timer_kind read_timer_kind(field_reader& in) {
+  auto name = in.str("kind");
+  for (auto k : {kernel::timer_kind::step_timeout, kernel::timer_kind::retry_backoff,
+                 kernel::timer_kind::workflow_deadline})
+    if (name == kernel::to_string(k))
+      return k;
+  in.fail("field 'kind': unknown timer kind '" + name + "'");
+  return kernel::timer_kind::step_timeout;
+}
+
+/// Reads one kind's fields (invariants 4-7); problems stay in the reader.
+using field_decoder = kernel::event (*)(kernel::instant at, field_reader& in);
+
+struct kind_entry {
+  const char* name;
+  field_decoder decode;
+};
+
+// Braced initializers evaluate left to right, so fields are read in order.
+const kind_entry kinds[] = {
+  {"workflow_started",
+   [](kernel::instant at, field_reader& in) -> kernel::event {
+     return kernel::workflow_started{at, in.any("input"), in.u64("seed")};
+   }},
+  {"step_scheduled",
+   [](kernel::instant at, field_reader& in) -> kernel::event {
+     return kernel::step_scheduled{at, in.str("node"), in.u32("attempt")};
+   }},
+  {"step_completed",
+   [](kernel::instant at, field_reader& in) -> kernel::event {
+     return kernel::step_completed{at,           in.str("node"),  in.u32("attempt"),
+                                   in.str("label"), in.any("patch"), in.u64("tokens")};
+   }},
+  {"step_failed",
+   [](kernel::instant at, field_reader& in) -> kernel::event {
+     return kernel::step_failed{at,                    in.str("node"),   in.u32("attempt"),
+                                read_failure_kind(in), in.str("reason"), in.u64("tokens")};
+   }},
+  {"timer_fired",
+   [](kernel::instant at, field_reader& in) -> kernel::event {
+     return kernel::timer_fired{at, in.u64("timer"), read_timer_kind(in)};
+   }},
+  {"signal_received",
+   [](kernel::instant at, field_reader& in) -> kernel::event {
+     return kernel::signal_received{at, in.str("gate"), in.str("decision"), in.any("patch"),
+                                    in.str("by")};
+   }},
+};
+
+} // namespace
+
+journal_record to_record(const std::string& workflow_id, uint64_t wf_seq,
+                         const kernel::event& e) {
+  journal_record r;
+  r.workflow_id = workflow_id;
+  r.wf_seq = wf_seq;
+  r.kind = kernel::kind_of(e);
+  r.at_ns = static_cast<int64_t>(kernel::time_of(e).count());
+  auto payload = std::visit([](const auto& x) { return encode(x); }, e);
+  r.payload = payload.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+caf::expected<kernel::event> from_record(const journal_record& r) {
+  const kind_entry* entry = nullptr;
+  for (const auto& k : kinds)
+    if (r.kind == k.name)
+      entry = &k;
+  if (entry == nullptr) // invariant 1
+    return corrupt(r, "unknown event kind");
+  json payload;
+  try { // invariant 2
+    payload = json::parse(r.payload);
+  } catch (const json::exception& ex) {
+    return corrupt(r, std::string{"payload is not JSON: "} + ex.what());
+  }
+  if (!payload.is_object())
+    return corrupt(r, std::string{"payload is a JSON "} + payload.type_name() + ", not an object");
+  field_reader in{payload};
+  auto version = in.u64("v"); // invariant 3
+  if (in.failed())
+    return corrupt(r, in.problem());
+  if (version != format_version)
+    return corrupt(r, "unknown version " + std::to_string(version) + " (this build reads " +
+                          std::to_string(format_version) + ")");
+  auto out = entry->decode(kernel::instant{r.at_ns}, in);
+  in.check_all_read();
+  if (in.failed())
+    return corrupt(r, in.problem());
+  return out;
+}
+
+caf::expected<std::vector<kernel::event>>
+decode_history(const std::vector<journal_record>& records) {
+  std::vector<kernel::event> out;
+  out.reserve(records.size());
+  for (const auto& r : records) { // invariant 8
+    uint64_t expected = out.size() + 1;
+    const auto& first = records.front().workflow_id;
+    if (r.workflow_id != first)
+      return corrupt(r, "record of another workflow in the history of '" + first + "'");
+    if (r.wf_seq == 0)
+      return corrupt(r, "wf_seq 0 is invalid (the first record is #1)");
+    if (r.wf_seq < expected)
+      return corrupt(r, "duplicate wf_seq (expected #" + std::to_string(expected) + ")");
+    if (r.wf_seq > expected) {
+      auto missing = r.wf_seq == expected + 1
+                       ? "#" + std::to_string(expected) + " is missing"
+                       : "#" + std::to_string(expected) + " to #" +
+                           std::to_string(r.wf_seq - 1) + " are missing";
+      return corrupt(r, "gap in wf_seq: " + missing);
+    }
+    auto e = from_record(r);
+    if (!e)
+      return std::move(e.error());
+    out.emplace_back(std::move(*e));
+  }
+  return out;
+}
+
+} // namespace troupe::persistence

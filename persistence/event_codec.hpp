@@ -1,0 +1,67 @@
+// The journal's record format: kernel events to journal_records and back.
+// Pure (no I/O, no actors). The workflow actor encodes each event before it
+// is journaled; recovery, tests and the CLI decode a workflow's history.
+//
+// FORMAT (version 1 of every kind). A record carries the event's kind in
+// `kind`, its time in `at_ns` (instant::count()) and every other field in
+// `payload`, a compact JSON object (UTF-8, no whitespace):
+//
+//   kind               payload fields (JSON type)
+//   ----------------   ------------------------------------------------------
+//   workflow_started   v (1), input (any JSON), seed (unsigned 64)
+//   step_scheduled     v (1), node (string), attempt (unsigned 32)
+//   step_completed     v (1), node (string), attempt (unsigned 32),
+//                      label (string), patch (any JSON), tokens (unsigned 64)
+//   step_failed        v (1), node (string), attempt (unsigned 32),
+//                      kind (string: "timeout" | "crashed" | "bad_output" |
+//                      "circuit_open"), reason (string), tokens (unsigned 64)
+//   timer_fired        v (1), timer (unsigned 64), kind (string: step_timeout |
+//                      retry_backoff | workflow_deadline)
+//   signal_received    v (1), gate (string), decision (string),
+//                      patch (any JSON, null when not an edit), by (string)
+//
+//   e.g. kind "step_scheduled", payload {"attempt":1,"node":"extract","v":1}
+//
+// Invariants (decoding enforces each; a violation is errc::journal_corrupt
+// with context "<workflow id> #<wf_seq> (<kind>): <what is wrong>"):
+//   (1) `kind` is one of the six names above.
+//   (2) `payload` parses as a JSON object.
+//   (3) `v` is the version of that kind this build knows (1 for all today).
+//       A format change bumps `v` of the kinds it touches and edits this
+//       comment first; old versions stay decodable.
+//   (4) Every field listed for the kind is present with its type; "any JSON"
+//       includes null but the key must exist. Nothing is defaulted.
+//   (5) No field other than those listed is present.
+//   (6) Unsigned fields are non-negative integers within their width.
+//   (7) The failure kind is one of the listed names.
+//   (8) A history's records belong to one workflow and have wf_seq 1, 2, 3,
+//       ... in order, without gaps or duplicates (decode_history only).
+// Encoding replaces bytes that are not valid UTF-8 by U+FFFD; all other
+// values round-trip exactly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "kernel/workflow_machine.hpp"
+#include "troupe/journal.hpp"
+
+namespace troupe::persistence {
+
+/// Encodes `e` as record number `wf_seq` of workflow `workflow_id`. The
+/// record's global `seq` is left 0: the store assigns it. Never fails.
+journal_record to_record(const std::string& workflow_id, uint64_t wf_seq,
+                         const kernel::event& e);
+
+/// Decodes one record, enforcing invariants (1)-(7) above.
+caf::expected<kernel::event> from_record(const journal_record& r);
+
+/// Decodes a workflow's whole history (as journal_store::read returns it),
+/// enforcing invariants (1)-(8). An empty history decodes to no events.
+caf::expected<std::vector<kernel::event>>
+decode_history(const std::vector<journal_record>& records);
+
+} // namespace troupe::persistence

@@ -1,0 +1,130 @@
+// A runtime's service actors (journal writer, scripted model, workflow
+// manager) under CAF's deterministic test coordinator: time only passes when
+// a test advances it, and messages only run when it says sched.run().
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "actors/atoms.hpp"
+#include "actors/messages.hpp"
+#include "actors/scripted_model_actor.hpp"
+#include "actors/workflow_manager_actor.hpp"
+#include "kernel/workflow_machine.hpp"
+#include "persistence/event_codec.hpp"
+#include "persistence/journal_writer_actor.hpp"
+#include "runtime/registry.hpp"
+#include "troupe/errors.hpp"
+
+#include "support/caf_catch.hpp"
+
+namespace troupe::testing {
+
+/// A journal whose appends fail while `failing` is set.
+class flaky_journal : public forwarding_journal {
+public:
+  using forwarding_journal::forwarding_journal;
+  bool failing = false;
+  caf::error append(std::vector<journal_record>& batch) override {
+    if (failing)
+      return make_error(errc::journal_write_failed, "injected: disk full");
+    return forwarding_journal::append(batch);
+  }
+};
+
+struct actor_fixture : test_coordinator_fixture<> {
+  std::shared_ptr<registry> reg = std::make_shared<registry>();
+  std::shared_ptr<flaky_journal> store = std::make_shared<flaky_journal>(make_memory_journal());
+  scripted_model_config model_cfg;
+  caf::actor journal, model, manager;
+
+  /// Spawns the service actors; call after filling reg and model_cfg.
+  void boot() {
+    journal = persistence::spawn_journal_writer(sys, store, 64);
+    model = spawn_scripted_model(sys, model_cfg);
+    manager = spawn_workflow_manager(sys, {reg, journal, model, nullptr, seeded_random(1)});
+    sched.run();
+  }
+
+  ~actor_fixture() {
+    for (auto& a : {manager, model, journal})
+      if (a)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// Sends to the manager, runs every message (no time passes), returns the reply.
+  template <class T, class... Ts>
+  caf::expected<T> call(Ts&&... xs) {
+    self->send(manager, std::forward<Ts>(xs)...);
+    sched.run();
+    caf::expected<T> result{caf::error{}};
+    bool got = false;
+    self->receive([&](T& x) { result = std::move(x); got = true; },
+                  [&](caf::error& e) { result = std::move(e); got = true; },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    if (!got)
+      result = make_error(errc::await_timeout, "no reply");
+    return result;
+  }
+
+  std::string start(const std::string& def, nlohmann::json input = nlohmann::json::object()) {
+    auto id = call<std::string>(start_atom::value, def, input.dump(), std::string{});
+    REQUIRE(id);
+    return *id;
+  }
+
+  caf::error signal(const std::string& id, const std::string& gate, const std::string& verdict,
+                    const std::string& patch = {}) {
+    self->send(manager, signal_atom::value, signal_msg{id, gate, verdict, patch, "tester"});
+    sched.run();
+    caf::error result = make_error(errc::await_timeout, "no reply");
+    self->receive([&]() { result = caf::error{}; }, [&](caf::error& e) { result = std::move(e); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    return result;
+  }
+
+  info_msg status(const std::string& id) {
+    auto r = call<info_msg>(status_atom::value, id);
+    REQUIRE(r);
+    return *r;
+  }
+
+  /// The workflow's journal decoded into kernel events.
+  std::vector<kernel::event> events(const std::string& id) {
+    auto records = store->read(id);
+    REQUIRE(records);
+    auto evs = persistence::decode_history(*records);
+    REQUIRE(evs);
+    return *evs;
+  }
+
+  /// "kind node#attempt" per event, for compact assertions.
+  std::vector<std::string> trace(const std::string& id) {
+    std::vector<std::string> out;
+    for (auto& e : events(id)) {
+      std::string s = kernel::kind_of(e);
+      if (auto p = std::get_if<kernel::step_scheduled>(&e))
+        s += " " + p->node + "#" + std::to_string(p->attempt);
+      else if (auto p = std::get_if<kernel::step_completed>(&e))
+        s += " " + p->node + "#" + std::to_string(p->attempt) + " " + p->label;
+      else if (auto p = std::get_if<kernel::step_failed>(&e))
+        s += " " + p->node + "#" + std::to_string(p->attempt) + " " + to_string(p->kind);
+      else if (auto p = std::get_if<kernel::timer_fired>(&e))
+        s += std::string{" "} + kernel::to_string(p->kind);
+      else if (auto p = std::get_if<kernel::signal_received>(&e))
+        s += " " + p->gate + " " + p->decision;
+      out.push_back(s);
+    }
+    return out;
+  }
+
+  /// Time since the test clock's start, for asserting event times.
+  kernel::instant now() const {
+    return std::chrono::duration_cast<kernel::instant>(sched.clock().now().time_since_epoch());
+  }
+};
+
+} // namespace troupe::testing

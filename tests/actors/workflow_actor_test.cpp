@@ -1,0 +1,394 @@
+// The workflow actor under deterministic time: timeouts, backoff, crashes,
+// bad output, budgets, gates, stale replies and journal failures, each
+// caused on purpose and asserted against the journal.
+#include "actors/actor_fixture.hpp"
+
+using namespace troupe;
+using namespace troupe::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+agent_policy policy(duration timeout, uint32_t attempts, duration base = 1s, duration max = 4s) {
+  agent_policy p;
+  p.timeout = timeout;
+  p.retry.max_attempts = attempts;
+  p.retry.base_backoff = base;
+  p.retry.max_backoff = max;
+  return p;
+}
+
+// Asks the model for JSON and finishes with {"<node>": reply}.
+void asker(step_context& ctx) {
+  llm_request req;
+  req.script = "json";
+  req.messages.push_back({"user", "hello model"});
+  ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
+    step_outcome o;
+    o.patch = {{c.node(), reply}};
+    c.finish(o);
+  });
+}
+
+std::vector<std::string> seen_keys; // agents run on the test's only thread
+
+struct fixture : actor_fixture {
+  fixture() {
+    seen_keys.clear();
+    model_cfg.rules["json"] = [](const llm_request&) { return std::string{R"({"v": 1})"}; };
+    REQUIRE(!reg->add_agent("asker", make_agent(asker)));
+    REQUIRE(!reg->add_agent("thrower", make_agent([](step_context&) -> void {
+      throw std::runtime_error("boom");
+    })));
+    REQUIRE(!reg->add_agent("forgetful", make_agent([](step_context&) {})));
+    REQUIRE(!reg->add_agent("weird", make_agent([](step_context& c) { c.finish({"weird"}); })));
+    REQUIRE(!reg->add_agent("again", make_agent([](step_context& c) {
+      seen_keys.push_back(c.idempotency_key());
+      c.finish({"again"});
+    })));
+    REQUIRE(!reg->add_agent("flaky_once", make_agent([](step_context& c) {
+      seen_keys.push_back(c.idempotency_key());
+      if (c.attempt() == 1)
+        return c.fail(failure_kind::crashed, "first attempt fails");
+      c.finish({});
+    })));
+  }
+
+  void define(caf::expected<definition> d) {
+    REQUIRE(d);
+    REQUIRE(!reg->add_definition(std::move(*d)));
+  }
+
+  // Runs messages and fires timers in order until the workflow finishes.
+  info_msg run_to_end(const std::string& id, int max_timers = 50) {
+    sched.run();
+    for (int i = 0; i < max_timers; ++i) {
+      auto s = status(id);
+      if (static_cast<workflow_status>(s.status) == workflow_status::completed
+          || static_cast<workflow_status>(s.status) == workflow_status::failed)
+        return s;
+      REQUIRE(trigger_timeout());
+      sched.run();
+    }
+    FAIL("workflow " << id << " did not finish");
+    return {};
+  }
+
+  kernel::instant at(const std::string& id, size_t i) { return kernel::time_of(events(id).at(i)); }
+  uint64_t seed(const std::string& id) {
+    return std::get<kernel::workflow_started>(events(id).at(0)).seed;
+  }
+};
+
+definition_builder retry_then_gate(const char* agent) {
+  return std::move(definition_builder{"retry"}
+                     .agent("a", agent, policy(5s, 3)).on("ok", "done").on("exhausted", "review")
+                     .gate("review").on("approve", "done").on("reject", "rejected")
+                     .completed("done")
+                     .failed("rejected"));
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "a silent model times out at exactly the step timeout, retries after "
+                          "the seeded backoff, and exhausted attempts park at the gate") {
+  model_cfg.timeout_rate = 1.0;
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  auto t0 = now();
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1"});
+  CHECK(advance_time(5s - 1ns) == 0);
+  sched.run();
+  CHECK(trace(id).size() == 2);
+  CHECK(advance_time(1ns) == 1);
+  sched.run();
+  CHECK(trace(id).back() == "timer_fired step_timeout");
+  CHECK(at(id, 2) == t0 + 5s);
+  auto p = policy(5s, 3);
+  auto b1 = kernel::backoff_delay(p.retry, seed(id), "a", 1);
+  auto b2 = kernel::backoff_delay(p.retry, seed(id), "a", 2);
+  if (b1 > 0ns) {
+    advance_time(b1 - 1ns);
+    sched.run();
+    CHECK(trace(id).size() == 3);
+  }
+  for (int i = 0; i < 8 && static_cast<workflow_status>(status(id).status)
+                               != workflow_status::parked; ++i) {
+    REQUIRE(trigger_timeout());
+    sched.run();
+  }
+  CHECK(trace(id) == std::vector<std::string>{
+    "workflow_started", "step_scheduled a#1", "timer_fired step_timeout",
+    "timer_fired retry_backoff", "step_scheduled a#2", "timer_fired step_timeout",
+    "timer_fired retry_backoff", "step_scheduled a#3", "timer_fired step_timeout"});
+  auto ev = events(id);
+  CHECK(kernel::time_of(ev.at(4)) == t0 + 5s + b1);       // attempt 2 starts after backoff 1
+  CHECK(kernel::time_of(ev.at(7)) == t0 + 10s + b1 + b2); // attempt 3 after backoff 2
+  CHECK(kernel::time_of(ev.at(8)) == t0 + 15s + b1 + b2); // and times out 5 s later
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::parked);
+  CHECK(s.node == "review");
+  CHECK(s.steps == 3);
+  REQUIRE(!signal(id, "review", "approve"));
+  CHECK(static_cast<workflow_status>(status(id).status) == workflow_status::completed);
+}
+
+TEST_CASE_METHOD(fixture, "an agent that throws is a crashed attempt, never a crashed workflow") {
+  define(definition_builder{"throws"}
+           .agent("a", "thrower", policy(5s, 2)).on("ok", "done").on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("throws");
+  auto s = run_to_end(id);
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",
+                                              "step_failed a#1 crashed",
+                                              "timer_fired retry_backoff",
+                                              "step_scheduled a#2", "step_failed a#2 crashed"});
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.node == "gave_up");
+  CHECK(s.outcome == "exhausted");
+  CHECK(s.reason.find("agent threw: boom") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "an agent that returns without an outcome is crashed at once") {
+  define(definition_builder{"forgets"}
+           .agent("a", "forgetful", policy(1h, 1)).on("ok", "done").on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("forgets");
+  sched.run(); // no time passes: the crash is not a timeout
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(trace(id).back() == "step_failed a#1 crashed");
+  CHECK(s.reason.find("without finish() or fail()") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "malformed model output is bad_output") {
+  model_cfg.malformed_rate = 1.0;
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  sched.run();
+  CHECK(trace(id).back() == "step_failed a#1 bad_output");
+  auto failed = std::get<kernel::step_failed>(events(id).back());
+  CHECK(failed.reason.find("not a JSON object") != std::string::npos);
+  CHECK(failed.tokens > 0); // the malformed reply still cost tokens
+}
+
+TEST_CASE_METHOD(fixture, "a model error fails the attempt as crashed with the model's reason") {
+  model_cfg.fail_rate = 1.0;
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  sched.run();
+  auto failed = std::get<kernel::step_failed>(events(id).back());
+  CHECK(failed.kind == failure_kind::crashed);
+  CHECK(failed.reason.find("llm_unavailable") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "an outcome label the node does not route is bad_output") {
+  define(definition_builder{"weird"}
+           .agent("a", "weird", policy(5s, 1)).on("ok", "done").on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("weird");
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.reason.find("outcome 'weird'") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "max_steps stops a looping agent with the budget outcome") {
+  budgets b;
+  b.max_steps = 4;
+  define(definition_builder{"loop"}
+           .agent("a", "again", policy(5s, 1)).on("again", "a").on("ok", "done")
+           .on("exhausted", "done")
+           .completed("done")
+           .limits(b)
+           .build());
+  boot();
+  auto id = start("loop");
+  auto s = run_to_end(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.outcome == "budget");
+  CHECK(s.steps == 4);
+  CHECK(s.reason.find("max_steps") != std::string::npos);
+  // each visit has its own idempotency key
+  CHECK(seen_keys == std::vector<std::string>{id + "/a#1", id + "/a#2", id + "/a#3", id + "/a#4"});
+}
+
+TEST_CASE_METHOD(fixture, "an idempotency key is stable across the attempts of one visit") {
+  define(definition_builder{"flaky"}
+           .agent("a", "flaky_once", policy(5s, 2)).on("ok", "done").on("exhausted", "done")
+           .completed("done")
+           .build());
+  boot();
+  auto id = start("flaky");
+  run_to_end(id);
+  CHECK(seen_keys == std::vector<std::string>{id + "/a#1", id + "/a#1"});
+}
+
+TEST_CASE_METHOD(fixture, "max_tokens stops a workflow once its model calls spent the budget") {
+  budgets b;
+  b.max_tokens = 20; // each asker call costs ~10 tokens
+  b.max_steps = 100;
+  define(definition_builder{"spend"}
+           .agent("a", "asker", policy(5s, 1)).on("ok", "b").on("exhausted", "done")
+           .agent("b", "asker", policy(5s, 1)).on("ok", "c").on("exhausted", "done")
+           .agent("c", "asker", policy(5s, 1)).on("ok", "d").on("exhausted", "done")
+           .agent("d", "asker", policy(5s, 1)).on("ok", "done").on("exhausted", "done")
+           .completed("done")
+           .limits(b)
+           .build());
+  boot();
+  auto id = start("spend");
+  auto s = run_to_end(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.outcome == "budget");
+  CHECK(s.tokens >= 20);
+  CHECK(s.steps < 4);
+  CHECK(s.reason.find("max_tokens") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "a deadline reached while parked takes the gate's budget route") {
+  budgets b;
+  b.deadline = 1min;
+  define(definition_builder{"expiring"}
+           .gate("g").on("approve", "done").on("reject", "done").on("budget", "expired")
+           .completed("done")
+           .failed("expired")
+           .limits(b)
+           .build());
+  boot();
+  auto id = start("expiring");
+  CHECK(static_cast<workflow_status>(status(id).status) == workflow_status::parked);
+  CHECK(advance_time(1min - 1ns) == 0);
+  CHECK(advance_time(1ns) == 1);
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.node == "expired");
+  CHECK(s.outcome == "budget");
+  CHECK(is(signal(id, "g", "approve"), errc::workflow_finished));
+}
+
+TEST_CASE_METHOD(fixture, "a deadline reached mid-attempt abandons the attempt") {
+  model_cfg.timeout_rate = 1.0;
+  budgets b;
+  b.deadline = 1min;
+  define(definition_builder{"slow"}
+           .agent("a", "asker", policy(10min, 1)).on("ok", "done").on("exhausted", "done")
+           .completed("done")
+           .limits(b)
+           .build());
+  boot();
+  auto id = start("slow");
+  advance_time(1min);
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.outcome == "budget");
+  CHECK(s.reason.find("deadline") != std::string::npos);
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",
+                                              "timer_fired workflow_deadline"});
+}
+
+TEST_CASE_METHOD(fixture, "the late reply of a timed-out attempt never reaches the workflow") {
+  model_cfg.latency = 7s; // every reply comes after the 5 s step timeout
+  define(definition_builder{"late"}
+           .agent("a", "asker", policy(5s, 2, 0s, 0s)).on("ok", "done").on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("late");
+  CHECK(advance_time(5s) == 1); // attempt 1 times out; attempt 2 starts at once (no backoff)
+  sched.run();
+  CHECK(trace(id).back() == "step_scheduled a#2");
+  advance_time(2s); // attempt 1's reply is due now: its actor was stopped
+  sched.run();
+  CHECK(trace(id).back() == "step_scheduled a#2");
+  advance_time(3s); // attempt 2 times out too
+  sched.run();
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",
+                                              "timer_fired step_timeout",
+                                              "timer_fired retry_backoff", "step_scheduled a#2",
+                                              "timer_fired step_timeout"});
+  auto s = status(id);
+  CHECK(s.node == "gave_up");
+  CHECK(s.outcome == "exhausted");
+}
+
+TEST_CASE_METHOD(fixture, "a gate refuses bad signals without journaling them, then takes an edit") {
+  define(definition_builder{"gated"}
+           .gate("g").on("approve", "a").on("reject", "rejected").on("edit", "a")
+           .agent("a", "asker", policy(5s, 1)).on("ok", "done").on("exhausted", "rejected")
+           .completed("done")
+           .failed("rejected")
+           .build());
+  boot();
+  auto id = start("gated", {{"amount", 1}});
+  REQUIRE(static_cast<workflow_status>(status(id).status) == workflow_status::parked);
+  auto other = signal(id, "other", "approve");
+  CHECK(is(other, errc::bad_signal));
+  CHECK(describe(other).find("waits at gate 'g'") != std::string::npos);
+  CHECK(is(signal(id, "g", "maybe"), errc::bad_signal));
+  CHECK(is(signal(id, "g", "edit", "{bad"), errc::bad_signal));
+  CHECK(is(signal(id, "g", "edit", "[1]"), errc::bad_signal));
+  CHECK(is(signal("gated-unknown", "g", "approve"), errc::unknown_workflow));
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started"});
+  REQUIRE(!signal(id, "g", "edit", R"({"amount": 2})"));
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::completed);
+  CHECK(nlohmann::json::parse(s.state_json)["amount"] == 2);
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "signal_received g edit",
+                                              "step_scheduled a#1", "step_completed a#1 ok"});
+  CHECK(is(signal(id, "g", "approve"), errc::workflow_finished));
+}
+
+TEST_CASE_METHOD(fixture, "await with or_parked answers when the workflow parks") {
+  define(definition_builder{"parks"}
+           .gate("g").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .build());
+  boot();
+  auto id = start("parks");
+  auto parked = call<info_msg>(await_atom::value, id, true);
+  REQUIRE(parked);
+  CHECK(static_cast<workflow_status>(parked->status) == workflow_status::parked);
+  self->send(manager, await_atom::value, id, false); // waits for the end
+  sched.run();
+  REQUIRE(!signal(id, "g", "approve"));
+  bool done = false;
+  self->receive([&](info_msg& m) {
+    done = static_cast<workflow_status>(m.status) == workflow_status::completed;
+  }, caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(done);
+}
+
+TEST_CASE_METHOD(fixture, "a failing journal stops the workflow with journal_write_failed and "
+                          "nothing after the failure is carried out") {
+  model_cfg.latency = 1s;
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  CHECK(trace(id).size() == 2); // started, scheduled
+  store->failing = true;
+  advance_time(1s); // the model answers; journaling step_completed fails
+  sched.run();
+  store->failing = false;
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.outcome == "journal_write_failed");
+  CHECK(s.reason.find("disk full") != std::string::npos);
+  CHECK(trace(id).size() == 2); // nothing after the failed write
+  CHECK(is(signal(id, "review", "approve"), errc::workflow_finished));
+}

@@ -1,0 +1,278 @@
+// The journal record format: every event kind round-trips, every kind of
+// corruption is journal_corrupt naming the workflow, seq and kind.
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "persistence/event_codec.hpp"
+#include "troupe/errors.hpp"
+
+using namespace troupe;
+using namespace troupe::kernel;
+using troupe::persistence::decode_history;
+using troupe::persistence::from_record;
+using troupe::persistence::to_record;
+using Catch::Matchers::Contains;
+using json = nlohmann::json;
+
+namespace {
+
+// Field-by-field equality; the kernel's events have no operator==.
+bool same(const workflow_started& a, const workflow_started& b) {
+  return a.at == b.at && a.input == b.input && a.seed == b.seed;
+}
+bool same(const step_scheduled& a, const step_scheduled& b) {
+  return a.at == b.at && a.node == b.node && a.attempt == b.attempt;
+}
+bool same(const step_completed& a, const step_completed& b) {
+  return a.at == b.at && a.node == b.node && a.attempt == b.attempt && a.label == b.label &&
+         a.patch == b.patch && a.tokens == b.tokens;
+}
+bool same(const step_failed& a, const step_failed& b) {
+  return a.at == b.at && a.node == b.node && a.attempt == b.attempt && a.kind == b.kind &&
+         a.reason == b.reason && a.tokens == b.tokens;
+}
+bool same(const timer_fired& a, const timer_fired& b) {
+  return a.at == b.at && a.timer == b.timer && a.kind == b.kind;
+}
+bool same(const signal_received& a, const signal_received& b) {
+  return a.at == b.at && a.gate == b.gate && a.decision == b.decision && a.patch == b.patch &&
+         a.by == b.by;
+}
+bool same(const event& a, const event& b) {
+  if (a.index() != b.index())
+    return false;
+  return std::visit([&b](const auto& x) { return same(x, std::get<std::decay_t<decltype(x)>>(b)); },
+                    a);
+}
+
+const json nested_patch = json::parse(R"({
+  "résumé": {"naïve": ["😀", null, 1.5, -3, true, {"深い": {"x": []}}]},
+  "remove_me": null, "n": 18446744073709551615})");
+
+/// One event of every kind, with every field set to a non-default value.
+std::vector<event> sample_history() {
+  return {
+    workflow_started{instant{1'000}, json{{"ticket", "Größe: 42 — ✓"}, {"tags", {"a", "b"}}},
+                     std::numeric_limits<uint64_t>::max()},
+    step_scheduled{instant{2'000}, "extract_ステップ", 1},
+    step_failed{instant{3'000}, "extract_ステップ", 1, failure_kind::circuit_open,
+                "quote \" backslash \\ newline \n tab \t ctl \x01", 17},
+    step_scheduled{instant{4'000}, "extract_ステップ", std::numeric_limits<uint32_t>::max()},
+    step_completed{instant{5'000}, "extract_ステップ", std::numeric_limits<uint32_t>::max(),
+                   "low_confidence", nested_patch, 1234},
+    timer_fired{instant{-6}, std::numeric_limits<uint64_t>::max()},
+    timer_fired{instant{6}, 2, troupe::kernel::timer_kind::retry_backoff},
+    timer_fired{instant{7}, 3, troupe::kernel::timer_kind::workflow_deadline},
+    signal_received{instant{7'000}, "review", "edit", nested_patch, "Zoë <zoe@example.org>"},
+    signal_received{instant{8'000}, "review", "approve", nullptr, ""},
+  };
+}
+
+/// A valid record to corrupt: workflow "wf-7", #3, step_failed.
+journal_record valid_failed() {
+  return to_record("wf-7", 3,
+                   step_failed{instant{9}, "analyze", 2, failure_kind::timeout, "slow", 5});
+}
+
+journal_record with_payload(journal_record r, const json& payload) {
+  r.payload = payload.dump();
+  return r;
+}
+
+template <class T>
+void check_corrupt(const caf::expected<T>& got, const std::string& where,
+                   const std::string& what) {
+  REQUIRE_FALSE(got);
+  CHECK(is(got.error(), errc::journal_corrupt));
+  CHECK_THAT(describe(got.error()), Contains(where + ": " + what));
+}
+
+} // namespace
+
+TEST_CASE("every event kind round-trips with all its fields") {
+  auto history = sample_history();
+  uint64_t wf_seq = 0;
+  std::vector<journal_record> records;
+  for (const auto& e : history) {
+    auto r = to_record("wf-ü/1", ++wf_seq, e);
+    INFO(r.kind << " " << r.payload);
+    CHECK(r.seq == 0);
+    CHECK(r.workflow_id == "wf-ü/1");
+    CHECK(r.wf_seq == wf_seq);
+    CHECK(r.kind == kind_of(e));
+    CHECK(r.at_ns == time_of(e).count());
+    CHECK(json::parse(r.payload).at("v") == 1);
+    auto back = from_record(r);
+    REQUIRE(back);
+    CHECK(same(*back, e));
+    records.push_back(std::move(r));
+  }
+  auto decoded = decode_history(records);
+  REQUIRE(decoded);
+  REQUIRE(decoded->size() == history.size());
+  for (size_t i = 0; i < history.size(); ++i)
+    CHECK(same((*decoded)[i], history[i]));
+}
+
+TEST_CASE("payloads are compact JSON with exactly the documented fields") {
+  auto r = to_record("wf", 1, step_scheduled{instant{5}, "extract", 2});
+  CHECK(r.kind == "step_scheduled");
+  CHECK(r.payload == R"({"attempt":2,"node":"extract","v":1})");
+  auto f = to_record("wf", 2, step_failed{instant{6}, "x", 1, failure_kind::bad_output, "r", 3});
+  CHECK(f.payload ==
+        R"({"attempt":1,"kind":"bad_output","node":"x","reason":"r","tokens":3,"v":1})");
+  CHECK(to_record("wf", 3, timer_fired{instant{7}, 9}).payload
+        == R"({"kind":"step_timeout","timer":9,"v":1})");
+  auto s = to_record("wf", 4, workflow_started{instant{8}, json::object(), 5});
+  CHECK(s.payload == R"({"input":{},"seed":5,"v":1})");
+  auto u = to_record("wf", 5, signal_received{instant{9}, "g", "edit", {{"ü", 1}}, "bø"});
+  CHECK(u.payload == R"({"by":"bø","decision":"edit","gate":"g","patch":{"ü":1},"v":1})");
+}
+
+TEST_CASE("invalid UTF-8 is replaced on encode instead of throwing") {
+  auto r = to_record("wf", 1, step_failed{instant{1}, "n", 1, failure_kind::crashed, "a\xff" "b", 0});
+  auto back = from_record(r);
+  REQUIRE(back);
+  CHECK(std::get<step_failed>(*back).reason == "a\xEF\xBF\xBD" "b");
+}
+
+TEST_CASE("an unknown kind is journal_corrupt") {
+  auto r = valid_failed();
+  r.kind = "step_exploded";
+  check_corrupt(from_record(r), "wf-7 #3 (step_exploded)", "unknown event kind");
+}
+
+TEST_CASE("an unknown timer kind is journal_corrupt") {
+  auto r = to_record("wf-5", 2, timer_fired{instant{1}, 4});
+  r.payload = R"({"kind":"alarm_clock","timer":4,"v":1})";
+  check_corrupt(from_record(r), "wf-5 #2 (timer_fired)", "unknown timer kind 'alarm_clock'");
+}
+
+TEST_CASE("a payload that is not JSON is journal_corrupt") {
+  auto r = valid_failed();
+  r.payload = R"({"v":1,"node":)";
+  check_corrupt(from_record(r), "wf-7 #3 (step_failed)", "payload is not JSON");
+  r.payload = "";
+  check_corrupt(from_record(r), "wf-7 #3 (step_failed)", "payload is not JSON");
+  r.payload = "{\"v\":1,\"node\":\"\xff\"}"; // invalid UTF-8 inside a string
+  check_corrupt(from_record(r), "wf-7 #3 (step_failed)", "payload is not JSON");
+  r.payload = "[1,2]";
+  check_corrupt(from_record(r), "wf-7 #3 (step_failed)", "payload is a JSON array, not an object");
+}
+
+TEST_CASE("a missing field is journal_corrupt, never defaulted") {
+  auto base = json::parse(valid_failed().payload);
+  for (const char* key : {"v", "node", "attempt", "kind", "reason", "tokens"}) {
+    INFO(key);
+    auto payload = base;
+    payload.erase(key);
+    check_corrupt(from_record(with_payload(valid_failed(), payload)), "wf-7 #3 (step_failed)",
+                  std::string{"missing field '"} + key + "'");
+  }
+  // "any JSON" fields must be present too (null is a value, absence is not).
+  auto sig = to_record("wf-8", 2, signal_received{instant{1}, "g", "approve", nullptr, "me"});
+  auto payload = json::parse(sig.payload);
+  payload.erase("patch");
+  check_corrupt(from_record(with_payload(sig, payload)), "wf-8 #2 (signal_received)",
+                "missing field 'patch'");
+}
+
+TEST_CASE("a wrongly typed field is journal_corrupt") {
+  auto base = json::parse(valid_failed().payload);
+  struct wrong {
+    const char* key;
+    json value;
+    std::string what;
+  };
+  std::vector<wrong> cases = {
+    {"attempt", "2", "field 'attempt': expected an unsigned integer, got string \"2\""},
+    {"attempt", -1, "field 'attempt': expected an unsigned integer, got number -1"},
+    {"attempt", 2.5, "field 'attempt': expected an unsigned integer, got number 2.5"},
+    {"attempt", 4294967296ULL, "field 'attempt': 4294967296 is out of range"},
+    {"tokens", nullptr, "field 'tokens': expected an unsigned integer, got null"},
+    {"node", 42, "field 'node': expected a string, got number 42"},
+    {"reason", json::array(), "field 'reason': expected a string, got array []"},
+    {"node", json{{"long", std::string(100, 'x')}},
+     "field 'node': expected a string, got object {\"long\":\"" + std::string(28, 'x') + "..."},
+    {"node", json{{"lon", "éééééééééééééééééééé"}}, // byte 37 is inside the 15th é
+     "field 'node': expected a string, got object {\"lon\":\"éééééééééééééé..."},
+    {"kind", 1, "field 'kind': expected a string, got number 1"},
+    {"v", "1", "field 'v': expected an unsigned integer, got string \"1\""},
+  };
+  for (const auto& c : cases) {
+    INFO(c.key << " = " << c.value.dump());
+    auto payload = base;
+    payload[c.key] = c.value;
+    check_corrupt(from_record(with_payload(valid_failed(), payload)), "wf-7 #3 (step_failed)",
+                  c.what);
+  }
+}
+
+TEST_CASE("an unknown version, failure kind or extra field is journal_corrupt") {
+  auto base = json::parse(valid_failed().payload);
+  auto v2 = base;
+  v2["v"] = 2;
+  check_corrupt(from_record(with_payload(valid_failed(), v2)), "wf-7 #3 (step_failed)",
+                "unknown version 2");
+  auto melted = base;
+  melted["kind"] = "melted";
+  check_corrupt(from_record(with_payload(valid_failed(), melted)), "wf-7 #3 (step_failed)",
+                "field 'kind': unknown failure kind 'melted'");
+  auto extra = base;
+  extra["colour"] = "blue";
+  check_corrupt(from_record(with_payload(valid_failed(), extra)), "wf-7 #3 (step_failed)",
+                "unexpected field 'colour'");
+}
+
+namespace {
+
+std::vector<journal_record> records_of(const std::string& id, size_t n) {
+  std::vector<journal_record> out;
+  for (size_t i = 1; i <= n; ++i)
+    out.push_back(to_record(id, i, timer_fired{instant{static_cast<int64_t>(i)}, i}));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("decode_history rejects gaps, duplicates and mixed workflows") {
+  CHECK(decode_history({})->empty());
+  SECTION("a gap names the missing seq") {
+    auto rs = records_of("wf-9", 4);
+    rs.erase(rs.begin() + 2); // drop #3
+    check_corrupt(decode_history(rs), "wf-9 #4 (timer_fired)", "gap in wf_seq: #3 is missing");
+  }
+  SECTION("a wider gap names the missing range") {
+    auto rs = records_of("wf-9", 5);
+    rs.erase(rs.begin() + 1, rs.begin() + 3); // drop #2 and #3
+    check_corrupt(decode_history(rs), "wf-9 #4 (timer_fired)",
+                  "gap in wf_seq: #2 to #3 are missing");
+  }
+  SECTION("a history must start at #1") {
+    auto rs = records_of("wf-9", 3);
+    rs.erase(rs.begin());
+    check_corrupt(decode_history(rs), "wf-9 #2 (timer_fired)", "gap in wf_seq: #1 is missing");
+    rs = records_of("wf-9", 1);
+    rs[0].wf_seq = 0;
+    check_corrupt(decode_history(rs), "wf-9 #0 (timer_fired)", "wf_seq 0 is invalid");
+  }
+  SECTION("a duplicate") {
+    auto rs = records_of("wf-9", 3);
+    rs.insert(rs.begin() + 2, rs[1]); // #1 #2 #2 #3
+    check_corrupt(decode_history(rs), "wf-9 #2 (timer_fired)", "duplicate wf_seq (expected #3)");
+  }
+  SECTION("records of two workflows") {
+    auto rs = records_of("wf-9", 3);
+    rs[2].workflow_id = "wf-10";
+    check_corrupt(decode_history(rs), "wf-10 #3 (timer_fired)",
+                  "record of another workflow in the history of 'wf-9'");
+  }
+  SECTION("a corrupt record inside a history") {
+    auto rs = records_of("wf-9", 3);
+    rs[1].payload = R"({"v":1})";
+    check_corrupt(decode_history(rs), "wf-9 #2 (timer_fired)", "missing field 'timer'");
+  }
+}

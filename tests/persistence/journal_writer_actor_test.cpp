@@ -1,0 +1,172 @@
+// The journal writer under CAF's deterministic scheduler: group commit,
+// batch limits, record order, and failed batches.
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/atoms.hpp"
+#include "persistence/journal_writer_actor.hpp"
+#include "troupe/errors.hpp"
+#include "troupe/journal.hpp"
+
+#include "support/caf_catch.hpp" // last: defines expect(), _, ...
+
+using namespace troupe;
+using troupe::persistence::spawn_journal_writer;
+using Catch::Matchers::Contains;
+
+namespace {
+
+/// Counts store calls and their sizes; fails the calls numbered in `fail_calls`
+/// (1-based) with `failure`, without touching the wrapped store.
+class counting_journal : public forwarding_journal {
+public:
+  using forwarding_journal::forwarding_journal;
+
+  caf::error append(std::vector<journal_record>& batch) override {
+    batch_sizes.push_back(batch.size());
+    if (fail_calls.count(batch_sizes.size()) > 0)
+      return failure;
+    return forwarding_journal::append(batch);
+  }
+
+  std::vector<size_t> batch_sizes;
+  std::set<size_t> fail_calls;
+  caf::error failure = caf::make_error(caf::sec::runtime_error, "disk full");
+};
+
+journal_record rec(uint64_t wf_seq) {
+  journal_record r;
+  r.workflow_id = "wf-1";
+  r.wf_seq = wf_seq;
+  r.kind = "timer_fired";
+  r.at_ns = static_cast<int64_t>(wf_seq);
+  r.payload = R"({"timer":)" + std::to_string(wf_seq) + R"(,"v":1})";
+  return r;
+}
+
+/// What one append request got back.
+struct ack {
+  uint64_t seq = 0;
+  caf::error err;
+};
+
+struct writer_fixture : test_coordinator_fixture<> { // global in CAF 0.17
+  std::shared_ptr<journal_store> memory = make_memory_journal();
+  std::shared_ptr<counting_journal> store = std::make_shared<counting_journal>(memory);
+
+  /// Sends `n` append requests (wf_seq first, first+1, ...) before the
+  /// writer runs, runs the scheduler, and collects the replies in order.
+  std::vector<ack> append_all(const caf::actor& writer, uint64_t first, size_t n) {
+    using handle = decltype(self->request(writer, caf::infinite, append_atom::value, rec(1)));
+    std::vector<handle> pending;
+    for (size_t i = 0; i < n; ++i)
+      pending.push_back(self->request(writer, caf::infinite, append_atom::value, rec(first + i)));
+    sched.run();
+    std::vector<ack> out;
+    for (auto& h : pending) {
+      ack a;
+      h.receive([&a](uint64_t seq) { a.seq = seq; }, [&a](caf::error& err) { a.err = err; });
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+
+  std::vector<uint64_t> stored_wf_seqs() {
+    auto records = memory->read("wf-1");
+    std::vector<uint64_t> out;
+    for (const auto& r : *records)
+      out.push_back(r.wf_seq);
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(writer_fixture, "appends queued before the writer runs commit in one call") {
+  auto writer = spawn_journal_writer(sys, store, 256);
+  sched.run();
+  auto acks = append_all(writer, 1, 4);
+  CHECK(store->batch_sizes == std::vector<size_t>{4});
+  REQUIRE(acks.size() == 4);
+  for (size_t i = 0; i < acks.size(); ++i) {
+    CHECK_FALSE(acks[i].err);
+    CHECK(acks[i].seq == i + 1);
+  }
+  // A later append starts a new batch.
+  auto later = append_all(writer, 5, 1);
+  CHECK(store->batch_sizes == std::vector<size_t>{4, 1});
+  CHECK(later[0].seq == 5);
+  CHECK(stored_wf_seqs() == std::vector<uint64_t>{1, 2, 3, 4, 5});
+}
+
+TEST_CASE_METHOD(writer_fixture, "max_batch bounds each store call and keeps order") {
+  auto writer = spawn_journal_writer(sys, store, 2);
+  sched.run();
+  auto acks = append_all(writer, 1, 5);
+  CHECK(store->batch_sizes == std::vector<size_t>{2, 2, 1});
+  for (size_t i = 0; i < acks.size(); ++i) {
+    CHECK_FALSE(acks[i].err);
+    CHECK(acks[i].seq == i + 1);
+  }
+  CHECK(stored_wf_seqs() == std::vector<uint64_t>{1, 2, 3, 4, 5});
+}
+
+TEST_CASE_METHOD(writer_fixture, "max_batch 0 is taken as 1") {
+  auto writer = spawn_journal_writer(sys, store, 0);
+  sched.run();
+  auto acks = append_all(writer, 1, 3);
+  CHECK(store->batch_sizes == std::vector<size_t>{1, 1, 1});
+  CHECK(acks[2].seq == 3);
+}
+
+TEST_CASE_METHOD(writer_fixture, "a failed batch fails all its requests, later batches succeed") {
+  store->fail_calls = {2};
+  auto writer = spawn_journal_writer(sys, store, 2);
+  sched.run();
+  auto acks = append_all(writer, 1, 5);
+  CHECK(store->batch_sizes == std::vector<size_t>{2, 2, 1});
+  CHECK(acks[0].seq == 1);
+  CHECK(acks[1].seq == 2);
+  for (size_t i : {2, 3}) {
+    INFO("request " << i);
+    CHECK(acks[i].seq == 0);
+    CHECK(is(acks[i].err, errc::journal_write_failed));
+    CHECK_THAT(describe(acks[i].err), Contains("append of 2 records failed"));
+    CHECK_THAT(describe(acks[i].err), Contains("disk full"));
+  }
+  CHECK_FALSE(acks[4].err);
+  CHECK(acks[4].seq == 3); // the failed batch left nothing behind
+  CHECK(stored_wf_seqs() == std::vector<uint64_t>{1, 2, 5});
+  // The writer keeps going after the failure.
+  auto again = append_all(writer, 3, 2);
+  CHECK(store->batch_sizes == std::vector<size_t>{2, 2, 1, 2});
+  CHECK(again[0].seq == 4);
+  CHECK(again[1].seq == 5);
+}
+
+TEST_CASE_METHOD(writer_fixture, "a troupe error from the store is passed through unchanged") {
+  store->fail_calls = {1};
+  store->failure = make_error(errc::journal_write_failed, "sqlite: disk I/O error (10)");
+  auto writer = spawn_journal_writer(sys, store, 8);
+  sched.run();
+  auto acks = append_all(writer, 1, 3);
+  CHECK(store->batch_sizes == std::vector<size_t>{3});
+  for (const auto& a : acks) {
+    CHECK(a.err == store->failure);
+    CHECK(describe(a.err) == describe(store->failure));
+  }
+  CHECK(memory->read("wf-1")->empty());
+}
+
+TEST_CASE_METHOD(writer_fixture, "a stray flush with nothing queued is harmless") {
+  auto writer = spawn_journal_writer(sys, store, 4);
+  sched.run();
+  caf::anon_send(writer, flush_atom::value);
+  sched.run();
+  CHECK(store->batch_sizes.empty());
+  auto acks = append_all(writer, 1, 2);
+  CHECK(store->batch_sizes == std::vector<size_t>{2});
+  CHECK(acks[1].seq == 2);
+}
