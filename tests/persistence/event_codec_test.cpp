@@ -148,7 +148,8 @@ TEST_CASE("an unknown kind is journal_corrupt") {
 TEST_CASE("an unknown timer kind is journal_corrupt") {
   auto r = to_record("wf-5", 2, timer_fired{instant{1}, 4});
   r.payload = R"({"kind":"alarm_clock","timer":4,"v":1})";
-  check_corrupt(from_record(r), "wf-5 #2 (timer_fired)", "unknown timer kind 'alarm_clock'");
+  check_corrupt(from_record(r), "wf-5 #2 (timer_fired)",
+                "field 'kind': unknown timer kind 'alarm_clock'");
 }
 
 TEST_CASE("a payload that is not JSON is journal_corrupt") {
