@@ -179,12 +179,18 @@ void journal_failed(self_ptr self, const caf::error& err) {
   self->quit(err);
 }
 
+// An event the workflow made for itself that a transition applied since
+// has made moot: a late reply of an abandoned attempt, a cancelled timer, a
+// step whose scheduling the deadline overtook.
 bool stale(self_ptr self, const queued& q) {
   auto& st = self->state;
   if (q.token != 0 && q.token != st.agent_token)
     return true;
   if (q.timer != 0 && st.armed.erase(q.timer) == 0)
     return true;
+  if (auto s = std::get_if<kernel::step_scheduled>(&q.ev))
+    return st.wf.at != kernel::phase::scheduling || s->node != st.wf.node
+           || s->attempt != st.wf.attempt;
   return false;
 }
 
@@ -266,8 +272,11 @@ caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann
       auto tokens = st.attempt_tokens + r.tokens;
       auto at = now(self);
       if (!r.ok) {
-        enqueue(self, {kernel::step_failed{at, st.agent_node, st.agent_attempt,
-                                           static_cast<failure_kind>(r.kind), r.reason, tokens},
+        auto kind = r.kind <= static_cast<uint8_t>(failure_kind::circuit_open)
+                      ? static_cast<failure_kind>(r.kind)
+                      : failure_kind::crashed;
+        enqueue(self, {kernel::step_failed{at, st.agent_node, st.agent_attempt, kind, r.reason,
+                                           tokens},
                        {}, r.token, 0});
         return;
       }

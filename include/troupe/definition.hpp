@@ -72,8 +72,11 @@ struct node {
   std::map<std::string, std::string> routes;
 };
 
-/// Per-workflow limits; 0 means unlimited. Exceeding one is the outcome
-/// "budget": the current node's "budget" route if it has one, else failure.
+/// Per-workflow limits; 0 means unlimited. Before each attempt is scheduled,
+/// a budget reached (steps or tokens used >= the limit, or the deadline
+/// passed) is the outcome "budget": the current node's "budget" route if it
+/// has one, else failure. The deadline also fires by itself, mid-attempt or
+/// at a gate.
 struct budgets {
   uint64_t max_steps = 0;   ///< agent attempts, retries included
   uint64_t max_tokens = 0;  ///< model tokens, failed attempts included
@@ -93,8 +96,9 @@ struct definition {
 };
 
 /// What happens to an attempt that failed: retried, or routed to `target`
-/// by outcome `label` ("exhausted" when retries ran out, else the kind's
-/// name). `target` is empty and `retry` false only for a failure no route
+/// by outcome `label`: the label of the route taken ("exhausted" or the
+/// kind's name); for the fallback, "exhausted" if retries ran out, else the
+/// kind's name. `target` is empty and `retry` false only for a failure no route
 /// covers, which validation refuses.
 struct failure_decision {
   bool retry = false;

@@ -77,12 +77,14 @@ duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& 
                        uint32_t failed_attempt) {
   auto base = static_cast<uint64_t>(std::max<int64_t>(p.base_backoff.count(), 0));
   auto cap = static_cast<uint64_t>(std::max<int64_t>(p.max_backoff.count(), 0));
+  if (base == 0 || cap == 0)
+    return duration::zero();
   uint64_t ceiling = base;
   for (uint32_t i = 1; i < failed_attempt && ceiling < cap; ++i)
     ceiling = ceiling > cap / 2 ? cap : ceiling * 2;
   ceiling = std::min(ceiling, cap);
   uint64_t draw = splitmix64(seed ^ fnv1a(node) ^ splitmix64(failed_attempt));
-  return duration{static_cast<int64_t>(ceiling == 0 ? 0 : draw % (ceiling + 1))};
+  return duration{static_cast<int64_t>(draw % (ceiling + 1))};
 }
 
 std::string idempotency_key(const std::string& workflow_id, const std::string& node,

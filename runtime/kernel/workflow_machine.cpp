@@ -7,7 +7,8 @@
 //                                                run_agent
 //   running      step_completed{label, patch}   cancel_timer(step_timeout); label routed:
 //                                                merge patch, enter(route[label]);
-//                                                label not routed: as step_failed(bad_output)
+//                                                label not routed, or patch not an object:
+//                                                as step_failed(bad_output)
 //   running      step_failed{kind}              cancel_timer(step_timeout); fail(kind)
 //   running      timer_fired{step_timeout}      cancel_step; fail(timeout)
 //   backoff      timer_fired{retry_backoff}     schedule(attempt + 1)
@@ -25,8 +26,9 @@
 //                else -> scheduling: schedule_step{node, a}
 //   fail(kind):  failure_route(node, kind, attempt): retry -> backoff: start_timer(
 //                retry_backoff, now + backoff_delay); else enter(target)
-//   budget:      the current node's "budget" route -> enter(it); else -> failed: cancel
-//                timers, fail{outcome "budget"}
+//   budget:      cancel step/retry timers (and the deadline timer once the deadline
+//                is spent); the current node's "budget" route -> enter(it); else ->
+//                failed: cancel timers, fail{outcome "budget"}
 //
 // Invariants:
 //   1. A timer id is in state.timers exactly while it is armed; every start_timer
@@ -106,12 +108,14 @@ struct builder {
       case node_kind::gate:
         s.node = target;
         s.attempt = 0;
+        s.reason.clear();
         ++s.visits[target];
         s.at = phase::at_gate;
         out.emplace_back(await_signal{target});
         return;
       case node_kind::agent:
         s.node = target;
+        s.reason.clear();
         ++s.visits[target];
         schedule(1);
         return;
@@ -145,6 +149,8 @@ struct builder {
       out.emplace_back(cancel_step{s.node, s.attempt});
     disarm(timer_kind::step_timeout);
     disarm(timer_kind::retry_backoff);
+    if (s.deadline > instant::zero() && at >= s.deadline)
+      disarm(timer_kind::workflow_deadline); // spent: it must not fire again at the gate
     auto& routes = current().routes;
     if (auto r = routes.find(outcome::budget); r != routes.end())
       return enter(r->second, outcome::budget, reason);
@@ -247,6 +253,8 @@ result on(builder& b, const event& e, const step_failed& ev) {
     return refuse(b.s, e, "no attempt is running");
   if (auto why = mismatch(b.s, ev.node, ev.attempt); !why.empty())
     return refuse(b.s, e, why);
+  if (ev.kind > failure_kind::circuit_open)
+    return refuse(b.s, e, "unknown failure kind " + std::to_string(static_cast<int>(ev.kind)));
   b.s.tokens += ev.tokens;
   b.failed_attempt(ev.kind, ev.reason);
   return transition{};

@@ -392,3 +392,80 @@ TEST_CASE_METHOD(fixture, "a failing journal stops the workflow with journal_wri
   CHECK(trace(id).size() == 2); // nothing after the failed write
   CHECK(is(signal(id, "review", "approve"), errc::workflow_finished));
 }
+
+namespace {
+
+using hold_atom = caf::atom_constant<caf::atom("hold")>;
+
+struct held_journal_state {
+  caf::actor writer;
+  bool holding = false;
+  std::vector<std::pair<caf::response_promise, journal_record>> held;
+};
+
+// Stands in front of the journal writer; while holding, appends wait for
+// the test to release them (a journal that is slow to acknowledge).
+caf::behavior held_journal(caf::stateful_actor<held_journal_state>* self, caf::actor writer) {
+  self->state.writer = std::move(writer);
+  auto forward = [self](caf::response_promise rp, journal_record r) {
+    self->request(self->state.writer, caf::infinite, append_atom::value, std::move(r))
+      .then([rp](uint64_t seq) mutable { rp.deliver(seq); },
+            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+  };
+  return {
+    [self, forward](append_atom, journal_record& r) {
+      auto rp = self->make_response_promise();
+      if (self->state.holding)
+        self->state.held.emplace_back(rp, std::move(r));
+      else
+        forward(rp, std::move(r));
+      return rp;
+    },
+    [self, forward](hold_atom, bool on) {
+      self->state.holding = on;
+      if (!on) {
+        for (auto& [rp, r] : self->state.held)
+          forward(rp, std::move(r));
+        self->state.held.clear();
+      }
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "regression: a deadline that overtakes a pending schedule_step wins, "
+                          "and the moot step_scheduled is dropped instead of killing the workflow") {
+  model_cfg.latency = 59s;
+  budgets b;
+  b.deadline = 60s;
+  define(definition_builder{"race"}
+           .agent("a", "asker", policy(5min, 1)).on("ok", "b").on("exhausted", "done")
+           .agent("b", "asker", policy(5min, 1)).on("ok", "done").on("exhausted", "done")
+           .on("budget", "hold")
+           .gate("hold").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .limits(b)
+           .build());
+  auto writer = persistence::spawn_journal_writer(sys, store, 64);
+  journal = sys.spawn(held_journal, writer);
+  model = spawn_scripted_model(sys, model_cfg);
+  manager = spawn_workflow_manager(sys, {reg, journal, model, nullptr, seeded_random(1)});
+  sched.run();
+  auto id = start("race");
+  self->send(journal, hold_atom::value, true);
+  sched.run();
+  advance_time(59s); // a's reply: step_completed waits for its ack, schedule_step with it
+  sched.run();
+  advance_time(1s); // the deadline fires meanwhile
+  sched.run();
+  self->send(journal, hold_atom::value, false);
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::parked);
+  CHECK(s.node == "hold");
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",
+                                              "step_completed a#1 ok",
+                                              "timer_fired workflow_deadline"});
+  caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+}

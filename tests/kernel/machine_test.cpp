@@ -1,0 +1,476 @@
+// apply() against the transition table at the top of workflow_machine.cpp:
+// one row per (state, event) -> (phase, commands, state fields), the state
+// being built by applying a history to the "triage" test definition, and one
+// row per refusal. Pure; no actor system.
+#include <functional>
+
+#include "kernel/kernel_support.hpp"
+
+using namespace troupe;
+using namespace troupe::kernel;
+using namespace troupe::kernel::test;
+
+namespace {
+
+std::vector<event> operator+(std::vector<event> h, std::vector<event> more) {
+  h.insert(h.end(), more.begin(), more.end());
+  return h;
+}
+
+/// Where the retry timer of `node` fires after `attempt` failed at `at` ms.
+std::string retry_at(const definition& d, const std::string& node, uint32_t attempt, int64_t at) {
+  return render_time(ms(at) + backoff_delay(d.find(node)->policy.retry, 7, node, attempt));
+}
+
+definition only_terminal(bool ok, budgets limits = {}) {
+  definition_builder b{"tiny"};
+  if (ok)
+    b.completed("done");
+  else
+    b.failed("nope");
+  return built(b.limits(limits).build());
+}
+
+// An agent that retries and has a budget route: "a" (2 attempts, timeout
+// 1000) ok -> done, budget -> hold; gate hold; 500 ms deadline (timer 1).
+definition retrying_with_budget() {
+  agent_policy p;
+  p.timeout = std::chrono::milliseconds{1000};
+  p.retry.max_attempts = 2;
+  p.fallback = "done";
+  return built(definition_builder{"rb"}
+               .agent("a", "worker", p)
+               .on("ok", "done")
+               .on("budget", "hold")
+               .gate("hold")
+               .on("approve", "done")
+               .on("reject", "done")
+               .completed("done")
+               .limits(with_deadline(500))
+               .build());
+}
+
+using check_fn = std::function<void(const workflow_state&)>;
+
+struct row {
+  std::string name;
+  definition def;
+  std::vector<event> past; // applied to the initial state first
+  event e;
+  phase expected;
+  std::vector<std::string> commands;
+  check_fn check = {};
+};
+
+struct refusal {
+  std::string name;
+  definition def;
+  std::vector<event> past; // applied to the initial state first
+  event e;
+  errc expected;
+  std::string says; // substring of describe(err)
+};
+
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// -- histories (times in ms; "triage" definition, see kernel_support.hpp) ----
+
+using history = std::vector<event>;
+
+const json input = {{"doc", "a"}, {"keep", true}};
+// scheduling extract#1
+const history S = {started(1000, input)};
+// running extract#1; timer 1 = its step timeout @2000
+const history R = S + history{scheduled(1000, "extract", 1)};
+// at gate review (extract said low_confidence)
+const history G = R + history{completed(1200, "extract", 1, "low_confidence")};
+// backoff after extract#1 crashed; timer 2 = retry
+const history BK = R + history{failed(1100, "extract", 1, failure_kind::crashed, 5)};
+// running extract#2; timer 3 = step timeout
+const history R2 = BK + history{retry_fired(1300, 2), scheduled(1300, "extract", 2)};
+// running extract#3; timer 5 = step timeout
+const history R3 = R2 + history{failed(1400, "extract", 2, failure_kind::timeout),
+                                retry_fired(1600, 4), scheduled(1600, "extract", 3)};
+// running analyze#1; timer 1 cancelled, timer 2 = step timeout @3210
+const history A = R + history{completed(1200, "extract", 1, "ok", {{"facts", 1}}, 50),
+                              scheduled(1210, "analyze", 1)};
+// at gate signoff
+const history SG = A + history{completed(1400, "analyze", 1, "ok", {{"score", 2}}, 20)};
+// With a 500 ms deadline (DL below) the deadline is timer 1 @1500 and every
+// other timer id is one higher: in R the step timer is 2, in A 3, in BK the
+// retry timer is 3. (R2 and R3 are only used without a deadline.)
+
+std::vector<row> accepted_rows() {
+  const auto D = triage();
+  const auto DL = triage(with_deadline(500));
+  return {
+    // -- not_started + workflow_started ---------------------------------------
+    {"start: input becomes the data, the start agent is scheduled", D, {},
+     started(1000, input, 7), phase::scheduling, {"schedule_step(extract,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "extract");
+       CHECK(s.attempt == 1);
+       CHECK(s.data == input);
+       CHECK(s.seed == 7);
+       CHECK(s.started_at == ms(1000));
+       CHECK(s.deadline == ms(0));
+       CHECK(s.timers.empty());
+       CHECK(s.visits == std::map<std::string, uint32_t>{{"extract", 1}});
+       CHECK(s.steps == 0);
+     }},
+    {"start with a deadline arms the deadline timer", DL, {}, started(1000, input),
+     phase::scheduling, {"start_timer(1,workflow_deadline,1500ms)", "schedule_step(extract,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.deadline == ms(1500));
+       CHECK(s.timers == std::map<uint64_t, pending_timer>{
+                             {1, {timer_kind::workflow_deadline, ms(1500)}}});
+       CHECK(s.next_timer == 2);
+     }},
+    {"start at a gate awaits its signal", triage({}, "review"), {}, started(1000),
+     phase::at_gate, {"await_signal(review)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "review");
+       CHECK(s.visits == std::map<std::string, uint32_t>{{"review", 1}});
+     }},
+    {"start at a completed terminal completes", only_terminal(true), {}, started(1000),
+     phase::completed, {"complete(done)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "done");
+       CHECK(s.outcome == "start");
+     }},
+    {"start at a failed terminal fails", only_terminal(false), {}, started(1000), phase::failed,
+     {"fail(nope,start)"},
+     [](const workflow_state& s) { CHECK(has(s.reason, "reached failed node 'nope'")); }},
+    {"start at a terminal with a deadline cancels it at once",
+     only_terminal(true, with_deadline(1000)), {}, started(1000), phase::completed,
+     {"start_timer(1,workflow_deadline,2000ms)", "cancel_timer(1)", "complete(done)"},
+     [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+    // -- scheduling + step_scheduled ------------------------------------------
+    {"step_scheduled runs the agent under a step timeout", D, S,
+     scheduled(1010, "extract", 1), phase::running,
+     {"start_timer(1,step_timeout,2010ms)", "run_agent(extract,extractor,1,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.steps == 1);
+       CHECK(s.timers == std::map<uint64_t, pending_timer>{
+                             {1, {timer_kind::step_timeout, ms(2010)}}});
+     }},
+    // -- running + step_completed ---------------------------------------------
+    {"routed label: patch merged, step timer cancelled, target entered", D, R,
+     completed(1200, "extract", 1, "ok", {{"doc", nullptr}, {"facts", {1, 2}}}, 50),
+     phase::scheduling, {"cancel_timer(1)", "schedule_step(analyze,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.data == json{{"keep", true}, {"facts", {1, 2}}});
+       CHECK(s.tokens == 50);
+       CHECK(s.node == "analyze");
+       CHECK(s.attempt == 1);
+       CHECK(s.timers.empty());
+       CHECK(s.visits == std::map<std::string, uint32_t>{{"extract", 1}, {"analyze", 1}});
+     }},
+    {"an agent's own label routes like 'ok'", D, R,
+     completed(1200, "extract", 1, "low_confidence", {{"conf", 1}}), phase::at_gate,
+     {"cancel_timer(1)", "await_signal(review)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "review");
+       CHECK(s.data.at("conf") == 1);
+       CHECK(s.attempt == 0);
+     }},
+    {"unrouted label is a bad_output failure: retried, patch dropped", D, R,
+     completed(1200, "extract", 1, "maybe", {{"x", 1}}, 9), phase::backoff,
+     {"cancel_timer(1)", "start_timer(2,retry_backoff," + retry_at(D, "extract", 1, 1200) + ")"},
+     [](const workflow_state& s) {
+       CHECK(s.data == input);
+       CHECK(s.tokens == 9);
+       CHECK(s.attempt == 1);
+       CHECK(has(s.reason, "bad_output"));
+       CHECK(has(s.reason, "'maybe'"));
+     }},
+    {"a built-in failure label is not an agent outcome, even when routed", D, R,
+     completed(1200, "extract", 1, "exhausted"), phase::backoff,
+     {"cancel_timer(1)", "start_timer(2,retry_backoff," + retry_at(D, "extract", 1, 1200) + ")"}},
+    {"non-object patch is a bad_output failure", D, R,
+     completed(1200, "extract", 1, "ok", json::array({1, 2})), phase::backoff,
+     {"cancel_timer(1)", "start_timer(2,retry_backoff," + retry_at(D, "extract", 1, 1200) + ")"},
+     [](const workflow_state& s) {
+       CHECK(s.data == input);
+       CHECK(s.node == "extract");
+       CHECK(has(s.reason, "not a JSON object"));
+     }},
+    {"unrouted label without retries left falls back", D, A,
+     completed(1500, "analyze", 1, "maybe"), phase::failed,
+     {"cancel_timer(2)", "fail(broken,exhausted)"}},
+    // -- running + step_failed ------------------------------------------------
+    {"failure with retries left backs off", D, R,
+     failed(1100, "extract", 1, failure_kind::crashed, 5), phase::backoff,
+     {"cancel_timer(1)", "start_timer(2,retry_backoff," + retry_at(D, "extract", 1, 1100) + ")"},
+     [](const workflow_state& s) {
+       CHECK(s.tokens == 5);
+       CHECK(s.attempt == 1);
+       REQUIRE(s.timers.size() == 1);
+       CHECK(s.timers.at(2).kind == timer_kind::retry_backoff);
+       CHECK(has(s.reason, "attempt 1: crashed: boom"));
+     }},
+    {"retries exhausted take the 'exhausted' route", D, R3,
+     failed(1700, "extract", 3, failure_kind::crashed), phase::failed,
+     {"cancel_timer(5)", "fail(broken,exhausted)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "broken");
+       CHECK(s.outcome == "exhausted");
+       CHECK(s.steps == 3);
+       CHECK(s.timers.empty());
+       CHECK(has(s.reason, "node 'extract' attempt 3: crashed: boom"));
+     }},
+    {"a non-retryable kind takes its own route at once", D, R,
+     failed(1100, "extract", 1, failure_kind::circuit_open), phase::at_gate,
+     {"cancel_timer(1)", "await_signal(review)"}},
+    {"no specific route: the fallback, labelled 'exhausted'", D, A,
+     failed(1500, "analyze", 1, failure_kind::crashed), phase::failed,
+     {"cancel_timer(2)", "fail(broken,exhausted)"}},
+    {"a non-retryable kind without route: the fallback, labelled by kind", D, A,
+     failed(1500, "analyze", 1, failure_kind::circuit_open), phase::failed,
+     {"cancel_timer(2)", "fail(broken,circuit_open)"}},
+    // -- backoff + timer_fired{retry_backoff} ---------------------------------
+    {"the retry timer schedules the next attempt", D, BK, retry_fired(1300, 2), phase::scheduling,
+     {"schedule_step(extract,2)"},
+     [](const workflow_state& s) {
+       CHECK(s.attempt == 2);
+       CHECK(s.timers.empty());
+     }},
+    {"a retry keeps the visit number", D, BK + history{retry_fired(1300, 2)},
+     scheduled(1300, "extract", 2), phase::running,
+     {"start_timer(3,step_timeout,2300ms)", "run_agent(extract,extractor,2,1)"},
+     [](const workflow_state& s) { CHECK(s.steps == 2); }},
+    // -- running + timer_fired{step_timeout} ----------------------------------
+    {"step timeout abandons the attempt and retries", D, R, timeout_fired(2000, 1), phase::backoff,
+     {"cancel_step(extract,1)",
+      "start_timer(2,retry_backoff," + retry_at(D, "extract", 1, 2000) + ")"},
+     [](const workflow_state& s) {
+       CHECK(s.timers.size() == 1);
+       CHECK(has(s.reason, "timeout: no outcome within 1000 ms"));
+     }},
+    {"step timeout on the last attempt is exhausted", D, A, timeout_fired(3210, 2), phase::failed,
+     {"cancel_step(analyze,1)", "fail(broken,exhausted)"}},
+    // -- budgets --------------------------------------------------------------
+    {"max_steps spent at a retry, no budget route: the workflow fails", triage(with_steps(2)),
+     R2 + history{failed(1400, "extract", 2, failure_kind::crashed)}, retry_fired(1600, 4),
+     phase::failed, {"fail(,budget)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "extract");
+       CHECK(s.outcome == "budget");
+       CHECK(s.steps == 2);
+       CHECK(has(s.reason, "node 'extract': max_steps budget of 2 spent"));
+     }},
+    {"max_steps spent entering a node with a budget route: its gate", triage(with_steps(1)), R,
+     completed(1200, "extract", 1, "ok"), phase::at_gate,
+     {"cancel_timer(1)", "await_signal(signoff)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "signoff");
+       CHECK(s.visits == std::map<std::string, uint32_t>{
+                             {"extract", 1}, {"analyze", 1}, {"signoff", 1}});
+     }},
+    {"max_tokens spent by a completed attempt", triage(with_tokens(100)), R,
+     completed(1200, "extract", 1, "ok", json::object(), 100), phase::at_gate,
+     {"cancel_timer(1)", "await_signal(signoff)"}},
+    {"max_tokens not yet spent", triage(with_tokens(100)), R,
+     completed(1200, "extract", 1, "ok", json::object(), 99), phase::scheduling,
+     {"cancel_timer(1)", "schedule_step(analyze,1)"}},
+    {"max_tokens spent by a failed attempt stops its retry", triage(with_tokens(100)),
+     R + history{failed(1100, "extract", 1, failure_kind::crashed, 150)},
+     retry_fired(1300, 2), phase::failed, {"fail(,budget)"},
+     [](const workflow_state& s) { CHECK(has(s.reason, "max_tokens budget of 100 spent")); }},
+    {"deadline while running: cancel_step, no budget route: fail", DL, R, deadline_fired(1500, 1),
+     phase::failed, {"cancel_step(extract,1)", "cancel_timer(2)", "fail(,budget)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "extract");
+       CHECK(s.reason == "node 'extract': deadline passed");
+       CHECK(s.timers.empty());
+     }},
+    {"deadline while running with a budget route", DL, A, deadline_fired(1500, 1), phase::at_gate,
+     {"cancel_step(analyze,1)", "cancel_timer(3)", "await_signal(signoff)"},
+     [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+    {"deadline while scheduling: nothing in flight to cancel", DL, S, deadline_fired(1500, 1),
+     phase::failed, {"fail(,budget)"}},
+    {"deadline while scheduling with a budget route: its gate", DL,
+     R + history{completed(1200, "extract", 1, "ok")}, deadline_fired(1500, 1),
+     phase::at_gate, {"await_signal(signoff)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "signoff");
+       CHECK(s.attempt == 0);
+       CHECK(s.timers.empty());
+     }},
+    {"deadline while in backoff cancels the retry", DL, BK, deadline_fired(1500, 1), phase::failed,
+     {"cancel_timer(3)", "fail(,budget)"}},
+    {"deadline in backoff with a budget route cancels the retry", retrying_with_budget(),
+     {started(1000), scheduled(1000, "a", 1), failed(1100, "a", 1, failure_kind::crashed)},
+     deadline_fired(1500, 1), phase::at_gate, {"cancel_timer(3)", "await_signal(hold)"},
+     [](const workflow_state& s) {
+       CHECK(s.timers.empty());
+       CHECK(s.attempt == 0);
+     }},
+    {"deadline at a gate without budget route: fail", DL, G, deadline_fired(1500, 1), phase::failed,
+     {"fail(,budget)"}, [](const workflow_state& s) { CHECK(s.node == "review"); }},
+    {"deadline at a gate with a budget route: its terminal", DL, SG, deadline_fired(1500, 1),
+     phase::failed, {"fail(expired,budget)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "expired");
+       CHECK(s.reason == "node 'signoff': deadline passed");
+     }},
+    {"deadline already passed when the next step is due: its timer is spent too", DL, R,
+     completed(1600, "extract", 1, "ok"), phase::at_gate,
+     {"cancel_timer(2)", "cancel_timer(1)", "await_signal(signoff)"},
+     [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+    // -- at_gate + signal_received --------------------------------------------
+    {"approve enters its route", D, G, signal(2000, "review", "approve"), phase::scheduling,
+     {"schedule_step(analyze,1)"},
+     [](const workflow_state& s) { CHECK(s.visits.at("analyze") == 1); }},
+    {"reject enters a failed terminal", D, G, signal(2000, "review", "reject"), phase::failed,
+     {"fail(rejected,reject)"},
+     [](const workflow_state& s) {
+       CHECK(s.outcome == "reject");
+       CHECK(s.reason == "gate 'review': reject by 'ann'");
+     }},
+    {"edit without its own route merges and takes approve's", D, G,
+     signal(2000, "review", "edit", {{"doc", "b"}}), phase::scheduling,
+     {"schedule_step(analyze,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.data == json{{"doc", "b"}, {"keep", true}});
+       CHECK(s.node == "analyze");
+     }},
+    {"edit with its own route", D, SG, signal(2000, "signoff", "edit", {{"note", "x"}}),
+     phase::scheduling, {"schedule_step(extract,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.data.at("note") == "x");
+       CHECK(s.visits.at("extract") == 2);
+     }},
+    {"a re-entered node runs with the next visit number", D,
+     SG + history{signal(2000, "signoff", "edit", json::object())},
+     scheduled(2010, "extract", 1), phase::running,
+     {"start_timer(3,step_timeout,3010ms)", "run_agent(extract,extractor,1,2)"}},
+    {"approve to a completed terminal completes", D, SG, signal(2000, "signoff", "approve"),
+     phase::completed, {"complete(done)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "done");
+       CHECK(s.outcome == "approve");
+       CHECK(s.reason.empty());
+       CHECK(s.attempt == 0);
+       CHECK(s.data == json{{"doc", "a"}, {"keep", true}, {"facts", 1}, {"score", 2}});
+       CHECK(s.tokens == 70);
+     }},
+    {"a completed terminal cancels every timer", DL, SG,
+     signal(1450, "signoff", "approve"), phase::completed, {"cancel_timer(1)", "complete(done)"},
+     [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+    {"a failed terminal cancels every timer", DL, G, signal(1300, "review", "reject"),
+     phase::failed, {"cancel_timer(1)", "fail(rejected,reject)"},
+     [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+  };
+}
+
+} // namespace
+
+TEST_CASE("apply() follows the transition table", "[machine]") {
+  for (auto& r : accepted_rows()) {
+    DYNAMIC_SECTION(r.name) {
+      auto before = run(r.def, r.past).state;
+      auto copy = before;
+      auto t = apply(r.def, before, r.e);
+      if (!t)
+        FAIL("refused: " << describe(t.error()));
+      CHECK(to_string(t->state.at) == std::string{to_string(r.expected)});
+      CHECK(render(t->commands) == r.commands);
+      CHECK(t->state.events == r.past.size() + 1);
+      CHECK(before == copy);
+      if (r.check)
+        r.check(t->state);
+      if (t->state.finished()) {
+        CHECK(t->state.timers.empty());
+        REQUIRE_FALSE(t->commands.empty());
+        if (auto f = std::get_if<fail>(&t->commands.back()))
+          CHECK(f->reason == t->state.reason);
+      }
+      auto again = apply(r.def, before, r.e); // pure: same input, same output
+      REQUIRE(again);
+      CHECK(again->state == t->state);
+      CHECK(render(again->commands) == render(t->commands));
+    }
+  }
+}
+
+TEST_CASE("apply() refuses events that do not fit, leaving the state as it was",
+          "[machine]") {
+  const auto D = triage();
+  const auto inv = errc::invalid_transition, done = errc::workflow_finished;
+  const auto F = G + history{signal(2000, "review", "reject")}; // finished
+  std::vector<refusal> table = {
+    {"step_scheduled before start", D, {}, scheduled(1000, "extract", 1), inv,
+     "step_scheduled refused in phase not_started"},
+    {"a timer before start", D, {}, timeout_fired(1000, 1), inv, "timer 1 is not armed"},
+    {"workflow_started twice", D, S, started(1100), inv, "already started"},
+    {"non-object input: array", D, {}, started(1000, json::array({1})), inv,
+     "input must be a JSON object"},
+    {"non-object input: string", D, {}, started(1000, "x"), inv, "input must be a JSON object"},
+    {"non-object input: null", D, {}, started(1000, nullptr), inv, "must be a JSON object"},
+    {"step_completed while scheduling", D, S, completed(1100, "extract", 1, "ok"), inv,
+     "no attempt is running"},
+    {"step_failed while scheduling", D, S, failed(1100, "extract", 1, failure_kind::crashed),
+     inv, "in phase scheduling at node 'extract'"},
+    {"step_scheduled for the wrong node", D, S, scheduled(1000, "analyze", 1), inv,
+     "names attempt 1 of 'analyze', expected attempt 1 of 'extract'"},
+    {"step_scheduled for the wrong attempt", D, S, scheduled(1000, "extract", 2), inv,
+     "expected attempt 1 of 'extract'"},
+    {"step_scheduled twice", D, R, scheduled(1000, "extract", 1), inv,
+     "no step is waiting to be scheduled"},
+    {"step_scheduled overtaken by the deadline", triage(with_deadline(500)),
+     R + history{completed(1200, "extract", 1, "ok"), deadline_fired(1500, 1)},
+     scheduled(1500, "analyze", 1), inv, "in phase at_gate at node 'signoff'"},
+    {"late completion of an earlier attempt", D, R2, completed(1400, "extract", 1, "ok"), inv,
+     "names attempt 1 of 'extract', expected attempt 2"},
+    {"step_failed for the wrong node", D, R, failed(1100, "analyze", 1, failure_kind::crashed),
+     inv, "expected attempt 1 of 'extract'"},
+    {"step_completed in backoff", D, BK, completed(1200, "extract", 1, "ok"), inv,
+     "in phase backoff"},
+    {"step_failed at a gate", D, G, failed(1300, "extract", 1, failure_kind::crashed), inv,
+     "in phase at_gate"},
+    {"a timer of another kind", D, R, deadline_fired(1500, 1), inv,
+     "timer 1 is a step_timeout timer, not workflow_deadline"},
+    {"an unknown timer", D, R, timeout_fired(1500, 99), inv, "timer 99 is not armed"},
+    {"a cancelled timer", D, A, timeout_fired(2000, 1), inv, "timer 1 is not armed"},
+    {"a fired timer fires again", D, R2, retry_fired(1500, 2), inv, "timer 2 is not armed"},
+    {"a signal while running", D, R, signal(1100, "review", "approve"), inv,
+     "not waiting at a gate"},
+    {"a signal for another gate", D, G, signal(1300, "signoff", "approve"), inv,
+     "waits at gate 'review', not 'signoff'"},
+    {"an unknown verdict", D, G, signal(1300, "review", "maybe"), inv,
+     "unknown verdict 'maybe'"},
+    {"'budget' is not a verdict", D, G, signal(1300, "review", "budget"), inv,
+     "unknown verdict 'budget'"},
+    {"an edit with a non-object patch", D, G, signal(1300, "review", "edit", json::array()),
+     inv, "an edit needs a JSON object patch"},
+    {"an edit without patch", D, G, signal(1300, "review", "edit"), inv,
+     "an edit needs a JSON object patch"},
+    {"workflow_started after finish", D, F, started(3000), done, "the workflow has finished"},
+    {"step_scheduled after finish", D, F, scheduled(3000, "extract", 1), done, "has finished"},
+    {"step_completed after finish", D, F, completed(3000, "extract", 1, "ok"), done,
+     "has finished"},
+    {"step_failed after finish", D, F, failed(3000, "extract", 1, failure_kind::crashed), done,
+     "has finished"},
+    {"timer_fired after finish", D, F, timeout_fired(3000, 1), done, "in phase failed"},
+    {"signal after finish", D, F, signal(3000, "review", "approve"), done, "has finished"},
+    {"signal after completion", D, SG + history{signal(2000, "signoff", "approve")},
+     signal(3000, "signoff", "approve"), done, "in phase completed at node 'done'"},
+  };
+  for (auto& r : table) {
+    DYNAMIC_SECTION(r.name) {
+      auto before = run(r.def, r.past).state;
+      auto copy = before;
+      auto t = apply(r.def, before, r.e);
+      REQUIRE_FALSE(t);
+      auto text = describe(t.error());
+      INFO("describe: " << text);
+      CHECK(is(t.error(), r.expected));
+      CHECK(has(text, std::string{kind_of(r.e)} + " refused"));
+      CHECK(has(text, r.says));
+      CHECK(before == copy);
+    }
+  }
+}
