@@ -46,6 +46,7 @@ struct workflow_actor_state {
   uint32_t agent_attempt = 0;
   uint64_t next_token = 1;
   uint64_t attempt_tokens = 0;
+  workflow_status reported = workflow_status::running; ///< last status the manager saw
   static inline const char* name = "troupe.workflow";
 };
 
@@ -132,8 +133,16 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
 }
 
 void notify(self_ptr self) {
+  self->state.reported = status_of(self->state.wf);
   if (self->state.env.manager)
     self->send(self->state.env.manager, status_atom::value, info(self));
+}
+
+// Tells the manager whenever the status changed (parked, running again after
+// a signal, finished), so an await never sees a stale snapshot.
+void notify_if_changed(self_ptr self) {
+  if (status_of(self->state.wf) != self->state.reported)
+    notify(self);
 }
 
 void execute(self_ptr self, const kernel::command& cmd) {
@@ -155,9 +164,10 @@ void execute(self_ptr self, const kernel::command& cmd) {
         self->delayed_send(self, delay, timer_atom::value, c.id);
     }
     void operator()(const kernel::cancel_timer& c) { st.armed.erase(c.id); }
-    void operator()(const kernel::await_signal&) { notify(self); }
-    void operator()(const kernel::complete&) { notify(self); }
-    void operator()(const kernel::fail&) { notify(self); }
+    // parking and finishing are status changes: notify_if_changed reports them
+    void operator()(const kernel::await_signal&) {}
+    void operator()(const kernel::complete&) {}
+    void operator()(const kernel::fail&) {}
   };
   std::visit(visitor{self, st}, cmd);
 }
@@ -229,6 +239,7 @@ void pump(self_ptr self) {
       .then(
         [self, commands, reply](uint64_t) mutable {
           self->state.journaling = false;
+          notify_if_changed(self); // before the signal's reply: its sender may await next
           if (reply.pending())
             reply.deliver(caf::unit);
           for (auto& c : *commands)

@@ -469,3 +469,27 @@ TEST_CASE_METHOD(fixture, "regression: a deadline that overtakes a pending sched
                                               "timer_fired workflow_deadline"});
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE_METHOD(fixture, "regression: after a signal, await(or_parked) waits for the next park "
+                          "instead of answering with the old one") {
+  model_cfg.latency = 1s;
+  define(definition_builder{"two_gates"}
+           .gate("g1").on("approve", "a").on("reject", "done")
+           .agent("a", "asker", policy(5s, 1)).on("ok", "g2").on("exhausted", "done")
+           .gate("g2").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .build());
+  boot();
+  auto id = start("two_gates");
+  REQUIRE(!signal(id, "g1", "approve"));
+  self->send(manager, await_atom::value, id, true);
+  sched.run();
+  bool early = false;
+  self->receive([&](info_msg&) { early = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK_FALSE(early); // running: a is waiting for the model
+  advance_time(1s);
+  sched.run();
+  std::string node;
+  self->receive([&](info_msg& m) { node = m.node; }, caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(node == "g2");
+}
