@@ -211,10 +211,8 @@ void pump(self_ptr self) {
     st.inbox.pop_front();
     if (stale(self, q))
       continue;
-    if (q.token != 0) { // the attempt has ended; its actor quits by itself
-      st.agent = nullptr;
-      st.agent_token = 0;
-    }
+    if (q.token != 0) // the attempt has ended: later messages of it are stale;
+      st.agent_token = 0; // its actor quits by itself, or cancel_step stops it
     auto t = kernel::apply(*st.env.def, st.wf, q.ev);
     if (!t) {
       if (q.reply.pending()) { // a caller's signal: refused, nothing changed
@@ -261,8 +259,8 @@ caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann
   st.id = std::move(id);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    if (!st.agent || dm.source != st.agent.address())
-      return; // an attempt we already abandoned
+    if (st.agent_token == 0 || !st.agent || dm.source != st.agent.address())
+      return; // an attempt that already ended, or was abandoned
     auto reason = dm.reason ? describe(dm.reason) : std::string{"exited"};
     enqueue(self, {kernel::step_failed{now(self), st.agent_node, st.agent_attempt,
                                        failure_kind::crashed,
@@ -307,9 +305,22 @@ caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann
         self->state.attempt_tokens += tokens;
     },
     [self](timer_atom, uint64_t id) {
-      auto i = self->state.armed.find(id);
-      if (i != self->state.armed.end())
+      auto& st = self->state;
+      auto i = st.armed.find(id);
+      if (i == st.armed.end())
+        return; // cancelled
+      if (i->second != kernel::timer_kind::step_timeout) {
         enqueue(self, {kernel::timer_fired{now(self), id, i->second}, {}, 0, id});
+        return;
+      }
+      // The attempt ran out of time: a failure of that attempt, with what it spent.
+      auto limit = st.env.def->find(st.agent_node)->policy.timeout;
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(limit).count();
+      enqueue(self, {kernel::step_failed{now(self), st.agent_node, st.agent_attempt,
+                                         failure_kind::timeout,
+                                         "no outcome within " + std::to_string(ms) + " ms",
+                                         st.attempt_tokens},
+                     {}, st.agent_token, id});
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

@@ -20,6 +20,7 @@ namespace {
 struct waiter {
   caf::response_promise promise;
   bool or_parked = false;
+  uint64_t id = 0; ///< for expiry
 };
 
 struct entry {
@@ -34,6 +35,7 @@ struct manager_state {
   std::unordered_map<std::string, std::string> by_key;
   std::unordered_map<caf::actor_addr, std::string> by_addr;
   caf::error stopping; ///< set once an exit arrived: quit when by_addr empties
+  uint64_t next_waiter = 1;
   static inline const char* name = "troupe.workflow_manager";
 };
 
@@ -158,7 +160,8 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
                                                        + "' has finished; it takes no signals");
       return self->delegate(i->second.actor, signal_atom::value, s);
     },
-    [self](await_atom, const std::string& id, bool or_parked) -> caf::result<info_msg> {
+    [self](await_atom, const std::string& id, bool or_parked,
+           uint64_t timeout_ms) -> caf::result<info_msg> {
       auto& st = self->state;
       auto i = st.workflows.find(id);
       if (i == st.workflows.end())
@@ -166,8 +169,26 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       if (settles(i->second.last, or_parked))
         return i->second.last;
       auto rp = self->make_response_promise<info_msg>();
-      i->second.waiters.push_back({rp, or_parked});
+      auto wid = st.next_waiter++;
+      i->second.waiters.push_back({rp, or_parked, wid});
+      if (timeout_ms > 0)
+        self->delayed_send(self, std::chrono::milliseconds{timeout_ms}, await_atom::value, id,
+                           wid);
       return rp;
+    },
+    // A waiter's time ran out: answer it and forget it.
+    [self](await_atom, const std::string& id, uint64_t wid) {
+      auto i = self->state.workflows.find(id);
+      if (i == self->state.workflows.end())
+        return;
+      auto& ws = i->second.waiters;
+      for (auto w = ws.begin(); w != ws.end(); ++w)
+        if (w->id == wid) {
+          w->promise.deliver(make_error(errc::await_timeout, "workflow '" + id
+                                                                 + "' did not settle in time"));
+          ws.erase(w);
+          return;
+        }
     },
     [self](status_atom, const std::string& id) -> caf::result<caf::message> {
       auto& st = self->state;
@@ -176,7 +197,15 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
         return make_error(errc::unknown_workflow, "no workflow '" + id + "'");
       if (!i->second.actor)
         return caf::make_message(i->second.last);
-      return self->delegate(i->second.actor, status_atom::value);
+      // Ask the live workflow; if it finished meanwhile, its final snapshot
+      // (sent before it quit) has arrived here first: answer with that.
+      auto rp = self->make_response_promise();
+      self->request(i->second.actor, caf::infinite, status_atom::value)
+        .then([rp](info_msg& m) mutable { rp.deliver(std::move(m)); },
+              [self, rp, id](caf::error&) mutable {
+                rp.deliver(self->state.workflows[id].last);
+              });
+      return rp;
     },
     [self](status_atom, info_msg& m) {
       auto& st = self->state;

@@ -139,13 +139,12 @@ caf::error runtime::signal(const std::string& workflow_id, const std::string& ga
 
 caf::expected<workflow_info> runtime::await(const std::string& workflow_id,
                                             std::chrono::milliseconds timeout, bool or_parked) {
-  auto r = impl_->ask<info_msg>(caf::duration{timeout}, await_atom::value, workflow_id, or_parked);
-  if (!r) {
-    if (r.error() == caf::sec::request_timeout)
-      return make_error(errc::await_timeout, "workflow '" + workflow_id + "' did not settle within "
-                                                 + std::to_string(timeout.count()) + " ms");
+  // The manager answers await_timeout itself when the time runs out, so no
+  // waiter outlives its caller.
+  auto ms = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1));
+  auto r = impl_->ask<info_msg>(caf::infinite, await_atom::value, workflow_id, or_parked, ms);
+  if (!r)
     return r.error();
-  }
   return to_info(*r);
 }
 

@@ -9,8 +9,10 @@
 //                                                merge patch, enter(route[label]);
 //                                                label not routed, or patch not an object:
 //                                                as step_failed(bad_output)
-//   running      step_failed{kind}              cancel_timer(step_timeout); fail(kind)
-//   running      timer_fired{step_timeout}      cancel_step; fail(timeout)
+//   running      step_failed{kind}              cancel_timer(step_timeout); kind timeout:
+//                                                cancel_step; fail(kind)
+//   (a step_timeout timer that fires is reported as step_failed{timeout} with the
+//    tokens the attempt spent; timer_fired{step_timeout} is refused)
 //   backoff      timer_fired{retry_backoff}     schedule(attempt + 1)
 //   any live     timer_fired{workflow_deadline} cancel_step if running; budget
 //   at_gate      signal_received{gate, verdict} edit merges its patch; enter(route[verdict]),
@@ -256,6 +258,8 @@ result on(builder& b, const event& e, const step_failed& ev) {
   if (ev.kind > failure_kind::circuit_open)
     return refuse(b.s, e, "unknown failure kind " + std::to_string(static_cast<int>(ev.kind)));
   b.s.tokens += ev.tokens;
+  if (ev.kind == failure_kind::timeout)
+    b.out.emplace_back(cancel_step{b.s.node, b.s.attempt}); // it may still be running
   b.failed_attempt(ev.kind, ev.reason);
   return transition{};
 }
@@ -268,15 +272,13 @@ result on(builder& b, const event& e, const timer_fired& ev) {
   if (kind != ev.kind)
     return refuse(b.s, e, "timer " + std::to_string(ev.timer) + " is a " + to_string(kind)
                             + " timer, not " + to_string(ev.kind));
+  if (kind == timer_kind::step_timeout)
+    return refuse(b.s, e, "a step timeout is journaled as step_failed{timeout}, not as "
+                          "timer_fired");
   b.s.timers.erase(i);
   switch (kind) {
-    case timer_kind::step_timeout: {
-      b.out.emplace_back(cancel_step{b.s.node, b.s.attempt});
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(b.current().policy.timeout);
-      b.failed_attempt(failure_kind::timeout,
-                       "no outcome within " + std::to_string(ms.count()) + " ms");
+    case timer_kind::step_timeout: // refused above
       break;
-    }
     case timer_kind::retry_backoff:
       b.schedule(b.s.attempt + 1);
       break;

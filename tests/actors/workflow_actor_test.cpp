@@ -46,6 +46,17 @@ struct fixture : actor_fixture {
       seen_keys.push_back(c.idempotency_key());
       c.finish({"again"});
     })));
+    REQUIRE(!reg->add_agent("twice", make_agent([](step_context& c) { // two calls in a row
+      llm_request req;
+      req.script = "json";
+      req.messages.push_back({"user", "first"});
+      c.ask(req, [](step_context& c, caf::expected<llm_reply>) {
+        llm_request again;
+        again.script = "json";
+        again.messages.push_back({"user", "second"});
+        c.ask(again, [](step_context& c, caf::expected<llm_reply>) { c.finish({}); });
+      });
+    })));
     REQUIRE(!reg->add_agent("flaky_once", make_agent([](step_context& c) {
       seen_keys.push_back(c.idempotency_key());
       if (c.attempt() == 1)
@@ -103,7 +114,7 @@ TEST_CASE_METHOD(fixture, "a silent model times out at exactly the step timeout,
   CHECK(trace(id).size() == 2);
   CHECK(advance_time(1ns) == 1);
   sched.run();
-  CHECK(trace(id).back() == "timer_fired step_timeout");
+  CHECK(trace(id).back() == "step_failed a#1 timeout");
   CHECK(at(id, 2) == t0 + 5s);
   auto p = policy(5s, 3);
   auto b1 = kernel::backoff_delay(p.retry, seed(id), "a", 1);
@@ -119,9 +130,9 @@ TEST_CASE_METHOD(fixture, "a silent model times out at exactly the step timeout,
     sched.run();
   }
   CHECK(trace(id) == std::vector<std::string>{
-    "workflow_started", "step_scheduled a#1", "timer_fired step_timeout",
-    "timer_fired retry_backoff", "step_scheduled a#2", "timer_fired step_timeout",
-    "timer_fired retry_backoff", "step_scheduled a#3", "timer_fired step_timeout"});
+    "workflow_started", "step_scheduled a#1", "step_failed a#1 timeout",
+    "timer_fired retry_backoff", "step_scheduled a#2", "step_failed a#2 timeout",
+    "timer_fired retry_backoff", "step_scheduled a#3", "step_failed a#3 timeout"});
   auto ev = events(id);
   CHECK(kernel::time_of(ev.at(4)) == t0 + 5s + b1);       // attempt 2 starts after backoff 1
   CHECK(kernel::time_of(ev.at(7)) == t0 + 10s + b1 + b2); // attempt 3 after backoff 2
@@ -319,9 +330,9 @@ TEST_CASE_METHOD(fixture, "the late reply of a timed-out attempt never reaches t
   advance_time(3s); // attempt 2 times out too
   sched.run();
   CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",
-                                              "timer_fired step_timeout",
+                                              "step_failed a#1 timeout",
                                               "timer_fired retry_backoff", "step_scheduled a#2",
-                                              "timer_fired step_timeout"});
+                                              "step_failed a#2 timeout"});
   auto s = status(id);
   CHECK(s.node == "gave_up");
   CHECK(s.outcome == "exhausted");
@@ -361,10 +372,10 @@ TEST_CASE_METHOD(fixture, "await with or_parked answers when the workflow parks"
            .build());
   boot();
   auto id = start("parks");
-  auto parked = call<info_msg>(await_atom::value, id, true);
+  auto parked = call<info_msg>(await_atom::value, id, true, uint64_t{0});
   REQUIRE(parked);
   CHECK(static_cast<workflow_status>(parked->status) == workflow_status::parked);
-  self->send(manager, await_atom::value, id, false); // waits for the end
+  self->send(manager, await_atom::value, id, false, uint64_t{0}); // waits for the end
   sched.run();
   REQUIRE(!signal(id, "g", "approve"));
   bool done = false;
@@ -482,7 +493,7 @@ TEST_CASE_METHOD(fixture, "regression: after a signal, await(or_parked) waits fo
   boot();
   auto id = start("two_gates");
   REQUIRE(!signal(id, "g1", "approve"));
-  self->send(manager, await_atom::value, id, true);
+  self->send(manager, await_atom::value, id, true, uint64_t{0});
   sched.run();
   bool early = false;
   self->receive([&](info_msg&) { early = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
@@ -492,4 +503,45 @@ TEST_CASE_METHOD(fixture, "regression: after a signal, await(or_parked) waits fo
   std::string node;
   self->receive([&](info_msg& m) { node = m.node; }, caf::after(std::chrono::seconds(0)) >> [] {});
   CHECK(node == "g2");
+}
+
+TEST_CASE_METHOD(fixture, "a timed-out attempt's tokens count against the workflow") {
+  model_cfg.latency = 2s; // the second call would answer at 4 s, past the 3 s timeout
+  define(definition_builder{"slow_pair"}
+           .agent("a", "twice", policy(3s, 1)).on("ok", "done").on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("slow_pair");
+  advance_time(2s);
+  sched.run();
+  advance_time(1s);
+  sched.run();
+  auto failed = std::get<kernel::step_failed>(events(id).back());
+  CHECK(failed.kind == failure_kind::timeout);
+  CHECK(failed.reason == "no outcome within 3000 ms");
+  CHECK(failed.tokens == count_tokens("first") + count_tokens(R"({"v": 1})"));
+  CHECK(status(id).tokens == failed.tokens);
+}
+
+TEST_CASE_METHOD(fixture, "an await that runs out of time is answered await_timeout and forgotten") {
+  define(definition_builder{"waits"}
+           .gate("g").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .build());
+  boot();
+  auto id = start("waits");
+  self->send(manager, await_atom::value, id, false, uint64_t{5000});
+  sched.run();
+  CHECK(advance_time(5s) == 1);
+  sched.run();
+  caf::error got;
+  self->receive([](info_msg&) {}, [&](caf::error& e) { got = e; },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(is(got, errc::await_timeout));
+  REQUIRE(!signal(id, "g", "approve"));
+  bool stray = false; // the expired waiter must not be answered again
+  self->receive([&](info_msg&) { stray = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK_FALSE(stray);
 }

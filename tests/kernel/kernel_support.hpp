@@ -47,6 +47,11 @@ inline event fired(instant at, uint64_t timer, timer_kind kind) {
   e.kind = kind;
   return e;
 }
+/// How the workflow actor journals a step timeout that fired.
+inline event timed_out(int64_t at, std::string node, uint32_t attempt, uint64_t tokens = 0) {
+  return step_failed{ms(at), std::move(node), attempt, failure_kind::timeout,
+                     "no outcome within 1000 ms", tokens};
+}
 inline event timeout_fired(int64_t at, uint64_t timer) {
   return fired(ms(at), timer, timer_kind::step_timeout);
 }

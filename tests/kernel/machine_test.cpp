@@ -241,16 +241,18 @@ std::vector<row> accepted_rows() {
      scheduled(1300, "extract", 2), phase::running,
      {"start_timer(3,step_timeout,2300ms)", "run_agent(extract,extractor,2,1)"},
      [](const workflow_state& s) { CHECK(s.steps == 2); }},
-    // -- running + timer_fired{step_timeout} ----------------------------------
-    {"step timeout abandons the attempt and retries", D, R, timeout_fired(2000, 1), phase::backoff,
-     {"cancel_step(extract,1)",
+    // -- running + step_failed{timeout}: the step timeout fired --------------
+    {"step timeout abandons the attempt and retries", D, R, timed_out(2000, "extract", 1, 7),
+     phase::backoff,
+     {"cancel_step(extract,1)", "cancel_timer(1)",
       "start_timer(2,retry_backoff," + retry_at(D, "extract", 1, 2000) + ")"},
      [](const workflow_state& s) {
        CHECK(s.timers.size() == 1);
+       CHECK(s.tokens == 7); // what the attempt spent before it ran out of time
        CHECK(has(s.reason, "timeout: no outcome within 1000 ms"));
      }},
-    {"step timeout on the last attempt is exhausted", D, A, timeout_fired(3210, 2), phase::failed,
-     {"cancel_step(analyze,1)", "fail(broken,exhausted)"}},
+    {"step timeout on the last attempt is exhausted", D, A, timed_out(3210, "analyze", 1),
+     phase::failed, {"cancel_step(analyze,1)", "cancel_timer(2)", "fail(broken,exhausted)"}},
     // -- budgets --------------------------------------------------------------
     {"max_steps spent at a retry, no budget route: the workflow fails", triage(with_steps(2)),
      R2 + history{failed(1400, "extract", 2, failure_kind::crashed)}, retry_fired(1600, 4),
@@ -434,6 +436,8 @@ TEST_CASE("apply() refuses events that do not fit, leaving the state as it was",
     {"a timer of another kind", D, R, deadline_fired(1500, 1), inv,
      "timer 1 is a step_timeout timer, not workflow_deadline"},
     {"an unknown timer", D, R, timeout_fired(1500, 99), inv, "timer 99 is not armed"},
+    {"a step timeout journaled as timer_fired", D, R, timeout_fired(2000, 1), inv,
+     "a step timeout is journaled as step_failed{timeout}"},
     {"a cancelled timer", D, A, timeout_fired(2000, 1), inv, "timer 1 is not armed"},
     {"a fired timer fires again", D, R2, retry_fired(1500, 2), inv, "timer 2 is not armed"},
     {"a signal while running", D, R, signal(1100, "review", "approve"), inv,

@@ -111,8 +111,14 @@ private:
     auto due = earliest();
     // A timer due before the next thing would happen fires first; in backoff
     // nothing but a timer can happen.
-    if (due && (due->second.fire_at <= at || s_.at == phase::backoff))
-      return fired(std::max(now_, due->second.fire_at), due->first, due->second.kind);
+    if (due && (due->second.fire_at <= at || s_.at == phase::backoff)) {
+      auto when = std::max(now_, due->second.fire_at);
+      if (due->second.kind != timer_kind::step_timeout)
+        return fired(when, due->first, due->second.kind);
+      cov_.fired.insert("step_timeout"); // journaled as the attempt's failure
+      return step_failed{when, s_.node, s_.attempt, failure_kind::timeout, "no outcome in time",
+                         rng_.below(40)};
+    }
     const node& n = *def_.find(s_.node);
     switch (s_.at) {
       case phase::scheduling:

@@ -131,6 +131,16 @@ TEST_CASE_METHOD(fixture, "bad signals are refused and change nothing") {
   CHECK(is(rt.signal(*id, "review", decision::approve()), errc::workflow_finished));
 }
 
+TEST_CASE_METHOD(fixture, "an await on a parked workflow times out with await_timeout") {
+  auto id = rt.start("two", nlohmann::json::object());
+  REQUIRE(id);
+  REQUIRE(rt.await(*id, patience, true)); // parked at review
+  auto r = rt.await(*id, 20ms);           // waits for the end, which needs a signal
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::await_timeout));
+  CHECK(is_retryable(errc::await_timeout));
+}
+
 TEST_CASE_METHOD(fixture, "an idempotency key starts a workflow once") {
   auto a = rt.start("two", nlohmann::json::object(), "order-17");
   auto b = rt.start("two", {{"other", true}}, "order-17");

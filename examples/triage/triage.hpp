@@ -1,0 +1,121 @@
+// Shows a ticket-triage pipeline surviving model faults: retries, timeouts, a review gate.
+//
+// Tickets go extract -> analyze -> report; the scripted model fails, hangs
+// or garbles some calls on purpose, and uncertain analyses wait for a human.
+// The pieces: triage_definition() is the workflow graph, register_triage()
+// puts its three agents and the definition into a runtime, triage_config()
+// builds a runtime config whose scripted model answers for those agents (with
+// faults switched on), run_triage() drives a batch of tickets through it and
+// tallies what happened from the journal, and run_triage_demo() prints that
+// for a person. Called by the `troupe` CLI and by tests; blocking, from a
+// plain thread (never from an actor).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "troupe/definition.hpp"
+#include "troupe/journal.hpp"
+#include "troupe/runtime.hpp"
+
+namespace troupe::examples {
+
+/// Knobs of a triage run; every field has a usable default.
+struct triage_options {
+  /// Tickets (= workflows) to run.
+  size_t workflows = 300;
+  /// Seeds the scripted model's fault draws and the workflows' jitter.
+  uint64_t seed = 42;
+  /// Share of model calls answered with an error (llm_unavailable).
+  double fail_rate = 0.05;
+  /// Share of model calls never answered (the step timeout fires).
+  double timeout_rate = 0.02;
+  /// Share of model calls answered with text that is not JSON.
+  double malformed_rate = 0.05;
+  /// Scheduler worker threads of the runtime.
+  size_t threads = 2;
+  /// How long the driver waits for one workflow to settle before giving up.
+  std::chrono::milliseconds await_timeout{30000};
+};
+
+/// Analyses below this confidence are routed to the review gate.
+constexpr double triage_confidence_threshold = 0.3;
+
+/// The triage workflow graph:
+///
+///   extract  --ok--> analyze          extract --exhausted--> review
+///   review   --approve|edit--> analyze        review --reject--> rejected
+///   analyze  --ok--> report   analyze --low_confidence--> review
+///   analyze  --exhausted--> failed
+///   report   --ok--> done     report  --exhausted--> failed
+///
+/// `done` is the completed terminal; `rejected` and `failed` are failed ones.
+caf::expected<definition> triage_definition();
+
+/// A runtime config whose scripted model answers the three triage agents,
+/// with the fault rates, seed and thread count of `opt`.
+config triage_config(const triage_options& opt);
+
+/// Registers the agents "extractor", "analyzer", "reporter" and the
+/// "triage" definition; the first registration error, if any.
+caf::error register_triage(runtime& rt);
+
+/// The ticket text of ticket number `i` (deterministic).
+std::string triage_ticket(size_t i);
+
+/// What a triage run did, counted from each workflow's final status and
+/// journaled history.
+struct triage_summary {
+  size_t started = 0;
+  size_t completed = 0;
+  size_t failed = 0;
+  size_t unsettled = 0;    ///< neither completed nor failed when the driver gave up
+  size_t retried = 0;      ///< workflows with at least one attempt > 1
+  size_t timeouts = 0;     ///< attempts that timed out
+  size_t crashes = 0;      ///< attempts that crashed (model errors included)
+  size_t bad_outputs = 0;  ///< attempts that returned unusable output
+  size_t circuit_open = 0; ///< attempts refused by an open breaker
+  size_t parked = 0;       ///< times a workflow was found parked at the review gate
+  size_t approved = 0;     ///< approvals delivered to the review gate
+  size_t signals = 0;      ///< signal_received records in the journals
+  uint64_t steps = 0;      ///< agent attempts, all workflows
+  uint64_t tokens = 0;     ///< model tokens, all workflows
+  std::chrono::nanoseconds wall{0};
+  /// Failed workflows by how they ended ("failed: exhausted", ...).
+  std::vector<std::pair<std::string, size_t>> failures;
+  /// Problems of the driver itself (start, await, signal, history errors).
+  std::vector<std::string> errors;
+  /// One workflow's history, chosen to show a retry and a park if any did.
+  std::string sample_id;
+  std::string sample_ticket;
+  std::vector<journal_record> sample_history;
+
+  /// Every workflow settled and the driver hit no error.
+  bool ok() const { return unsettled == 0 && errors.empty() && started > 0; }
+};
+
+/// Runs `opt.workflows` tickets through a fresh runtime: starts them all,
+/// approves every workflow that parks at the review gate, waits for all of
+/// them to finish and counts. An error only when the runtime could not be
+/// set up; per-workflow trouble lands in the summary.
+caf::expected<triage_summary> run_triage(const triage_options& opt);
+
+/// Prints `s` for people: the tallies, then the sample's timeline.
+void print_triage_summary(const triage_options& opt, const triage_summary& s, std::ostream& out);
+
+/// Prints one history as a timeline: ms since its first record, event,
+/// node, attempt, and the outcome or failure.
+void print_timeline(const std::vector<journal_record>& history, std::ostream& out);
+
+/// run_triage() then print_triage_summary(); 0 when every workflow settled.
+int run_triage_demo(const triage_options& opt, std::ostream& out);
+
+} // namespace troupe::examples

@@ -1,0 +1,328 @@
+// The triage demo driver: starts a batch of tickets, approves whatever parks
+// at the review gate, waits for every workflow to settle, then tallies the
+// journal and prints it for people. Runs on the caller's thread and blocks;
+// the runtime it creates lives only for the call.
+#include "triage/triage.hpp"
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "troupe/errors.hpp"
+
+namespace troupe::examples {
+
+namespace {
+
+using json = nlohmann::json;
+using steady = std::chrono::steady_clock;
+
+/// Rounds of approvals at most. Every park costs an analyze step and the
+/// definition allows 20 steps, so no workflow parks more often than this.
+constexpr size_t max_rounds = 25;
+
+json payload_of(const journal_record& r) {
+  auto j = json::parse(r.payload, nullptr, false);
+  return j.is_object() ? j : json::object();
+}
+
+std::string str_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
+}
+
+uint64_t uint_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+
+/// What one workflow's history says.
+struct history_facts {
+  bool retried = false;
+  size_t signals = 0;  ///< decisions received at the gate
+  size_t timeouts = 0; ///< attempts that timed out
+};
+
+/// One journal record as the timeline shows it.
+struct reading {
+  std::string node;
+  uint64_t attempt = 0;
+  std::string failure; ///< the attempt failed: "timeout", "crashed", ...
+  std::string what;    ///< outcome or failure, for people
+};
+
+/// Reads a history in order, the way a person would. A step timeout is
+/// journaled as the timer_fired of the attempt's step_timeout timer, not as
+/// a step_failed: it is shown and counted as that attempt timing out.
+class history_reader {
+public:
+  reading read(const journal_record& r) {
+    auto p = payload_of(r);
+    reading x;
+    x.node = str_field(p, "node");
+    x.attempt = uint_field(p, "attempt");
+    if (r.kind == "step_scheduled") {
+      in_flight_ = true;
+      node_ = x.node;
+      attempt_ = x.attempt;
+    } else if (r.kind == "step_completed") {
+      in_flight_ = false;
+      x.what = str_field(p, "label") + " (" + std::to_string(uint_field(p, "tokens")) + " tokens)";
+    } else if (r.kind == "step_failed") {
+      in_flight_ = false;
+      x.failure = str_field(p, "kind");
+      x.what = x.failure;
+      if (auto reason = str_field(p, "reason"); !reason.empty())
+        x.what += ": " + reason;
+    } else if (r.kind == "signal_received") {
+      x.node = str_field(p, "gate");
+      x.what = str_field(p, "decision");
+      if (auto by = str_field(p, "by"); !by.empty())
+        x.what += " by " + by;
+    } else if (r.kind == "timer_fired") {
+      auto kind = str_field(p, "kind");
+      if (kind == "step_timeout" && in_flight_) {
+        in_flight_ = false;
+        x.node = node_;
+        x.attempt = attempt_;
+        x.failure = "timeout";
+        x.what = "timeout: no outcome in time";
+      } else if (kind == "retry_backoff") {
+        x.what = "retry backoff over";
+      } else if (kind == "workflow_deadline") {
+        x.what = "deadline passed";
+      } else {
+        x.what = kind;
+      }
+    }
+    return x;
+  }
+
+private:
+  bool in_flight_ = false;
+  std::string node_;
+  uint64_t attempt_ = 0;
+};
+
+history_facts count_history(const std::vector<journal_record>& h, triage_summary& s) {
+  history_facts f;
+  history_reader reader;
+  for (const auto& r : h) {
+    auto x = reader.read(r);
+    if (r.kind == "step_scheduled" && x.attempt > 1)
+      f.retried = true;
+    else if (r.kind == "signal_received")
+      ++f.signals;
+    if (x.failure == "timeout")
+      ++f.timeouts;
+    else if (x.failure == "crashed")
+      ++s.crashes;
+    else if (x.failure == "bad_output")
+      ++s.bad_outputs;
+    else if (x.failure == "circuit_open")
+      ++s.circuit_open;
+  }
+  s.timeouts += f.timeouts;
+  return f;
+}
+
+std::string percent(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g%%", x * 100.0);
+  return buf;
+}
+
+void row(std::ostream& out, const char* label, const std::string& value,
+         const std::string& note = {}) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "  %-30s %10s", label, value.c_str());
+  out << buf;
+  if (!note.empty())
+    out << "   " << note;
+  out << '\n';
+}
+
+void row(std::ostream& out, const char* label, uint64_t value, const std::string& note = {}) {
+  row(out, label, std::to_string(value), note);
+}
+
+} // namespace
+
+caf::expected<triage_summary> run_triage(const triage_options& opt) {
+  std::unique_ptr<runtime> rt;
+  try {
+    rt = std::make_unique<runtime>(triage_config(opt));
+  } catch (const std::invalid_argument& e) {
+    return make_error(errc::invalid_config, e.what());
+  }
+  if (auto err = register_triage(*rt))
+    return err;
+
+  triage_summary s;
+  auto t0 = steady::now();
+  // -- start every ticket ----------------------------------------------------
+  std::vector<std::pair<std::string, size_t>> started; // workflow id, ticket number
+  started.reserve(opt.workflows);
+  for (size_t i = 0; i < opt.workflows; ++i) {
+    auto key = "ticket-" + std::to_string(i);
+    auto id = rt->start("triage", json{{"ticket", triage_ticket(i)}}, key);
+    if (!id) {
+      s.errors.push_back("start " + key + ": " + describe(id.error()));
+      continue;
+    }
+    started.emplace_back(std::move(*id), i);
+  }
+  s.started = started.size();
+
+  // -- wait, approving parked workflows, until all settle --------------------
+  std::vector<std::string> pending;
+  for (const auto& w : started)
+    pending.push_back(w.first);
+  for (size_t round = 0; round < max_rounds && !pending.empty(); ++round) {
+    std::vector<std::string> next;
+    for (const auto& id : pending) {
+      auto info = rt->await(id, opt.await_timeout, /*or_parked=*/true);
+      if (!info) {
+        s.errors.push_back("await " + id + ": " + describe(info.error()));
+        continue;
+      }
+      if (info->finished())
+        continue;
+      next.push_back(id);
+      ++s.parked;
+      if (auto err = rt->signal(id, info->node, decision::approve("demo"))) {
+        s.errors.push_back("signal " + id + ": " + describe(err));
+        continue;
+      }
+      ++s.approved;
+    }
+    pending = std::move(next);
+  }
+  s.wall = steady::now() - t0;
+
+  // -- tally from final status and history ------------------------------------
+  std::map<std::string, size_t> failures;
+  int best = -1;
+  for (const auto& [id, ticket] : started) {
+    auto info = rt->status(id);
+    if (!info) {
+      s.errors.push_back("status " + id + ": " + describe(info.error()));
+      ++s.unsettled;
+      continue;
+    }
+    s.steps += info->steps;
+    s.tokens += info->tokens;
+    if (info->status == workflow_status::completed) {
+      ++s.completed;
+    } else if (info->status == workflow_status::failed) {
+      ++s.failed;
+      ++failures[info->outcome + (info->node.empty() ? "" : " -> " + info->node)];
+    } else {
+      ++s.unsettled;
+    }
+    auto hist = rt->history(id);
+    if (!hist) {
+      s.errors.push_back("history " + id + ": " + describe(hist.error()));
+      continue;
+    }
+    auto facts = count_history(*hist, s);
+    if (facts.retried)
+      ++s.retried;
+    s.signals += facts.signals;
+    // The most telling timeline: a timeout, then a retry, then a park.
+    int score =
+        (facts.timeouts > 0 ? 4 : 0) + (facts.retried ? 2 : 0) + (facts.signals > 0 ? 1 : 0);
+    if (score > best) {
+      best = score;
+      s.sample_id = id;
+      s.sample_ticket = triage_ticket(ticket);
+      s.sample_history = std::move(*hist);
+    }
+  }
+  s.failures.assign(failures.begin(), failures.end());
+  rt->shutdown();
+  return s;
+}
+
+void print_timeline(const std::vector<journal_record>& history, std::ostream& out) {
+  if (history.empty()) {
+    out << "  (no events)\n";
+    return;
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "  %9s  %-17s %-9s %7s  %s\n", "ms", "event", "node", "attempt",
+                "outcome");
+  out << buf;
+  auto t0 = history.front().at_ns;
+  history_reader reader;
+  for (const auto& r : history) {
+    auto x = reader.read(r);
+    auto attempt = x.attempt > 0 ? std::to_string(x.attempt) : std::string{};
+    std::snprintf(buf, sizeof buf, "  %9.1f  %-17s %-9s %7s",
+                  static_cast<double>(r.at_ns - t0) / 1e6, r.kind.c_str(), x.node.c_str(),
+                  attempt.c_str());
+    std::string line = buf;
+    if (!x.what.empty())
+      line += "  " + x.what;
+    while (!line.empty() && line.back() == ' ')
+      line.pop_back();
+    out << line << '\n';
+  }
+}
+
+void print_triage_summary(const triage_options& opt, const triage_summary& s, std::ostream& out) {
+  out << "triage: " << opt.workflows << " tickets, seed " << opt.seed << ", " << opt.threads
+      << " threads; model faults: " << percent(opt.fail_rate) << " errors, "
+      << percent(opt.timeout_rate) << " timeouts, " << percent(opt.malformed_rate)
+      << " malformed\n\n";
+  row(out, "workflows started", s.started);
+  row(out, "  completed", s.completed);
+  row(out, "  failed", s.failed);
+  for (const auto& [how, n] : s.failures) {
+    auto label = "    " + how;
+    row(out, label.c_str(), n);
+  }
+  if (s.unsettled > 0)
+    row(out, "  unsettled", s.unsettled, "(did not finish in time)");
+  row(out, "workflows with a retried step", s.retried);
+  row(out, "attempts timed out", s.timeouts);
+  row(out, "attempts crashed", s.crashes);
+  row(out, "attempts with bad output", s.bad_outputs);
+  if (s.circuit_open > 0)
+    row(out, "attempts refused (breaker open)", s.circuit_open);
+  row(out, "parked at review", s.parked);
+  row(out, "approved", s.approved);
+  row(out, "steps", s.steps);
+  row(out, "tokens", s.tokens);
+  double secs = std::chrono::duration<double>(s.wall).count();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f s", secs);
+  row(out, "wall time", buf);
+  std::snprintf(buf, sizeof buf, "%.0f", secs > 0 ? static_cast<double>(s.steps) / secs : 0.0);
+  row(out, "steps/s", buf);
+  for (const auto& e : s.errors)
+    out << "  error: " << e << '\n';
+  if (!s.sample_id.empty()) {
+    out << "\ntimeline of " << s.sample_id << ": " << s.sample_ticket << '\n';
+    print_timeline(s.sample_history, out);
+  }
+}
+
+int run_triage_demo(const triage_options& opt, std::ostream& out) {
+  auto s = run_triage(opt);
+  if (!s) {
+    out << "triage: could not start the runtime: " << describe(s.error()) << '\n';
+    return 1;
+  }
+  print_triage_summary(opt, *s, out);
+  return s->ok() ? 0 : 1;
+}
+
+} // namespace troupe::examples

@@ -1,0 +1,171 @@
+// The `troupe` tool's commands (see cli.hpp). CLI11 parses and validates
+// every flag before anything runs; a usage error prints one line naming the
+// flag and exits with exit_usage.
+#include "cli.hpp"
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "triage/triage.hpp"
+
+#ifndef TROUPE_VERSION
+#define TROUPE_VERSION "unknown"
+#endif
+
+namespace troupe::cli {
+
+namespace {
+
+using examples::triage_options;
+
+/// One runnable example: its name, a line for --help, and its driver.
+struct example {
+  const char* name;
+  const char* what;
+  int (*run)(const triage_options&, std::ostream&);
+};
+
+const std::vector<example>& known_examples() {
+  static const std::vector<example> all = {
+      {"triage", "support tickets: extract -> analyze -> report, with retries and a review gate",
+       examples::run_triage_demo},
+  };
+  return all;
+}
+
+const example* find_example(const std::string& name) {
+  for (const auto& e : known_examples())
+    if (name == e.name)
+      return &e;
+  return nullptr;
+}
+
+std::string example_list() {
+  std::string s;
+  for (const auto& e : known_examples())
+    s += (s.empty() ? "" : ", ") + std::string{e.name};
+  return s;
+}
+
+/// A probability: a number in [0, 1].
+CLI::Validator rate_in_0_1() {
+  return CLI::Validator(
+      [](std::string& in) -> std::string {
+        double x = 0;
+        if (!CLI::detail::lexical_cast(in, x) || !(x >= 0.0 && x <= 1.0))
+          return "must be a number from 0 to 1, got '" + in + "'";
+        return {};
+      },
+      "RATE in [0, 1]");
+}
+
+/// A whole number in [lo, hi].
+CLI::Validator count_in(long long lo, long long hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& in) -> std::string {
+        long long x = 0;
+        if (!CLI::detail::lexical_cast(in, x) || x < lo || x > hi)
+          return "must be a whole number from " + std::to_string(lo) + " to " +
+                 std::to_string(hi) + ", got '" + in + "'";
+        return {};
+      },
+      "N in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+}
+
+/// Any whole number from 0 to 2^64-1 (CLI11 alone wraps "-1" around).
+CLI::Validator unsigned_number() {
+  return CLI::Validator(
+      [](std::string& in) -> std::string {
+        unsigned long long x = 0;
+        if (in.empty() || in[0] == '-' || !CLI::detail::lexical_cast(in, x))
+          return "must be a whole number from 0 to 18446744073709551615, got '" + in + "'";
+        return {};
+      },
+      "N >= 0");
+}
+
+/// Checks what single flags cannot; "" when the options are usable.
+std::string check_rates(const triage_options& opt) {
+  if (opt.fail_rate + opt.timeout_rate + opt.malformed_rate > 1.0)
+    return "--fail-rate + --timeout-rate + --malformed-rate must not exceed 1";
+  return {};
+}
+
+} // namespace
+
+std::vector<std::string> example_names() {
+  std::vector<std::string> names;
+  for (const auto& e : known_examples())
+    names.emplace_back(e.name);
+  return names;
+}
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{"troupe: runs LLM agents as actors under supervising workflows.", "troupe"};
+  app.set_version_flag("--version", std::string{"troupe "} + TROUPE_VERSION,
+                       "Print the version and exit");
+  app.require_subcommand(1);
+
+  auto* demo = app.add_subcommand("demo", "Run the triage example with its defaults "
+                                          "(300 tickets, model faults on)");
+
+  std::string list;
+  for (const auto& e : known_examples())
+    list += std::string{"\n  "} + e.name + ": " + e.what;
+  auto* run_cmd = app.add_subcommand("run", "Run an example's workflows through a fresh runtime "
+                                            "and print what happened. Examples:" + list);
+  triage_options opt;
+  std::string name;
+  run_cmd->add_option("example", name, "The example to run (" + example_list() + ")")
+      ->required();
+  run_cmd->add_option("--workflows", opt.workflows, "Workflows to run")
+      ->check(count_in(1, 10'000'000))
+      ->capture_default_str();
+  run_cmd->add_option("--seed", opt.seed, "Seed of the model's fault draws and retry jitter")
+      ->check(unsigned_number())
+      ->capture_default_str();
+  run_cmd->add_option("--fail-rate", opt.fail_rate, "Share of model calls that return an error")
+      ->check(rate_in_0_1())
+      ->capture_default_str();
+  run_cmd->add_option("--timeout-rate", opt.timeout_rate, "Share of model calls never answered")
+      ->check(rate_in_0_1())
+      ->capture_default_str();
+  run_cmd->add_option("--malformed-rate", opt.malformed_rate,
+                      "Share of model calls answered with text that is not JSON")
+      ->check(rate_in_0_1())
+      ->capture_default_str();
+  run_cmd->add_option("--threads", opt.threads, "Scheduler worker threads")
+      ->check(count_in(1, 256))
+      ->capture_default_str();
+
+  std::vector<const char*> argv;
+  if (args.empty())
+    argv.push_back("troupe");
+  for (const auto& a : args)
+    argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e, out, err) == 0 ? exit_ok : exit_usage;
+  }
+
+  if (demo->parsed())
+    return examples::run_triage_demo(triage_options{}, out) == 0 ? exit_ok : exit_failed;
+
+  const auto* ex = find_example(name);
+  if (ex == nullptr) {
+    err << "troupe run: unknown example '" << name << "'; known examples: " << example_list()
+        << '\n';
+    return exit_usage;
+  }
+  if (auto problem = check_rates(opt); !problem.empty()) {
+    err << "troupe run: " << problem << '\n';
+    return exit_usage;
+  }
+  return ex->run(opt, out) == 0 ? exit_ok : exit_failed;
+}
+
+} // namespace troupe::cli
