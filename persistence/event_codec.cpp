@@ -24,31 +24,85 @@ constexpr failure_kind all_failure_kinds[] = {failure_kind::timeout, failure_kin
 
 // -- encoding -----------------------------------------------------------------
 
-json encode(const kernel::workflow_started& e) {
-  return {{"v", format_version}, {"input", e.input}, {"seed", e.seed}};
+// Writes a payload object straight into a string, keys in the alphabetical
+// order json::dump uses (callers list them so), without first building a
+// json object: this runs twice per step. Output is byte for byte what
+// dump(-1, ' ', false, error_handler_t::replace) gives.
+class payload_writer {
+public:
+  payload_writer& field(const char* key, const std::string& s) {
+    begin(key);
+    bool plain = true;
+    for (unsigned char c : s)
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
+        plain = false;
+        break;
+      }
+    if (plain) {
+      out_ += '"';
+      out_ += s;
+      out_ += '"';
+    } else { // escapes and UTF-8 repair: leave them to the library
+      out_ += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    return *this;
+  }
+  payload_writer& field(const char* key, const char* s) { return field(key, std::string{s}); }
+  payload_writer& field(const char* key, uint64_t x) {
+    begin(key);
+    out_ += std::to_string(x);
+    return *this;
+  }
+  payload_writer& field(const char* key, const json& j) {
+    begin(key);
+    out_ += j.dump(-1, ' ', false, json::error_handler_t::replace);
+    return *this;
+  }
+  std::string done() {
+    out_ += '}';
+    return std::move(out_);
+  }
+
+private:
+  void begin(const char* key) {
+    out_ += out_.empty() ? '{' : ',';
+    out_ += '"';
+    out_ += key;
+    out_ += "\":";
+  }
+  std::string out_;
+};
+
+std::string encode(const kernel::workflow_started& e) {
+  return payload_writer{}.field("input", e.input).field("seed", e.seed)
+    .field("v", format_version).done();
 }
 
-json encode(const kernel::step_scheduled& e) {
-  return {{"v", format_version}, {"node", e.node}, {"attempt", e.attempt}};
+std::string encode(const kernel::step_scheduled& e) {
+  return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("node", e.node)
+    .field("v", format_version).done();
 }
 
-json encode(const kernel::step_completed& e) {
-  return {{"v", format_version}, {"node", e.node},   {"attempt", e.attempt},
-          {"label", e.label},    {"patch", e.patch}, {"tokens", e.tokens}};
+std::string encode(const kernel::step_completed& e) {
+  return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("label", e.label)
+    .field("node", e.node).field("patch", e.patch).field("tokens", e.tokens)
+    .field("v", format_version).done();
 }
 
-json encode(const kernel::step_failed& e) {
-  return {{"v", format_version},   {"node", e.node},     {"attempt", e.attempt},
-          {"kind", to_string(e.kind)}, {"reason", e.reason}, {"tokens", e.tokens}};
+std::string encode(const kernel::step_failed& e) {
+  return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("kind", to_string(e.kind))
+    .field("node", e.node).field("reason", e.reason).field("tokens", e.tokens)
+    .field("v", format_version).done();
 }
 
-json encode(const kernel::timer_fired& e) {
-  return {{"v", format_version}, {"timer", e.timer}, {"kind", kernel::to_string(e.kind)}};
+std::string encode(const kernel::timer_fired& e) {
+  return payload_writer{}.field("kind", kernel::to_string(e.kind)).field("timer", e.timer)
+    .field("v", format_version).done();
 }
 
-json encode(const kernel::signal_received& e) {
-  return {{"v", format_version}, {"gate", e.gate}, {"decision", e.decision},
-          {"patch", e.patch},     {"by", e.by}};
+std::string encode(const kernel::signal_received& e) {
+  return payload_writer{}.field("by", e.by).field("decision", e.decision).field("gate", e.gate)
+    .field("patch", e.patch).field("v", format_version).done();
 }
 
 // -- decoding -----------------------------------------------------------------
@@ -221,8 +275,7 @@ journal_record to_record(const std::string& workflow_id, uint64_t wf_seq,
   r.wf_seq = wf_seq;
   r.kind = kernel::kind_of(e);
   r.at_ns = static_cast<int64_t>(kernel::time_of(e).count());
-  auto payload = std::visit([](const auto& x) { return encode(x); }, e);
-  r.payload = payload.dump(-1, ' ', false, json::error_handler_t::replace);
+  r.payload = std::visit([](const auto& x) { return encode(x); }, e);
   return r;
 }
 

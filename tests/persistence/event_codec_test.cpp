@@ -105,6 +105,8 @@ TEST_CASE("every event kind round-trips with all its fields") {
     CHECK(r.kind == kind_of(e));
     CHECK(r.at_ns == time_of(e).count());
     CHECK(json::parse(r.payload).at("v") == 1);
+    // canonical: sorted keys, compact, exactly what json::dump writes
+    CHECK(json::parse(r.payload).dump() == r.payload);
     auto back = from_record(r);
     REQUIRE(back);
     CHECK(same(*back, e));
@@ -115,6 +117,19 @@ TEST_CASE("every event kind round-trips with all its fields") {
   REQUIRE(decoded->size() == history.size());
   for (size_t i = 0; i < history.size(); ++i)
     CHECK(same((*decoded)[i], history[i]));
+}
+
+TEST_CASE("strings that need escaping or UTF-8 repair encode like json::dump") {
+  for (std::string odd : {std::string{"quote \" backslash \\ tab \t nl \n"},
+                          std::string{"\x01\x1f ctrl"}, std::string{"caf\xc3\xa9 \xe2\x82\xac"},
+                          std::string{"bad \xff byte"}, std::string{""}}) {
+    INFO(odd);
+    auto r = to_record("wf", 1, step_failed{instant{1}, odd, 1, failure_kind::crashed, odd, 0});
+    auto expect = json{{"attempt", 1}, {"kind", "crashed"}, {"node", odd}, {"reason", odd},
+                       {"tokens", 0}, {"v", 1}}
+                    .dump(-1, ' ', false, json::error_handler_t::replace);
+    CHECK(r.payload == expect);
+  }
 }
 
 TEST_CASE("payloads are compact JSON with exactly the documented fields") {
