@@ -7,22 +7,11 @@
 
 #include "actors/atoms.hpp"
 #include "troupe/errors.hpp"
+#include "troupe/hash.hpp"
 
 namespace troupe {
 
 namespace {
-
-uint64_t mix(uint64_t seed, const std::string& s) {
-  uint64_t h = 1469598103934665603ull ^ seed;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  return h;
-}
 
 struct delayed_reply {
   caf::response_promise promise;
@@ -96,7 +85,7 @@ caf::behavior scripted_model(caf::stateful_actor<scripted_model_state>* self,
 } // namespace
 
 scripted_fault roll_fault(const scripted_model_config& cfg, const std::string& request_id) {
-  double u = static_cast<double>(mix(cfg.seed, request_id) >> 11) * 0x1.0p-53;
+  double u = static_cast<double>(splitmix64(fnv1a(request_id) ^ cfg.seed) >> 11) * 0x1.0p-53;
   if (u < cfg.fail_rate)
     return scripted_fault::fail;
   if (u < cfg.fail_rate + cfg.timeout_rate)

@@ -12,6 +12,7 @@
 
 #include "troupe/agent.hpp"
 #include "troupe/errors.hpp"
+#include "troupe/hash.hpp"
 #include "troupe/seams.hpp"
 
 namespace troupe::examples {
@@ -36,16 +37,6 @@ constexpr std::array<const char*, 7> problems = {
     "webhooks arrive twice",
     "the monthly invoice shows the wrong currency",
 };
-
-/// FNV-1a: a stable hash, so replies depend on the request text only.
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 /// The text between `from` and `to` after position `pos` (advanced past it).
 std::string between(const std::string& s, size_t& pos, const char* from, const char* to) {

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "troupe/hash.hpp"
+
 namespace troupe::kernel {
 
 const char* kind_of(const event& e) {
@@ -50,28 +52,6 @@ bool workflow_state::operator==(const workflow_state& o) const {
          && deadline == o.deadline && events == o.events && next_timer == o.next_timer
          && timers == o.timers && visits == o.visits && outcome == o.outcome && reason == o.reason;
 }
-
-namespace {
-
-// FNV-1a: stable across platforms and library versions (std::hash is not),
-// which replay of journaled seeds needs.
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-} // namespace
 
 duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& node,
                        uint32_t failed_attempt) {
