@@ -2,13 +2,17 @@
 // linear workflow of K agent nodes over an instant scripted model (latency
 // 0, no faults, in-memory journal), at several concurrency levels. Each
 // level keeps that many workflows in flight on a fresh runtime for about
-// --seconds, then prints one row of a table.
+// --seconds, then prints one row of a table. With --waiting N it instead
+// holds N agents on a slow model at once and reports the process's threads
+// and memory while they wait (agents must not need a thread each).
 #include <chrono>
 #include <cstdio>
 #include <deque>
+#include <fstream>
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -29,7 +33,21 @@ struct bench_options {
   size_t workflows = 0; ///< per level; 0 = as many as fit in `seconds`
   size_t threads = 2;
   size_t journal_batch = 256;
+  size_t waiting = 0;   ///< >0: the waiting-agents run instead of the levels
+  double hold_s = 2.0;  ///< model latency in the waiting run
 };
+
+/// A field of /proc/self/status ("Threads", "VmRSS"), as printed there.
+std::string proc_status(const std::string& key) {
+  std::ifstream in{"/proc/self/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) {
+      auto v = line.substr(key.size() + 1);
+      return v.substr(v.find_first_not_of(" \t"));
+    }
+  return "?";
+}
 
 struct level_result {
   size_t concurrency = 0;
@@ -128,6 +146,50 @@ level_result run_level(const bench_options& opt, size_t concurrency) {
   return r;
 }
 
+/// Starts `n` one-step workflows whose model answers after `hold_s`, samples
+/// threads and memory while every agent waits, then awaits them all.
+int run_waiting(const bench_options& opt) {
+  troupe::config cfg;
+  cfg.threads = opt.threads;
+  cfg.model.latency = std::chrono::milliseconds{static_cast<int64_t>(opt.hold_s * 1000)};
+  cfg.model.rules["bench"] = [](const troupe::llm_request&) { return std::string{R"({"ok":1})"}; };
+  cfg.log_level = "error";
+  troupe::runtime rt{cfg};
+  troupe::agent_policy p;
+  p.timeout = std::chrono::seconds{60};
+  auto def = troupe::definition_builder{"wait"}
+               .agent("ask", "bench", p).on("ok", "done").on("exhausted", "done")
+               .completed("done")
+               .build();
+  if (!def || rt.register_agent("bench", troupe::agent_fn{bench_agent})
+      || rt.register_definition(std::move(*def))) {
+    std::printf("setup failed\n");
+    return 1;
+  }
+  std::printf("threads before start: %s, RSS %s\n", proc_status("Threads").c_str(),
+              proc_status("VmRSS").c_str());
+  auto t0 = steady::now();
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < opt.waiting; ++i)
+    if (auto id = rt.start("wait", json::object()))
+      ids.push_back(std::move(*id));
+  auto started_s = std::chrono::duration<double>(steady::now() - t0).count();
+  // a benchmark, not a test: sample halfway through the model's latency,
+  // when every agent has asked and none has had its reply
+  std::this_thread::sleep_until(t0 + std::chrono::duration<double>(opt.hold_s / 2));
+  std::printf("%zu agents waiting on the model (all started in %.2f s): threads %s, RSS %s\n",
+              ids.size(), started_s, proc_status("Threads").c_str(),
+              proc_status("VmRSS").c_str());
+  size_t completed = 0;
+  for (auto& id : ids)
+    if (auto info = rt.await(id, std::chrono::seconds{120}))
+      completed += info->status == troupe::workflow_status::completed;
+  auto wall = std::chrono::duration<double>(steady::now() - t0).count();
+  std::printf("%zu of %zu completed in %.2f s (model latency %.2f s)\n", completed, ids.size(),
+              wall, opt.hold_s);
+  return completed == ids.size() ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -152,7 +214,15 @@ int main(int argc, char** argv) {
   app.add_option("--journal-batch", opt.journal_batch, "Journal records per batch at most")
       ->check(CLI::Range(size_t{1}, size_t{1'000'000}))
       ->capture_default_str();
+  app.add_option("--waiting", opt.waiting,
+                 "Instead of the levels: hold this many agents on a slow model at once")
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
+  app.add_option("--hold", opt.hold_s, "Model latency in seconds for --waiting")
+      ->check(CLI::Range(0.0, 60.0))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (opt.waiting > 0)
+    return run_waiting(opt);
 
   std::string cmd;
   for (int i = 0; i < argc; ++i)
@@ -162,7 +232,7 @@ int main(int argc, char** argv) {
               opt.nodes, opt.threads);
   std::printf("command: %s\n\n", cmd.c_str());
   std::printf("%11s %10s %10s %8s %10s %12s %12s\n", "concurrency", "workflows", "steps",
-              "wall s", "steps/s", "us/step", "overhead us");
+              "wall s", "steps/s", "us/step", "latency us");
   std::fflush(stdout);
 
   int rc = 0;
@@ -181,7 +251,8 @@ int main(int argc, char** argv) {
       rc = 1;
     std::fflush(stdout);
   }
-  std::printf("\nus/step = wall / steps; overhead us = wall x concurrency / steps (time one "
-              "step spends in the runtime while sharing it with the others in flight)\n");
+  std::printf("\nus/step = wall / steps (runtime cost per step at that concurrency); latency us "
+              "= wall x concurrency / steps (mean time from one step's start to the next's, as "
+              "each workflow has one step in flight)\n");
   return rc;
 }
