@@ -248,7 +248,11 @@ void pump(self_ptr self) {
           }
           pump(self);
         },
-        [self](caf::error& err) { journal_failed(self, err); });
+        [self, reply](caf::error& err) mutable {
+          if (reply.pending())
+            reply.deliver(err); // the signal being journaled did not take effect
+          journal_failed(self, err);
+        });
   }
 }
 

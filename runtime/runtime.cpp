@@ -121,7 +121,13 @@ caf::expected<std::string> runtime::start(const std::string& definition, nlohman
   if (!input.is_object())
     return make_error(errc::invalid_input,
                       "input of a '" + definition + "' workflow must be a JSON object");
-  return impl_->ask<std::string>(caf::infinite, start_atom::value, definition, input.dump(),
+  std::string text;
+  try {
+    text = input.dump();
+  } catch (const nlohmann::json::exception& e) { // e.g. a string that is not UTF-8
+    return make_error(errc::invalid_input, "input of a '" + definition + "' workflow: " + e.what());
+  }
+  return impl_->ask<std::string>(caf::infinite, start_atom::value, definition, text,
                                  idempotency_key);
 }
 

@@ -404,6 +404,22 @@ TEST_CASE_METHOD(fixture, "a failing journal stops the workflow with journal_wri
   CHECK(is(signal(id, "review", "approve"), errc::workflow_finished));
 }
 
+TEST_CASE_METHOD(fixture, "a signal whose event cannot be journaled is answered with the "
+                          "journal's error") {
+  define(definition_builder{"gate_only"}
+           .gate("g").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .build());
+  boot();
+  auto id = start("gate_only");
+  store->failing = true;
+  auto err = signal(id, "g", "approve");
+  store->failing = false;
+  CHECK(is(err, errc::journal_write_failed));
+  CHECK(describe(err).find("disk full") != std::string::npos);
+  CHECK(status(id).outcome == "journal_write_failed");
+}
+
 namespace {
 
 using hold_atom = caf::atom_constant<caf::atom("hold")>;

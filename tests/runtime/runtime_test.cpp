@@ -170,6 +170,9 @@ TEST_CASE_METHOD(fixture, "registration and start refuse bad input with a clear 
   auto not_object = rt.start("two", nlohmann::json::array());
   REQUIRE(!not_object);
   CHECK(is(not_object.error(), errc::invalid_input));
+  auto not_utf8 = rt.start("two", {{"name", "bad \xff byte"}});
+  REQUIRE(!not_utf8);
+  CHECK(is(not_utf8.error(), errc::invalid_input));
   CHECK(is(rt.await("two-missing", 10ms).error(), errc::unknown_workflow));
   CHECK(is(rt.history("two-missing").error(), errc::unknown_workflow));
 }
