@@ -47,7 +47,7 @@ struct workflow_info {
   workflow_status status = workflow_status::running;
   std::string node;      ///< current node, or the terminal reached
   std::string outcome;   ///< finished: the label that ended it
-  std::string reason;    ///< failed: why
+  std::string reason;    ///< failed: why; parked or running: the failure that routed here
   nlohmann::json state;
   uint64_t steps = 0;
   uint64_t tokens = 0;

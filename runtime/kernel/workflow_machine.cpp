@@ -110,14 +110,14 @@ struct builder {
       case node_kind::gate:
         s.node = target;
         s.attempt = 0;
-        s.reason.clear();
+        s.reason = reason; // why it parked, when a failure or budget led here
         ++s.visits[target];
         s.at = phase::at_gate;
         out.emplace_back(await_signal{target});
         return;
       case node_kind::agent:
         s.node = target;
-        s.reason.clear();
+        s.reason = reason; // a fallback node knows what failed before it
         ++s.visits[target];
         schedule(1);
         return;

@@ -155,7 +155,7 @@ struct workflow_state {
   std::map<uint64_t, pending_timer> timers;
   std::map<std::string, uint32_t> visits; ///< entries per node (idempotency keys)
   std::string outcome;  ///< terminal: label that ended it
-  std::string reason;   ///< failed: why
+  std::string reason;   ///< failed: why; else the failure or budget that routed here (or "")
 
   bool finished() const { return at == phase::completed || at == phase::failed; }
   bool operator==(const workflow_state& o) const;

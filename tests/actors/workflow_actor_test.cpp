@@ -141,8 +141,11 @@ TEST_CASE_METHOD(fixture, "a silent model times out at exactly the step timeout,
   CHECK(static_cast<workflow_status>(s.status) == workflow_status::parked);
   CHECK(s.node == "review");
   CHECK(s.steps == 3);
+  CHECK(s.reason == "node 'a' attempt 3: timeout: no outcome within 5000 ms"); // why it parked
   REQUIRE(!signal(id, "review", "approve"));
-  CHECK(static_cast<workflow_status>(status(id).status) == workflow_status::completed);
+  auto done = status(id);
+  CHECK(static_cast<workflow_status>(done.status) == workflow_status::completed);
+  CHECK(done.reason.empty());
 }
 
 TEST_CASE_METHOD(fixture, "an agent that throws is a crashed attempt, never a crashed workflow") {

@@ -174,6 +174,7 @@ std::vector<row> accepted_rows() {
      [](const workflow_state& s) {
        CHECK(s.node == "review");
        CHECK(s.data.at("conf") == 1);
+       CHECK(s.reason.empty()); // a success route: nothing to explain
        CHECK(s.attempt == 0);
      }},
     {"unrouted label is a bad_output failure: retried, patch dropped", D, R,
@@ -223,7 +224,10 @@ std::vector<row> accepted_rows() {
      }},
     {"a non-retryable kind takes its own route at once", D, R,
      failed(1100, "extract", 1, failure_kind::circuit_open), phase::at_gate,
-     {"cancel_timer(1)", "await_signal(review)"}},
+     {"cancel_timer(1)", "await_signal(review)"},
+     [](const workflow_state& s) { // the gate says why it holds the workflow
+       CHECK(has(s.reason, "node 'extract' attempt 1: circuit_open: boom"));
+     }},
     {"no specific route: the fallback, labelled 'exhausted'", D, A,
      failed(1500, "analyze", 1, failure_kind::crashed), phase::failed,
      {"cancel_timer(2)", "fail(broken,exhausted)"}},
