@@ -1,7 +1,8 @@
 # The two set-up commands: `make demo` and `make test`. Each installs missing
 # Debian packages, configures and builds, then runs.
 #   make test SANITIZE=1   ASan + UBSan build in build-asan/
-#   make bench             the in-memory step benchmark (Release build)
+#   make bench             the in-memory step benchmark (same -O2 build as the demo)
+MAKEFLAGS  += --no-print-directory
 BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 ifeq ($(SANITIZE),1)
