@@ -54,11 +54,20 @@ definition_builder::definition_builder(std::string name, uint32_t version) {
   def_.version = version;
 }
 
-definition_builder& definition_builder::agent(std::string name, std::string agent,
-                                              agent_policy policy) {
+namespace {
+
+node make_node(std::string name, node_kind kind) {
   node n;
   n.name = std::move(name);
-  n.kind = node_kind::agent;
+  n.kind = kind;
+  return n;
+}
+
+} // namespace
+
+definition_builder& definition_builder::agent(std::string name, std::string agent,
+                                              agent_policy policy) {
+  auto n = make_node(std::move(name), node_kind::agent);
   n.agent = std::move(agent);
   n.policy = std::move(policy);
   def_.nodes.push_back(std::move(n));
@@ -66,28 +75,19 @@ definition_builder& definition_builder::agent(std::string name, std::string agen
 }
 
 definition_builder& definition_builder::gate(std::string name) {
-  node n;
-  n.name = std::move(name);
-  n.kind = node_kind::gate;
-  def_.nodes.push_back(std::move(n));
+  def_.nodes.push_back(make_node(std::move(name), node_kind::gate));
   return *this;
 }
 
 definition_builder& definition_builder::completed(std::string name) {
-  node n;
-  n.name = std::move(name);
-  n.kind = node_kind::terminal;
-  n.terminal = terminal_kind::completed;
-  def_.nodes.push_back(std::move(n));
+  def_.nodes.push_back(make_node(std::move(name), node_kind::terminal));
+  def_.nodes.back().terminal = terminal_kind::completed;
   return *this;
 }
 
 definition_builder& definition_builder::failed(std::string name) {
-  node n;
-  n.name = std::move(name);
-  n.kind = node_kind::terminal;
-  n.terminal = terminal_kind::failed;
-  def_.nodes.push_back(std::move(n));
+  def_.nodes.push_back(make_node(std::move(name), node_kind::terminal));
+  def_.nodes.back().terminal = terminal_kind::failed;
   return *this;
 }
 
