@@ -188,17 +188,19 @@ bool is_builtin_failure(const std::string& label) {
          || label == outcome::budget;
 }
 
-// Checks that a step event names the attempt in flight.
-std::string mismatch(const workflow_state& s, const std::string& node, uint32_t attempt) {
+// Why a step event does not fit: the workflow is not in `expected` (`idle`
+// says so), or the event names another attempt than the current one. "" fits.
+std::string misfit(const workflow_state& s, phase expected, const char* idle,
+                   const std::string& node, uint32_t attempt) {
+  if (s.at != expected)
+    return idle;
   if (node != s.node || attempt != s.attempt)
     return "names attempt " + std::to_string(attempt) + " of '" + node + "', expected attempt "
            + std::to_string(s.attempt) + " of '" + s.node + "'";
   return {};
 }
 
-using result = caf::expected<transition>;
-
-result on(builder& b, const event& e, const workflow_started& ev) {
+caf::error on(builder& b, const event& e, const workflow_started& ev) {
   if (b.s.at != phase::not_started)
     return refuse(b.s, e, "workflow already started");
   if (!ev.input.is_object())
@@ -211,26 +213,25 @@ result on(builder& b, const event& e, const workflow_started& ev) {
     b.arm(timer_kind::workflow_deadline, b.s.deadline);
   }
   b.enter(b.def.start, "start", {});
-  return transition{};
+  return {};
 }
 
-result on(builder& b, const event& e, const step_scheduled& ev) {
-  if (b.s.at != phase::scheduling)
-    return refuse(b.s, e, "no step is waiting to be scheduled");
-  if (auto why = mismatch(b.s, ev.node, ev.attempt); !why.empty())
+caf::error on(builder& b, const event& e, const step_scheduled& ev) {
+  if (auto why = misfit(b.s, phase::scheduling, "no step is waiting to be scheduled", ev.node,
+                        ev.attempt);
+      !why.empty())
     return refuse(b.s, e, why);
   const node& n = b.current();
   b.s.at = phase::running;
   ++b.s.steps;
   b.arm(timer_kind::step_timeout, ev.at + n.policy.timeout);
   b.out.emplace_back(run_agent{n.name, n.agent, ev.attempt, b.s.visits[n.name]});
-  return transition{};
+  return {};
 }
 
-result on(builder& b, const event& e, const step_completed& ev) {
-  if (b.s.at != phase::running)
-    return refuse(b.s, e, "no attempt is running");
-  if (auto why = mismatch(b.s, ev.node, ev.attempt); !why.empty())
+caf::error on(builder& b, const event& e, const step_completed& ev) {
+  if (auto why = misfit(b.s, phase::running, "no attempt is running", ev.node, ev.attempt);
+      !why.empty())
     return refuse(b.s, e, why);
   b.s.tokens += ev.tokens;
   const node& n = b.current();
@@ -238,22 +239,21 @@ result on(builder& b, const event& e, const step_completed& ev) {
   if (is_builtin_failure(ev.label) || route == n.routes.end()) {
     b.failed_attempt(failure_kind::bad_output,
                      "agent returned outcome '" + ev.label + "', which the node does not route");
-    return transition{};
+    return {};
   }
   if (!ev.patch.is_object()) {
     b.failed_attempt(failure_kind::bad_output, "state patch is not a JSON object");
-    return transition{};
+    return {};
   }
   b.disarm(timer_kind::step_timeout);
   b.s.data.merge_patch(ev.patch);
   b.enter(route->second, ev.label, {});
-  return transition{};
+  return {};
 }
 
-result on(builder& b, const event& e, const step_failed& ev) {
-  if (b.s.at != phase::running)
-    return refuse(b.s, e, "no attempt is running");
-  if (auto why = mismatch(b.s, ev.node, ev.attempt); !why.empty())
+caf::error on(builder& b, const event& e, const step_failed& ev) {
+  if (auto why = misfit(b.s, phase::running, "no attempt is running", ev.node, ev.attempt);
+      !why.empty())
     return refuse(b.s, e, why);
   if (ev.kind > failure_kind::circuit_open)
     return refuse(b.s, e, "unknown failure kind " + std::to_string(static_cast<int>(ev.kind)));
@@ -261,10 +261,10 @@ result on(builder& b, const event& e, const step_failed& ev) {
   if (ev.kind == failure_kind::timeout)
     b.out.emplace_back(cancel_step{b.s.node, b.s.attempt}); // it may still be running
   b.failed_attempt(ev.kind, ev.reason);
-  return transition{};
+  return {};
 }
 
-result on(builder& b, const event& e, const timer_fired& ev) {
+caf::error on(builder& b, const event& e, const timer_fired& ev) {
   auto i = b.s.timers.find(ev.timer);
   if (i == b.s.timers.end())
     return refuse(b.s, e, "timer " + std::to_string(ev.timer) + " is not armed");
@@ -286,10 +286,10 @@ result on(builder& b, const event& e, const timer_fired& ev) {
       b.budget("deadline passed", b.s.at == phase::running);
       break;
   }
-  return transition{};
+  return {};
 }
 
-result on(builder& b, const event& e, const signal_received& ev) {
+caf::error on(builder& b, const event& e, const signal_received& ev) {
   if (b.s.at != phase::at_gate)
     return refuse(b.s, e, "the workflow is not waiting at a gate");
   if (ev.gate != b.s.node)
@@ -309,7 +309,7 @@ result on(builder& b, const event& e, const signal_received& ev) {
   std::string who = ev.by.empty() ? "" : " by '" + ev.by + "'";
   b.enter(route->second, ev.decision,
           "gate '" + ev.gate + "': " + ev.decision + who);
-  return transition{};
+  return {};
 }
 
 } // namespace
@@ -318,9 +318,8 @@ caf::expected<transition> apply(const definition& def, const workflow_state& s, 
   if (s.finished())
     return refuse(s, e, "the workflow has finished");
   builder b{def, s, {}, time_of(e)};
-  auto r = std::visit([&](const auto& ev) { return on(b, e, ev); }, e);
-  if (!r)
-    return r;
+  if (auto err = std::visit([&](const auto& ev) { return on(b, e, ev); }, e))
+    return err;
   ++b.s.events;
   return transition{std::move(b.s), std::move(b.out)};
 }
