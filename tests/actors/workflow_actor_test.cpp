@@ -564,3 +564,19 @@ TEST_CASE_METHOD(fixture, "an await that runs out of time is answered await_time
   self->receive([&](info_msg&) { stray = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
   CHECK_FALSE(stray);
 }
+
+TEST_CASE_METHOD(fixture, "a journal writer that dies stops its workflows with "
+                          "journal_write_failed, not a hang") {
+  model_cfg.latency = 1s;
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  caf::anon_send_exit(journal, caf::exit_reason::kill);
+  sched.run();
+  advance_time(1s); // the model answers; the write of step_completed has no writer
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.outcome == "journal_write_failed");
+  CHECK(s.reason.find("request_receiver_down") != std::string::npos);
+}
