@@ -1,0 +1,84 @@
+// The snapshot format: a kernel::workflow_state as text and back. Pure (no
+// I/O, no actors). The workflow actor encodes its state every N events and
+// journals it as snapshot_record{workflow_id, wf_seq, state}; recovery decodes
+// the latest snapshot and replays only the events after wf_seq.
+//
+// FORMAT (version 1). One compact JSON object (UTF-8, no whitespace, keys in
+// the alphabetical order json::dump writes), one key per workflow_state field:
+//
+//   key              JSON type                       workflow_state field
+//   ---------------  ------------------------------  ----------------------
+//   attempt          unsigned 32                     attempt
+//   data             object                          data
+//   deadline_ns      signed 64 (instant::count())    deadline (0 = none)
+//   events           unsigned 64                     events
+//   next_timer       unsigned 64                     next_timer
+//   node             string                          node
+//   outcome          string                          outcome
+//   phase            string: not_started |           at
+//                    scheduling | running | backoff |
+//                    at_gate | completed | failed
+//   reason           string                          reason
+//   seed             unsigned 64                     seed
+//   started_at_ns    signed 64 (instant::count())    started_at
+//   steps            unsigned 64                     steps
+//   timers           array of timer objects,         timers
+//                    ascending by id
+//   tokens           unsigned 64                     tokens
+//   v                unsigned (1)                    -
+//   visits           object: node name -> unsigned   visits
+//                    32
+//
+//   timer object     fire_at_ns (signed 64), id (unsigned 64),
+//                    kind (string: step_timeout | retry_backoff |
+//                    workflow_deadline)
+//
+//   e.g. {"attempt":1,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,
+//         "next_timer":2,"node":"extract","outcome":"","phase":"running",
+//         "reason":"","seed":7,"started_at_ns":1000000,"steps":1,"timers":
+//         [{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],
+//         "tokens":0,"v":1,"visits":{"extract":1}}
+//   (one line in the journal)
+//
+// Invariants (decoding enforces each; a violation is errc::journal_corrupt
+// with context "<workflow id> snapshot @<wf_seq>: <what is wrong>"):
+//   (1) The text parses as JSON and is an object.
+//   (2) No object anywhere in the text has the same key twice.
+//   (3) `v` is the version this build knows (1), checked before any other
+//       field. A format change bumps `v` and edits this comment first; old
+//       versions stay decodable.
+//   (4) Every key listed above is present with its type, in the snapshot and
+//       in each timer object. Nothing is defaulted.
+//   (5) No other key is present, in the snapshot or in a timer object.
+//   (6) Unsigned values are non-negative integers within their width; signed
+//       64 values are integers within int64_t.
+//   (7) `phase` and each timer's `kind` are one of the names listed.
+//   (8) Timer ids strictly increase along `timers` (so none repeats).
+//   (9) `data` is an object, as the kernel's state always is.
+// The decoder checks the format, not the kernel's own invariants (a timer id
+// below next_timer, no timers once finished, ...): replaying the tail checks
+// those. Every state whose data is an object round-trips exactly, except that
+// bytes which are not valid UTF-8 are replaced by U+FFFD when encoding.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "kernel/workflow_machine.hpp"
+
+namespace troupe::persistence {
+
+/// Encodes `s` as a version 1 snapshot (see FORMAT above). Equal states give
+/// equal text. Never fails. Pure; any thread.
+std::string encode_state(const kernel::workflow_state& s);
+
+/// Decodes a snapshot that encode_state wrote, enforcing invariants (1)-(9).
+/// `workflow_id` and `wf_seq` only name the snapshot in errors. Pure; any
+/// thread.
+caf::expected<kernel::workflow_state> decode_state(const std::string& text,
+                                                   const std::string& workflow_id,
+                                                   uint64_t wf_seq);
+
+} // namespace troupe::persistence
