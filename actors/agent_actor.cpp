@@ -13,11 +13,12 @@ namespace {
 
 class agent_attempt final : public caf::event_based_actor, private step_context {
 public:
-  agent_attempt(caf::actor_config& cfg, caf::actor workflow, caf::actor model, agent_ptr impl,
-                step_input in)
+  agent_attempt(caf::actor_config& cfg, caf::actor workflow, caf::actor model,
+                caf::actor journal, agent_ptr impl, step_input in)
     : caf::event_based_actor(cfg),
       workflow_(std::move(workflow)),
       model_(std::move(model)),
+      journal_(std::move(journal)),
       impl_(std::move(impl)),
       in_(std::move(in)) {
     // not set: default name
@@ -63,6 +64,38 @@ private:
         });
   }
 
+  void effect(const std::string& name, effect_fn fn, effect_handler then) override {
+    if (done_)
+      return;
+    auto key = in_.key + "/" + name;
+    ++pending_;
+    request(journal_, caf::infinite, effect_atom::value, key)
+      .then(
+        [this, key, fn, then](std::vector<effect_record>& found) {
+          if (!found.empty()) { // done before: its recorded result, not again
+            effect_done(then, found.front().result);
+            return;
+          }
+          effect_record rec;
+          guarded([&] {
+            rec.result = fn(key).dump();
+            rec.key = key;
+          });
+          if (rec.key.empty()) { // fn threw: the attempt has failed
+            --pending_;
+            return;
+          }
+          rec.workflow_id = in_.workflow_id;
+          rec.at_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        clock().now().time_since_epoch())
+                        .count();
+          request(journal_, caf::infinite, effect_atom::value, std::move(rec))
+            .then([this, then](effect_record& r) { effect_done(then, r.result); },
+                  [this, then](caf::error& e) { effect_failed(then, std::move(e)); });
+        },
+        [this, then](caf::error& e) { effect_failed(then, std::move(e)); });
+  }
+
   void finish(step_outcome o) override {
     if (done_)
       return;
@@ -86,6 +119,24 @@ private:
   }
 
   // -- internals --------------------------------------------------------------
+  void effect_done(const effect_handler& then, const std::string& result) {
+    --pending_;
+    auto j = nlohmann::json::parse(result, nullptr, false);
+    if (j.is_discarded())
+      guarded([&] {
+        then(*this, make_error(errc::journal_corrupt, "effect result does not parse"));
+      });
+    else
+      guarded([&] { then(*this, std::move(j)); });
+    check_idle();
+  }
+
+  void effect_failed(const effect_handler& then, caf::error e) {
+    --pending_;
+    guarded([&] { then(*this, std::move(e)); });
+    check_idle();
+  }
+
   void report(agent_report r) {
     done_ = true;
     send(workflow_, std::move(r));
@@ -114,6 +165,7 @@ private:
 
   caf::actor workflow_;
   caf::actor model_;
+  caf::actor journal_;
   agent_ptr impl_;
   step_input in_;
   uint32_t calls_ = 0;
@@ -123,11 +175,12 @@ private:
 
 } // namespace
 
-caf::actor spawn_agent_attempt(caf::local_actor* self, caf::actor model, agent_ptr impl,
-                               step_input input) {
+caf::actor spawn_agent_attempt(caf::local_actor* self, caf::actor model, caf::actor journal,
+                               agent_ptr impl, step_input input) {
   auto workflow = caf::actor_cast<caf::actor>(self);
   return self->spawn<agent_attempt, caf::monitored>(std::move(workflow), std::move(model),
-                                                    std::move(impl), std::move(input));
+                                                    std::move(journal), std::move(impl),
+                                                    std::move(input));
 }
 
 } // namespace troupe

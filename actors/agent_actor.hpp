@@ -28,8 +28,9 @@ struct step_input {
 };
 
 /// Spawns the attempt's actor from inside the workflow actor `self`,
-/// monitored by it. `model` answers (ask_atom, llm_request).
-caf::actor spawn_agent_attempt(caf::local_actor* self, caf::actor model, agent_ptr impl,
-                               step_input input);
+/// monitored by it. `model` answers (ask_atom, llm_request); `journal` is
+/// the journal writer (effects).
+caf::actor spawn_agent_attempt(caf::local_actor* self, caf::actor model, caf::actor journal,
+                               agent_ptr impl, step_input input);
 
 } // namespace troupe

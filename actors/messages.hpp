@@ -40,15 +40,28 @@ struct info_msg {
   std::string state_json;
   uint64_t steps = 0;
   uint64_t tokens = 0;
+  /// Workflow -> manager: the workflow parked and its actor quits; wake it
+  /// (from the journal) on a signal, or at `wake_at_ns` if not 0.
+  bool passive = false;
+  int64_t wake_at_ns = 0;
+  /// The actor stopped short of what the journal says (a failed journal
+  /// write, a crash): `status` is failed here, the journal still has the
+  /// workflow open, and recover() resumes it from there.
+  bool stopped = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, info_msg& x) {
   return f(caf::meta::type_name("info_msg"), x.id, x.definition, x.status, x.node, x.outcome,
-           x.reason, x.state_json, x.steps, x.tokens);
+           x.reason, x.state_json, x.steps, x.tokens, x.passive, x.wake_at_ns, x.stopped);
 }
 
 workflow_info to_info(const info_msg& m);
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, recovery_report& x) {
+  return f(caf::meta::type_name("recovery_report"), x.resumed, x.parked, x.quarantined);
+}
 
 /// Caller -> manager -> workflow: a gate decision.
 struct signal_msg {

@@ -13,6 +13,7 @@
 #include "actors/messages.hpp"
 #include "kernel/workflow_machine.hpp"
 #include "persistence/event_codec.hpp"
+#include "persistence/state_codec.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe {
@@ -35,6 +36,7 @@ struct queued {
 struct workflow_actor_state {
   workflow_env env;
   std::string id;
+  workflow_row row; ///< as last journaled (status, outcome)
   kernel::workflow_state wf;
   uint64_t wf_seq = 0;
   std::deque<queued> inbox;
@@ -67,6 +69,8 @@ workflow_status status_of(const kernel::workflow_state& s) {
     default: return workflow_status::running;
   }
 }
+
+bool idle_at_gate(self_ptr self);
 
 info_msg info(self_ptr self) {
   auto& st = self->state;
@@ -129,7 +133,8 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   st.agent_node = c.node;
   st.agent_attempt = c.attempt;
   st.attempt_tokens = 0;
-  st.agent = spawn_agent_attempt(self, st.env.model, std::move(impl), std::move(in));
+  st.agent = spawn_agent_attempt(self, st.env.model, st.env.journal, std::move(impl),
+                                 std::move(in));
 }
 
 void notify(self_ptr self) {
@@ -157,6 +162,12 @@ void execute(self_ptr self, const kernel::command& cmd) {
     void operator()(const kernel::cancel_step&) { stop_agent(self); }
     void operator()(const kernel::start_timer& c) {
       st.armed.emplace(c.id, c.kind);
+      if (c.kind == kernel::timer_kind::workflow_deadline && st.env.manager) {
+        // the manager keeps deadlines: nothing lingers in CAF's clock (which
+        // cannot cancel) once this actor passivates or finishes
+        self->send(st.env.manager, timer_atom::value, st.id, c.id, c.fire_at.count());
+        return;
+      }
       auto delay = c.fire_at - now(self);
       if (delay <= duration::zero())
         self->send(self, timer_atom::value, c.id); // already due
@@ -185,7 +196,11 @@ void journal_failed(self_ptr self, const caf::error& err) {
     if (q.reply.pending())
       q.reply.deliver(err);
   st.inbox.clear();
-  notify(self);
+  st.reported = workflow_status::failed;
+  auto m = info(self);
+  m.stopped = true;
+  if (st.env.manager)
+    self->send(st.env.manager, status_atom::value, std::move(m));
   self->quit(err);
 }
 
@@ -202,6 +217,81 @@ bool stale(self_ptr self, const queued& q) {
     return st.wf.at != kernel::phase::scheduling || s->node != st.wf.node
            || s->attempt != st.wf.attempt;
   return false;
+}
+
+// Applies at once the step_scheduled that a schedule_step command asks for,
+// adding it to the same write, and puts its commands in the command's place.
+caf::error chain_scheduling(self_ptr self, std::vector<kernel::command>& cmds,
+                            journal_write& w) {
+  auto& st = self->state;
+  for (size_t i = 0; i < cmds.size();) {
+    auto s = std::get_if<kernel::schedule_step>(&cmds[i]);
+    if (!s) {
+      ++i;
+      continue;
+    }
+    kernel::event ev = kernel::step_scheduled{now(self), s->node, s->attempt};
+    auto t = kernel::apply(*st.env.def, st.wf, ev);
+    if (!t)
+      return t.error();
+    st.wf = std::move(t->state);
+    w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, ev));
+    cmds.erase(cmds.begin() + static_cast<std::ptrdiff_t>(i));
+    cmds.insert(cmds.begin() + static_cast<std::ptrdiff_t>(i), t->commands.begin(),
+                t->commands.end());
+  }
+  return {};
+}
+
+const char* status_name(const kernel::workflow_state& s) {
+  return to_string(status_of(s));
+}
+
+// What else the write carries: the row when the status changed, a snapshot
+// when it crossed a multiple of snapshot_every, a dead letter.
+void complete_write(self_ptr self, journal_write& w, uint64_t seq_before) {
+  auto& st = self->state;
+  auto at = now(self).count();
+  const char* status = status_name(st.wf);
+  if (seq_before == 0 || st.row.status != status || st.row.outcome != st.wf.outcome) {
+    st.row.status = status;
+    st.row.outcome = st.wf.outcome;
+    st.row.updated_ns = at;
+    w.workflow.push_back(st.row);
+  }
+  auto n = st.env.snapshot_every;
+  if (n > 0 && seq_before / n != st.wf_seq / n)
+    w.snapshot.push_back({st.id, st.wf_seq, persistence::encode_state(st.wf)});
+  if (st.wf.at == kernel::phase::failed && st.wf.outcome == outcome::exhausted)
+    w.dead_letter.push_back({st.id, st.wf.node, st.wf.outcome, st.wf.reason, at});
+}
+
+// A transition of our own making was refused: a bug, never silently skipped.
+void refused(self_ptr self, const caf::error& err) {
+  spdlog::error("workflow {}: {}", self->state.id, describe(err));
+  stop_agent(self);
+  self->quit(err);
+}
+
+// Parked at a gate with nothing in flight: hand the workflow to the journal
+// and quit. The manager wakes it on a signal or when its timer is due.
+void maybe_passivate(self_ptr self) {
+  auto& st = self->state;
+  if (!idle_at_gate(self))
+    return;
+  auto m = info(self);
+  m.passive = true;
+  for (auto& [id, t] : st.wf.timers)
+    if (m.wake_at_ns == 0 || t.fire_at.count() < m.wake_at_ns)
+      m.wake_at_ns = t.fire_at.count();
+  self->send(st.env.manager, status_atom::value, std::move(m));
+  self->quit();
+}
+
+bool idle_at_gate(self_ptr self) {
+  auto& st = self->state;
+  return st.env.passivate && st.env.manager && st.wf.at == kernel::phase::at_gate
+         && st.inbox.empty() && !st.journaling && !st.agent;
 }
 
 void pump(self_ptr self) {
@@ -222,18 +312,22 @@ void pump(self_ptr self) {
         q.reply.deliver(std::move(err));
         continue;
       }
-      // an event of our own making was refused: a bug, never silently skipped
-      spdlog::error("workflow {}: {}", st.id, describe(t.error()));
-      stop_agent(self);
-      self->quit(t.error());
+      refused(self, t.error());
       return;
     }
+    auto seq_before = st.wf_seq;
     st.wf = std::move(t->state);
-    auto record = persistence::to_record(st.id, ++st.wf_seq, q.ev);
+    journal_write w;
+    w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, q.ev));
+    if (auto err = chain_scheduling(self, t->commands, w)) {
+      refused(self, err);
+      return;
+    }
+    complete_write(self, w, seq_before);
     st.journaling = true;
     auto commands = std::make_shared<std::vector<kernel::command>>(std::move(t->commands));
     auto reply = q.reply;
-    self->request(st.env.journal, caf::infinite, append_atom::value, std::move(record))
+    self->request(st.env.journal, caf::infinite, append_atom::value, std::move(w))
       .then(
         [self, commands, reply](uint64_t) mutable {
           self->state.journaling = false;
@@ -247,6 +341,7 @@ void pump(self_ptr self) {
             return;
           }
           pump(self);
+          maybe_passivate(self);
         },
         [self, reply](caf::error& err) mutable {
           if (reply.pending())
@@ -256,11 +351,44 @@ void pump(self_ptr self) {
   }
 }
 
-caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann::json input,
-                       uint64_t seed) {
+// Re-issues what a journaled state had pending (see spawn_recovered_workflow).
+void resume(self_ptr self) {
+  auto& st = self->state;
+  for (auto& [id, t] : st.wf.timers) {
+    if (st.wf.at == kernel::phase::running && t.kind == kernel::timer_kind::step_timeout)
+      continue; // the attempt is over: it fails below, which cancels this timer
+    execute(self, kernel::start_timer{id, t.kind, t.fire_at});
+  }
+  switch (st.wf.at) {
+    case kernel::phase::scheduling:
+      enqueue(self, {kernel::step_scheduled{now(self), st.wf.node, st.wf.attempt}, {}, 0, 0});
+      break;
+    case kernel::phase::running:
+      enqueue(self, {kernel::step_failed{now(self), st.wf.node, st.wf.attempt,
+                                         failure_kind::crashed,
+                                         "interrupted: the runtime stopped during attempt "
+                                           + std::to_string(st.wf.attempt),
+                                         0},
+                     {}, 0, 0});
+      break;
+    default: // backoff and deadline: the timers above; a gate: the next signal
+      break;
+  }
+}
+
+/// How the actor begins: a new workflow, or one rebuilt from the journal.
+struct beginning {
+  bool recovered = false;
+  nlohmann::json input;
+  uint64_t seed = 0;
+  persistence::loaded_workflow loaded;
+};
+
+caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginning b) {
   auto& st = self->state;
   st.env = std::move(env);
-  st.id = std::move(id);
+  st.id = row.id;
+  st.row = std::move(row);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     if (st.agent_token == 0 || !st.agent || dm.source != st.agent.address())
@@ -276,7 +404,14 @@ caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann
     stop_agent(self);
     self->quit(em.reason);
   });
-  enqueue(self, {kernel::workflow_started{now(self), std::move(input), seed}, {}, 0, 0});
+  if (b.recovered) {
+    st.wf = std::move(b.loaded.state);
+    st.wf_seq = b.loaded.wf_seq;
+    notify(self);
+    resume(self);
+  } else {
+    enqueue(self, {kernel::workflow_started{now(self), std::move(b.input), b.seed}, {}, 0, 0});
+  }
   return {
     [self](const agent_report& r) {
       auto& st = self->state;
@@ -335,11 +470,13 @@ caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann
           rp.deliver(make_error(errc::bad_signal, "workflow " + self->state.id
                                                       + ": an edit needs a JSON object patch, got '"
                                                       + s.patch_json + "'"));
+          maybe_passivate(self);
           return rp;
         }
       }
       enqueue(self, {kernel::signal_received{now(self), s.gate, s.verdict, std::move(patch), s.by},
                      rp, 0, 0});
+      maybe_passivate(self); // a refused signal leaves the workflow idle at its gate
       return rp;
     },
     [self](status_atom) { return info(self); },
@@ -348,9 +485,20 @@ caf::behavior workflow(self_ptr self, workflow_env env, std::string id, nlohmann
 
 } // namespace
 
-caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, std::string id,
+caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                           nlohmann::json input, uint64_t seed) {
-  return sys.spawn(workflow, std::move(env), std::move(id), std::move(input), seed);
+  beginning b;
+  b.input = std::move(input);
+  b.seed = seed;
+  return sys.spawn(workflow, std::move(env), std::move(row), std::move(b));
+}
+
+caf::actor spawn_recovered_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
+                                    persistence::loaded_workflow loaded) {
+  beginning b;
+  b.recovered = true;
+  b.loaded = std::move(loaded);
+  return sys.spawn(workflow, std::move(env), std::move(row), std::move(b));
 }
 
 } // namespace troupe

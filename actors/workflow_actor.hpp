@@ -1,8 +1,18 @@
 // The workflow actor: hosts one workflow's state machine. For each message it
 // (1) makes an event, (2) applies it with the pure kernel (a refused event
 // changes nothing and is answered with the error), (3) journals it and waits
-// for the durable ack, (4) carries out the commands. One event is in the
+// for the durable ack, (4) carries out the commands. One write is in the
 // journal at a time; messages arriving meanwhile wait in order.
+//
+// A write holds the event, and with it what it implies at once: the
+// step_scheduled of a schedule_step command (so a completed step and the
+// scheduling of the next are one atomic write), the workflow's row when its
+// status changes, a snapshot every `snapshot_every` events, a dead letter
+// when retries ran out.
+//
+// Parked at a gate with nothing in flight, the actor passivates: it tells
+// the manager (info_msg with `passive`, and when to wake it for a timer) and
+// quits. The journal holds everything needed to wake it.
 // Spawned and monitored by the workflow manager.
 #pragma once
 
@@ -13,7 +23,9 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include "persistence/recovery.hpp"
 #include "runtime/registry.hpp"
+#include "troupe/journal.hpp"
 #include "troupe/seams.hpp"
 
 namespace troupe {
@@ -22,15 +34,27 @@ namespace troupe {
 struct workflow_env {
   std::shared_ptr<const definition> def;
   std::shared_ptr<const registry::agent_map> agents;
-  caf::actor journal; ///< answers (append_atom, journal_record) -> uint64_t
+  caf::actor journal; ///< the journal writer
   caf::actor model;   ///< answers (ask_atom, llm_request) -> llm_reply
   caf::actor manager; ///< receives (status_atom, info_msg) on park and finish; may be null
   std::shared_ptr<clock_source> clock; ///< null: the actor clock (test coordinator in tests)
+  uint32_t snapshot_every = 0; ///< 0: no snapshots
+  bool passivate = true;       ///< quit when parked at a gate
 };
 
-/// Spawns a workflow that starts at once with `input` as its state. Its
-/// messages: (signal_atom, signal_msg) -> unit or error; (status_atom) -> info_msg.
-caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, std::string id,
+/// Spawns a new workflow that starts at once with `input` as its state;
+/// `row` names it (id, definition, version, idempotency key, created).
+/// Its messages: (signal_atom, signal_msg) -> unit or error;
+/// (status_atom) -> info_msg.
+caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                           nlohmann::json input, uint64_t seed);
+
+/// Spawns a workflow rebuilt from the journal and re-issues what was
+/// pending: timers are re-armed at their journaled instants, a step being
+/// scheduled is scheduled, an attempt that was running when the journal
+/// ends failed as `crashed` (so its retries count down across restarts),
+/// a gate waits again.
+caf::actor spawn_recovered_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
+                                    persistence::loaded_workflow loaded);
 
 } // namespace troupe

@@ -2,6 +2,7 @@
 #include "actors/workflow_manager_actor.hpp"
 
 #include <cstdio>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "actors/atoms.hpp"
 #include "actors/messages.hpp"
 #include "actors/workflow_actor.hpp"
+#include "persistence/recovery.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe {
@@ -23,17 +25,27 @@ struct waiter {
   uint64_t id = 0; ///< for expiry
 };
 
+// A workflow held in memory: live (actor set) or passive (actor null, parked).
 struct entry {
-  caf::actor actor; ///< null once finished
-  info_msg last;
+  caf::actor actor;
+  info_msg last;          ///< passive: without state_json (the journal has it)
+  std::string idempotency_key;
+  /// When its timer is due (0: none): a live workflow's deadline timer
+  /// (`timer`), which the manager keeps so a passive workflow holds nothing
+  /// in CAF's clock; a passive workflow is woken then.
+  int64_t wake_at = 0;
+  uint64_t timer = 0;
   std::vector<waiter> waiters;
 };
 
 struct manager_state {
   manager_env env;
   std::unordered_map<std::string, entry> workflows;
-  std::unordered_map<std::string, std::string> by_key;
+  std::unordered_map<std::string, std::string> by_key; ///< keys of workflows in memory
   std::unordered_map<caf::actor_addr, std::string> by_addr;
+  std::unordered_map<std::string, std::string> quarantined; ///< id -> why
+  std::multimap<int64_t, std::string> wakes; ///< workflows by wake_at
+  int64_t wake_armed = 0; ///< earliest wake message in flight (0: none)
   caf::error stopping; ///< set once an exit arrived: quit when by_addr empties
   uint64_t next_waiter = 1;
   static inline const char* name = "troupe.workflow_manager";
@@ -41,16 +53,100 @@ struct manager_state {
 
 using self_ptr = caf::stateful_actor<manager_state>*;
 
+int64_t now_ns(self_ptr self) {
+  if (auto& c = self->state.env.clock)
+    return c->now().count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           self->clock().now().time_since_epoch())
+    .count();
+}
+
 bool finished(const info_msg& m) {
   auto s = static_cast<workflow_status>(m.status);
   return s == workflow_status::completed || s == workflow_status::failed;
 }
 
 bool settles(const info_msg& m, bool or_parked) {
-  return finished(m) || (or_parked && static_cast<workflow_status>(m.status) == workflow_status::parked);
+  return finished(m)
+         || (or_parked && static_cast<workflow_status>(m.status) == workflow_status::parked);
 }
 
-void update(self_ptr self, entry& e, info_msg m) {
+workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
+  auto& st = self->state;
+  workflow_env w{std::move(def), st.env.reg->agents(), st.env.journal, st.env.model,
+                 caf::actor_cast<caf::actor>(self), st.env.clock};
+  w.snapshot_every = st.env.snapshot_every;
+  w.passivate = st.env.passivate;
+  return w;
+}
+
+void track(self_ptr self, const std::string& id, entry& e, caf::actor a) {
+  self->monitor(a);
+  self->state.by_addr.emplace(a.address(), id);
+  e.actor = std::move(a);
+}
+
+void unschedule_wake(self_ptr self, const std::string& id, entry& e);
+
+void schedule_wake(self_ptr self, const std::string& id, entry& e, int64_t at, uint64_t timer);
+
+// Forgets a finished workflow: the journal answers for it from now on.
+void forget(self_ptr self, const std::string& id) {
+  auto& st = self->state;
+  auto i = st.workflows.find(id);
+  if (i == st.workflows.end())
+    return;
+  if (!i->second.idempotency_key.empty())
+    st.by_key.erase(i->second.idempotency_key);
+  unschedule_wake(self, id, i->second);
+  st.workflows.erase(i);
+}
+
+void arm_wakes(self_ptr self) {
+  auto& st = self->state;
+  if (st.wakes.empty())
+    return;
+  auto first = st.wakes.begin()->first;
+  if (st.wake_armed != 0 && st.wake_armed <= first)
+    return; // a wake message that early is on its way
+  st.wake_armed = first;
+  auto delay = std::chrono::nanoseconds{first - now_ns(self)};
+  if (delay <= std::chrono::nanoseconds::zero())
+    self->send(self, wake_atom::value, first); // due already
+  else
+    self->delayed_send(self, delay, wake_atom::value, first);
+}
+
+void unschedule_wake(self_ptr self, const std::string& id, entry& e) {
+  if (e.wake_at == 0)
+    return;
+  auto range = self->state.wakes.equal_range(e.wake_at);
+  for (auto i = range.first; i != range.second; ++i)
+    if (i->second == id) {
+      self->state.wakes.erase(i);
+      break;
+    }
+  e.wake_at = 0;
+  e.timer = 0;
+}
+
+void schedule_wake(self_ptr self, const std::string& id, entry& e, int64_t at, uint64_t timer) {
+  if (e.wake_at == at && at != 0) {
+    e.timer = timer;
+    return;
+  }
+  unschedule_wake(self, id, e);
+  if (at == 0)
+    return;
+  e.wake_at = at;
+  e.timer = timer;
+  self->state.wakes.emplace(at, id);
+  arm_wakes(self);
+}
+
+void update(self_ptr self, const std::string& id, entry& e, info_msg m) {
+  auto passive = m.passive;
+  auto wake_at = m.wake_at_ns;
   e.last = std::move(m);
   auto& ws = e.waiters;
   for (auto i = ws.begin(); i != ws.end();) {
@@ -61,11 +157,132 @@ void update(self_ptr self, entry& e, info_msg m) {
       ++i;
     }
   }
-  if (finished(e.last) && e.actor) {
+  if ((finished(e.last) || passive) && e.actor) {
     self->state.by_addr.erase(e.actor.address());
     self->demonitor(e.actor);
     e.actor = nullptr;
   }
+  if (finished(e.last)) {
+    if (!e.last.stopped) // else kept: the journal still has it open
+      forget(self, id);
+    return;
+  }
+  if (passive) {
+    e.last.state_json.clear();
+    e.last.passive = false;
+    schedule_wake(self, id, e, wake_at, e.timer);
+  }
+}
+
+info_msg info_of(const workflow_row& row, const persistence::loaded_workflow* wf) {
+  info_msg m;
+  m.id = row.id;
+  m.definition = row.definition;
+  m.outcome = row.outcome;
+  if (row.status == "parked")
+    m.status = static_cast<uint8_t>(workflow_status::parked);
+  else if (row.status == "completed")
+    m.status = static_cast<uint8_t>(workflow_status::completed);
+  else if (row.status == "failed")
+    m.status = static_cast<uint8_t>(workflow_status::failed);
+  if (wf) {
+    m.node = wf->state.node;
+    m.outcome = wf->state.outcome;
+    m.reason = wf->state.reason;
+    m.state_json = wf->state.data.dump();
+    m.steps = wf->state.steps;
+    m.tokens = wf->state.tokens;
+  }
+  return m;
+}
+
+// A workflow's info as the journal has it (not live, not passive in memory).
+caf::expected<info_msg> from_journal(self_ptr self, const std::string& id) {
+  auto& st = self->state;
+  if (auto q = st.quarantined.find(id); q != st.quarantined.end())
+    return make_error(errc::journal_corrupt, "workflow '" + id + "' is quarantined: " + q->second);
+  auto row = st.env.store->workflow(id);
+  if (!row)
+    return row.error();
+  auto def = st.env.reg->find_definition(row->definition);
+  if (!def)
+    return info_of(*row, nullptr); // a definition not registered here: the row says enough
+  auto wf = persistence::load_workflow(*st.env.store, *def, id);
+  if (!wf)
+    return wf.error();
+  return info_of(*row, &*wf);
+}
+
+// Rebuilds a passive workflow's actor from the journal. On a journal error
+// the workflow is quarantined and left as the journal has it.
+caf::expected<caf::actor> wake(self_ptr self, const std::string& id) {
+  auto& st = self->state;
+  auto& e = st.workflows.at(id);
+  if (e.actor)
+    return e.actor;
+  auto quarantine = [&](caf::error err) -> caf::error {
+    auto why = describe(err);
+    spdlog::error("workflow {}: quarantined: {}", id, why);
+    for (auto& w : e.waiters)
+      w.promise.deliver(err);
+    unschedule_wake(self, id, e);
+    st.quarantined.emplace(id, why);
+    forget(self, id);
+    return err;
+  };
+  auto def = st.env.reg->find_definition(e.last.definition);
+  if (!def)
+    return quarantine(make_error(errc::unknown_definition,
+                                 "definition '" + e.last.definition + "' is not registered"));
+  auto row = st.env.store->workflow(id);
+  if (!row)
+    return quarantine(row.error());
+  auto wf = persistence::load_workflow(*st.env.store, *def, id);
+  if (!wf)
+    return quarantine(wf.error());
+  unschedule_wake(self, id, e);
+  track(self, id, e,
+        spawn_recovered_workflow(self->system(), env_for(self, def), std::move(*row),
+                                 std::move(*wf)));
+  return e.actor;
+}
+
+// Rebuilds one open workflow at recovery: passive if parked, else live.
+caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep) {
+  auto& st = self->state;
+  auto def = st.env.reg->find_definition(row.definition);
+  if (!def)
+    return make_error(errc::unknown_definition,
+                      "definition '" + row.definition + "' is not registered");
+  if (def->version != row.version)
+    return make_error(errc::unknown_definition,
+                      "journaled with version " + std::to_string(row.version) + " of '"
+                        + row.definition + "', registered is version "
+                        + std::to_string(def->version));
+  auto wf = persistence::load_workflow(*st.env.store, *def, row.id);
+  if (!wf)
+    return wf.error();
+  auto id = row.id;
+  auto& e = st.workflows[id];
+  e.last = info_of(row, &*wf);
+  e.idempotency_key = row.idempotency_key;
+  if (!row.idempotency_key.empty())
+    st.by_key.emplace(row.idempotency_key, id);
+  if (st.env.passivate && wf->state.at == kernel::phase::at_gate) {
+    e.last.state_json.clear();
+    int64_t at = 0;
+    for (auto& [tid, t] : wf->state.timers)
+      if (at == 0 || t.fire_at.count() < at)
+        at = t.fire_at.count();
+    schedule_wake(self, id, e, at, 0);
+    ++rep.parked;
+    return {};
+  }
+  track(self, id, e,
+        spawn_recovered_workflow(self->system(), env_for(self, def), std::move(row),
+                                 std::move(*wf)));
+  ++rep.resumed;
+  return {};
 }
 
 std::string new_id(self_ptr self, const std::string& def) {
@@ -73,10 +290,55 @@ std::string new_id(self_ptr self, const std::string& def) {
     char buf[17];
     std::snprintf(buf, sizeof(buf), "%016llx",
                   static_cast<unsigned long long>(self->state.env.random->next()));
-    auto id = def + "-" + std::string{buf, 12};
+    auto id = def + "-" + buf;
     if (!self->state.workflows.count(id))
       return id;
   }
+}
+
+// Routes a signal to the workflow's actor, waking it if passive. If the
+// actor passivated while the signal was on its way (the signal bounced),
+// it is woken and the signal sent again.
+void route_signal(self_ptr self, const signal_msg& s, caf::response_promise rp) {
+  auto& st = self->state;
+  auto i = st.workflows.find(s.workflow_id);
+  if (i == st.workflows.end()) {
+    auto info = from_journal(self, s.workflow_id);
+    if (!info)
+      rp.deliver(is(info.error(), errc::unknown_workflow)
+                   ? make_error(errc::unknown_workflow, "no workflow '" + s.workflow_id + "'")
+                   : info.error());
+    else if (finished(*info))
+      rp.deliver(make_error(errc::workflow_finished,
+                            "workflow '" + s.workflow_id + "' has finished; it takes no signals"));
+    else
+      rp.deliver(make_error(errc::unknown_workflow, "workflow '" + s.workflow_id
+                                                      + "' is in the journal but not recovered"));
+    return;
+  }
+  if (finished(i->second.last)) { // stopped here (see info_msg::stopped)
+    rp.deliver(make_error(errc::workflow_finished,
+                          "workflow '" + s.workflow_id + "' stopped (" + i->second.last.outcome
+                            + "); recover() resumes it from the journal"));
+    return;
+  }
+  auto a = wake(self, s.workflow_id);
+  if (!a) {
+    rp.deliver(a.error());
+    return;
+  }
+  self->request(*a, caf::infinite, signal_atom::value, s)
+    .then([rp]() mutable { rp.deliver(caf::unit); },
+          [self, s, rp, sent_to = *a](caf::error& err) mutable {
+            auto& st = self->state;
+            auto j = st.workflows.find(s.workflow_id);
+            if (err == caf::sec::request_receiver_down && j != st.workflows.end()
+                && j->second.actor != sent_to) {
+              route_signal(self, s, rp); // it passivated meanwhile
+              return;
+            }
+            rp.deliver(std::move(err));
+          });
 }
 
 caf::behavior workflow_manager(self_ptr self, manager_env env) {
@@ -86,7 +348,8 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
     auto i = st.by_addr.find(dm.source);
     if (i == st.by_addr.end())
       return;
-    auto& e = st.workflows[i->second];
+    auto id = i->second;
+    auto& e = st.workflows[id];
     st.by_addr.erase(i);
     e.actor = nullptr;
     if (st.stopping) {
@@ -94,14 +357,13 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
         self->quit(st.stopping);
       return;
     }
-    if (finished(e.last))
-      return;
     info_msg m = e.last;
     m.status = static_cast<uint8_t>(workflow_status::failed);
     m.outcome = "crashed";
     m.reason = "workflow actor stopped: " + describe(dm.reason);
+    m.stopped = true;
     spdlog::error("workflow {}: {}", m.id, m.reason);
-    update(self, e, std::move(m));
+    update(self, id, e, std::move(m));
   });
   // Stops every live workflow and quits once all of them are down, so the
   // journal writer and model outlive every workflow that may still call them.
@@ -124,9 +386,15 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       auto& st = self->state;
       if (st.stopping)
         return make_error(errc::shutting_down, "the runtime is shutting down");
-      if (!key.empty())
+      if (!key.empty()) {
         if (auto i = st.by_key.find(key); i != st.by_key.end())
           return i->second;
+        auto known = st.env.store->find_key(key);
+        if (!known)
+          return known.error();
+        if (!known->empty())
+          return *known;
+      }
       auto def = st.env.reg->find_definition(def_name);
       if (!def)
         return make_error(errc::unknown_definition,
@@ -136,38 +404,51 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
         return make_error(errc::invalid_input, "input of a '" + def_name
                                                    + "' workflow must be a JSON object");
       auto id = new_id(self, def_name);
-      workflow_env wenv{def, st.env.reg->agents(), st.env.journal, st.env.model,
-                        caf::actor_cast<caf::actor>(self), st.env.clock};
-      auto a = spawn_workflow(self->system(), std::move(wenv), id, std::move(input),
-                              st.env.random->next());
-      self->monitor(a);
+      workflow_row row;
+      row.id = id;
+      row.definition = def_name;
+      row.version = def->version;
+      row.idempotency_key = key;
+      row.created_ns = now_ns(self);
       auto& e = st.workflows[id];
-      e.actor = a;
       e.last.id = id;
       e.last.definition = def_name;
-      st.by_addr.emplace(a.address(), id);
+      e.idempotency_key = key;
+      track(self, id, e,
+            spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(input),
+                           st.env.random->next()));
       if (!key.empty())
         st.by_key.emplace(key, id);
       return id;
     },
-    [self](signal_atom, const signal_msg& s) -> caf::result<caf::message> {
-      auto& st = self->state;
-      auto i = st.workflows.find(s.workflow_id);
-      if (i == st.workflows.end())
-        return make_error(errc::unknown_workflow, "no workflow '" + s.workflow_id + "'");
-      if (!i->second.actor)
-        return make_error(errc::workflow_finished, "workflow '" + s.workflow_id
-                                                       + "' has finished; it takes no signals");
-      return self->delegate(i->second.actor, signal_atom::value, s);
+    [self](signal_atom, const signal_msg& s) {
+      auto rp = self->make_response_promise();
+      route_signal(self, s, rp);
+      return rp;
     },
     [self](await_atom, const std::string& id, bool or_parked,
            uint64_t timeout_ms) -> caf::result<info_msg> {
       auto& st = self->state;
       auto i = st.workflows.find(id);
-      if (i == st.workflows.end())
-        return make_error(errc::unknown_workflow, "no workflow '" + id + "'");
-      if (settles(i->second.last, or_parked))
-        return i->second.last;
+      if (i == st.workflows.end()) {
+        auto info = from_journal(self, id);
+        if (!info)
+          return is(info.error(), errc::unknown_workflow)
+                   ? make_error(errc::unknown_workflow, "no workflow '" + id + "'")
+                   : info.error();
+        if (settles(*info, or_parked))
+          return std::move(*info);
+        return make_error(errc::unknown_workflow,
+                          "workflow '" + id + "' is in the journal but not recovered");
+      }
+      if (settles(i->second.last, or_parked)) {
+        if (i->second.actor || finished(i->second.last))
+          return i->second.last;
+        auto info = from_journal(self, id); // passive: its state is in the journal
+        if (!info)
+          return info.error();
+        return std::move(*info);
+      }
       auto rp = self->make_response_promise<info_msg>();
       auto wid = st.next_waiter++;
       i->second.waiters.push_back({rp, or_parked, wid});
@@ -187,31 +468,101 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
           w->promise.deliver(make_error(errc::await_timeout, "workflow '" + id
                                                                  + "' did not settle in time"));
           ws.erase(w);
-          return;
+          break;
         }
+
     },
     [self](status_atom, const std::string& id) -> caf::result<caf::message> {
       auto& st = self->state;
       auto i = st.workflows.find(id);
-      if (i == st.workflows.end())
-        return make_error(errc::unknown_workflow, "no workflow '" + id + "'");
+      if (i == st.workflows.end() || (!i->second.actor && !finished(i->second.last))) {
+        auto info = from_journal(self, id); // finished and forgotten, or passive
+        if (!info)
+          return is(info.error(), errc::unknown_workflow)
+                   ? make_error(errc::unknown_workflow, "no workflow '" + id + "'")
+                   : info.error();
+        return caf::make_message(std::move(*info));
+      }
       if (!i->second.actor)
         return caf::make_message(i->second.last);
-      // Ask the live workflow; if it finished meanwhile, its final snapshot
-      // (sent before it quit) has arrived here first: answer with that.
+      // Ask the live workflow; if it finished or passivated meanwhile, its
+      // last snapshot (sent before it quit) has arrived here first.
       auto rp = self->make_response_promise();
       self->request(i->second.actor, caf::infinite, status_atom::value)
         .then([rp](info_msg& m) mutable { rp.deliver(std::move(m)); },
               [self, rp, id](caf::error&) mutable {
-                rp.deliver(self->state.workflows[id].last);
+                auto info = from_journal(self, id);
+                if (info)
+                  rp.deliver(std::move(*info));
+                else
+                  rp.deliver(info.error());
               });
       return rp;
     },
     [self](status_atom, info_msg& m) {
       auto& st = self->state;
-      auto i = st.workflows.find(m.id);
+      auto id = m.id; // update() moves m
+      auto i = st.workflows.find(id);
       if (i != st.workflows.end())
-        update(self, i->second, std::move(m));
+        update(self, id, i->second, std::move(m));
+    },
+    // A live workflow's deadline timer: kept here, not in CAF's clock, so the
+    // workflow leaves nothing behind when it passivates.
+    [self](timer_atom, const std::string& id, uint64_t timer, int64_t fire_at) {
+      auto i = self->state.workflows.find(id);
+      if (i != self->state.workflows.end())
+        schedule_wake(self, id, i->second, fire_at, timer);
+    },
+    // Fires every due timer: a live workflow's deadline, or a passive
+    // workflow's wake-up.
+    [self](wake_atom, int64_t armed_for) {
+      auto& st = self->state;
+      if (armed_for == st.wake_armed)
+        st.wake_armed = 0;
+      auto now = now_ns(self);
+      while (!st.wakes.empty() && st.wakes.begin()->first <= now) {
+        auto id = st.wakes.begin()->second;
+        st.wakes.erase(st.wakes.begin());
+        auto i = st.workflows.find(id);
+        if (i == st.workflows.end())
+          continue;
+        auto& e = i->second;
+        auto timer = e.timer;
+        e.wake_at = 0;
+        e.timer = 0;
+        if (e.actor)
+          self->send(e.actor, timer_atom::value, timer); // its deadline
+        else if (!st.stopping && !finished(e.last))
+          (void) wake(self, id); // quarantined (and logged) on error
+      }
+      arm_wakes(self);
+    },
+    [self](recover_atom) -> caf::result<recovery_report> {
+      auto& st = self->state;
+      if (st.stopping)
+        return make_error(errc::shutting_down, "the runtime is shutting down");
+      auto rows = st.env.store->open_workflows();
+      if (!rows)
+        return rows.error();
+      recovery_report rep;
+      for (auto& row : *rows) {
+        if (auto i = st.workflows.find(row.id); i != st.workflows.end()) {
+          if (!i->second.last.stopped)
+            continue; // live or passive already
+          st.workflows.erase(i); // stopped here: resume it from the journal
+        }
+        if (st.quarantined.count(row.id))
+          continue;
+        auto id = row.id;
+        if (auto err = recover_one(self, row, rep)) {
+          auto why = describe(err);
+          spdlog::error("workflow {}: quarantined: {}", id, why);
+          st.quarantined.emplace(id, why);
+          rep.quarantined.push_back(id + ": " + why);
+        }
+      }
+      arm_wakes(self);
+      return rep;
     },
   };
 }

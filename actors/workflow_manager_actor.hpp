@@ -1,14 +1,24 @@
 // The workflow manager: starts workflows (deduplicating idempotency keys),
-// routes signals to them, answers status and await requests, and holds the
-// final snapshot of finished ones. One per runtime; the facade talks to it.
+// routes signals to them, answers status and await requests, recovers
+// workflows from the journal, and wakes passivated ones. One per runtime;
+// the facade talks to it.
+//
+// Which workflows it holds in memory: live ones (an actor) and passive ones
+// (parked at a gate, no actor: id, definition, last status and wake time).
+// A finished workflow is forgotten once its waiters are answered; status and
+// await of it are answered from the journal.
 //
 // Protocol:
 //   (start_atom, definition, input_json, idempotency_key) -> std::string id
 //   (signal_atom, signal_msg)                             -> unit
-//   (await_atom, id, or_parked)  -> info_msg once the workflow finishes or parks
+//   (await_atom, id, or_parked, timeout_ms) -> info_msg once the workflow
+//        finishes (or parks, with or_parked); await_timeout after timeout_ms
 //   (status_atom, id)            -> info_msg now
+//   (recover_atom)               -> recovery_report: rebuilds every workflow
+//        the journal has open and not yet in memory
 // Errors: unknown_definition, invalid_input, unknown_workflow,
-// workflow_finished, bad_signal, shutting_down.
+// workflow_finished, bad_signal, journal_corrupt (a quarantined workflow),
+// shutting_down, and storage errors from the journal.
 #pragma once
 
 #include <memory>
@@ -17,16 +27,20 @@
 #include <caf/actor_system.hpp>
 
 #include "runtime/registry.hpp"
+#include "troupe/journal.hpp"
 #include "troupe/seams.hpp"
 
 namespace troupe {
 
 struct manager_env {
   std::shared_ptr<registry> reg;
-  caf::actor journal;
+  caf::actor journal;                    ///< the journal writer
   caf::actor model;
   std::shared_ptr<clock_source> clock;   ///< null: the actor clock
   std::shared_ptr<random_source> random; ///< ids and jitter seeds
+  std::shared_ptr<journal_store> store;  ///< reads only (writes go through `journal`)
+  uint32_t snapshot_every = 0;
+  bool passivate = true;
 };
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env);

@@ -15,6 +15,7 @@ set_target_properties(CAF::io PROPERTIES
   IMPORTED_LOCATION "${CAF_IO_LIBRARY}"
   INTERFACE_LINK_LIBRARIES CAF::core)
 
+find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(spdlog 1.10 CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)

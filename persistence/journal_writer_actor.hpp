@@ -1,24 +1,34 @@
 // The journal writer: the one actor that appends to the journal store, with
-// group commit. Workflow actors request (append_atom, journal_record) and run
-// the event's commands only after the ack. Spawned once by the runtime.
+// group commit. Workflow actors request (append_atom, journal_write) and run
+// the commands of its events only after the ack. Spawned once by the runtime.
 //
 // Protocol:
-//   (append_atom, journal_record) -> uint64_t   the record's global seq, sent
-//       only after the store's append() of the batch holding it returned OK;
-//       or an error: errc::journal_write_failed with the store's error text
-//       in its context (a troupe error from the store is passed through).
+//   (append_atom, journal_write) -> uint64_t   the global seq of the write's
+//       last event (0 if it has none), sent only after the store's append()
+//       of the batch holding it returned OK; or an error: a troupe error
+//       from the store is passed through (journal_full, journal_write_failed,
+//       ...), any other becomes errc::journal_write_failed.
+//   (effect_atom, std::string key) -> std::vector<effect_record>
+//       the effect recorded under `key` (0 or 1), read at once.
+//   (effect_atom, effect_record) -> effect_record
+//       records the effect unless its key is recorded already (group-
+//       committed like any write), then answers with the recorded one: the
+//       first write of a key wins, later ones get the first's result.
+//   (purge_atom, int64_t before_ns) -> uint64_t
+//       store->purge(before_ns), between two batches.
 //   (flush_atom)                                 internal: commits one batch.
 //
-// Group commit: records and their response promises queue up; the first
-// record of a new batch makes the writer send itself flush_atom, so every
+// Group commit: writes and their response promises queue up; the first
+// write of a new batch makes the writer send itself flush_atom, so every
 // append already in the mailbox joins that batch. A flush appends up to
-// max_batch records in one store call, answers them all, and sends another
-// flush if records remain. Records reach the store in arrival order; every
+// max_batch writes in one store call, answers them all, and sends another
+// flush if writes remain. Writes reach the store in arrival order; every
 // request of a failed batch gets the error, later batches are tried anew.
 //
-// The store call blocks this actor's scheduler thread for the whole append
-// (an fsync with the SQLite store). Accepted for now; a dedicated thread or
-// a detached actor is the fix if it starves the scheduler.
+// The store call blocks the writer's thread for the whole append (an fsync
+// with the SQLite store), so the runtime spawns it detached: on a thread of
+// its own, while appends pile up in its mailbox for the next batch. Tests
+// under CAF's test coordinator spawn it scheduled.
 #pragma once
 
 #include <cstddef>
@@ -28,7 +38,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
-#include <caf/typed_response_promise.hpp>
+#include <caf/response_promise.hpp>
 
 #include "troupe/journal.hpp"
 
@@ -38,8 +48,9 @@ namespace troupe::persistence {
 struct journal_writer_state {
   /// A record waiting for its batch, with the promise of its ack.
   struct pending {
-    journal_record record;
-    caf::typed_response_promise<uint64_t> promise;
+    journal_write write;
+    caf::response_promise promise;
+    bool answer_effect = false; ///< answer with the recorded effect, not a seq
   };
 
   std::shared_ptr<journal_store> store;
@@ -47,6 +58,7 @@ struct journal_writer_state {
   std::deque<pending> queue;
   bool flush_scheduled = false; ///< a flush_atom is in our mailbox
   uint64_t store_calls = 0;     ///< batches handed to the store so far
+  uint64_t failed_calls = 0;    ///< of which the store refused
 
   static const char* name;
 };
@@ -57,8 +69,9 @@ caf::behavior journal_writer(caf::stateful_actor<journal_writer_state>* self,
                              std::shared_ptr<journal_store> store, size_t max_batch);
 
 /// Spawns the journal writer over `store`, committing at most `max_batch`
-/// records per store call. Only this actor may call store->append().
+/// writes per store call, on a thread of its own if `detached`. Only this
+/// actor may call store->append().
 caf::actor spawn_journal_writer(caf::actor_system& sys, std::shared_ptr<journal_store> store,
-                                size_t max_batch);
+                                size_t max_batch, bool detached = false);
 
 } // namespace troupe::persistence

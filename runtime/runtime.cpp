@@ -29,6 +29,10 @@ caf::actor_system_config make_system_config(const config& cfg) {
   sys_cfg.add_message_type<llm_request>("troupe.llm_request");
   sys_cfg.add_message_type<llm_reply>("troupe.llm_reply");
   sys_cfg.add_message_type<journal_record>("troupe.journal_record");
+  sys_cfg.add_message_type<journal_write>("troupe.journal_write");
+  sys_cfg.add_message_type<effect_record>("troupe.effect_record");
+  sys_cfg.add_message_type<std::vector<effect_record>>("troupe.effect_records");
+  sys_cfg.add_message_type<recovery_report>("troupe.recovery_report");
   return sys_cfg;
 }
 
@@ -68,9 +72,10 @@ struct runtime::impl {
   explicit impl(config c)
     : cfg(checked(std::move(c))), sys_cfg(make_system_config(cfg)), sys(sys_cfg) {
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-    journal = persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch);
+    journal = persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch, true);
     model = spawn_scripted_model(sys, cfg.model);
-    manager = spawn_workflow_manager(sys, {reg, journal, model, cfg.clock, cfg.random});
+    manager = spawn_workflow_manager(sys, {reg, journal, model, cfg.clock, cfg.random,
+                                           cfg.journal, cfg.snapshot_every, cfg.passivate});
   }
 
   // Sends one request to the manager and waits for its answer.
@@ -159,6 +164,23 @@ caf::expected<workflow_info> runtime::status(const std::string& workflow_id) {
   if (!r)
     return r.error();
   return to_info(*r);
+}
+
+caf::expected<recovery_report> runtime::recover() {
+  return impl_->ask<recovery_report>(caf::infinite, recover_atom::value);
+}
+
+caf::expected<uint64_t> runtime::purge(std::chrono::nanoseconds older_than) {
+  if (impl_->stopped)
+    return make_error(errc::shutting_down, "the runtime is shut down");
+  if (older_than < std::chrono::nanoseconds::zero())
+    return make_error(errc::invalid_config, "purge: older_than must not be negative");
+  auto before = impl_->cfg.clock->now() - older_than;
+  caf::scoped_actor self{impl_->sys};
+  caf::expected<uint64_t> result{caf::error{}};
+  self->request(impl_->journal, caf::infinite, purge_atom::value, int64_t{before.count()})
+    .receive([&](uint64_t n) { result = n; }, [&](caf::error& e) { result = std::move(e); });
+  return result;
 }
 
 caf::expected<std::vector<journal_record>> runtime::history(const std::string& workflow_id) {

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake make pkg-config
   libcaf-dev            # CAF 0.17.6: actors, scheduler, test DSL
+  libsqlite3-dev        # the durable journal
   nlohmann-json3-dev    # workflow state, event payloads
   libspdlog-dev         # runtime log
   libcli11-dev          # the troupe command line

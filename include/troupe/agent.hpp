@@ -41,6 +41,9 @@ struct budgets_left {
 class step_context {
 public:
   using reply_handler = std::function<void(step_context&, caf::expected<llm_reply>)>;
+  /// A side effect: gets the effect's idempotency key, returns its result.
+  using effect_fn = std::function<nlohmann::json(const std::string& key)>;
+  using effect_handler = std::function<void(step_context&, caf::expected<nlohmann::json>)>;
 
   virtual ~step_context() = default;
 
@@ -58,6 +61,18 @@ public:
   /// reply or an error. The request's idempotency key and (if empty) script
   /// are filled in. Does not block.
   virtual void ask(llm_request req, reply_handler then) = 0;
+  /// Runs a side effect (a payment, an email, a ticket) at most once per
+  /// visit of this node and `name` once its result is journaled: if the
+  /// journal already holds a result under the effect's key (an earlier
+  /// attempt, or a run before a crash), `then` gets that result and `fn` is
+  /// not called; else `fn(key)` runs on this attempt's actor, its result is
+  /// journaled, and `then` gets it. The key, "<idempotency key>/<name>", is
+  /// stable across attempts and restarts: pass it to external systems that
+  /// dedupe, because a crash after `fn` returns and before the journal
+  /// commit runs `fn` again with the same key. If two attempts race, the
+  /// first result journaled wins and both get it. A journal error reaches
+  /// `then` as the error; `fn` throwing fails the attempt as crashed.
+  virtual void effect(const std::string& name, effect_fn fn, effect_handler then) = 0;
   /// Ends the attempt with an outcome. Later calls are ignored.
   virtual void finish(step_outcome o) = 0;
   /// Ends the attempt as failed. Later calls are ignored.

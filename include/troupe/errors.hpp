@@ -56,6 +56,13 @@ enum class errc : uint8_t {
   journal_corrupt,
   /// The runtime is shutting down and takes no new work.
   shutting_down,
+  // -- durability, continued (codes are appended, never renumbered) -----------
+  /// The journal file cannot be used: not a troupe journal, written by a
+  /// newer troupe, read-only, locked by another process, or unreadable. The
+  /// context names the file; the file is left as it was.
+  journal_unusable,
+  /// The journal's disk is full; the failed batch is rolled back.
+  journal_full,
 };
 
 /// Builds a caf::error in troupe's category with `context` as its message.

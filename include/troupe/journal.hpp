@@ -1,6 +1,16 @@
 // The journal seam: where a workflow's events go before their commands run.
-// One writer actor appends batches; any thread may read. The in-memory store
-// ships here; the SQLite store implements the same interface.
+// One writer actor appends batches; any thread may read. Two stores ship:
+// SQLite (durable, the default for `troupe serve` and the examples) and
+// in-memory (tests, and embedders that want no file).
+//
+// What a store keeps:
+//   events       append-only; (workflow_id, wf_seq) unique, wf_seq 1, 2, ...
+//   workflows    one row per workflow: definition, status, idempotency key
+//                (unique when not empty)
+//   snapshots    the kernel state after event wf_seq, encoded (the latest
+//                one bounds replay)
+//   effects      idempotency key -> recorded result; the first write wins
+//   dead letters workflows that ended dead-lettered, with why
 #pragma once
 
 #include <cstdint>
@@ -31,16 +41,118 @@ typename Inspector::result_type inspect(Inspector& f, journal_record& x) {
            x.at_ns, x.payload);
 }
 
-/// Storage behind the journal writer. append() is called by one thread at a
-/// time; read() from any thread concurrently with it.
+/// A workflow's row. `status` is "running", "parked", "completed" or
+/// "failed"; the last two are terminal.
+struct workflow_row {
+  std::string id;
+  std::string definition;
+  uint32_t version = 1;
+  std::string idempotency_key; ///< "" = none
+  std::string status = "running";
+  std::string outcome;         ///< terminal: the label that ended it
+  int64_t created_ns = 0;
+  int64_t updated_ns = 0;
+  bool finished() const { return status == "completed" || status == "failed"; }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, workflow_row& x) {
+  return f(caf::meta::type_name("workflow_row"), x.id, x.definition, x.version,
+           x.idempotency_key, x.status, x.outcome, x.created_ns, x.updated_ns);
+}
+
+/// The kernel state of a workflow after its event `wf_seq`, encoded by
+/// persistence/state_codec.hpp.
+struct snapshot_record {
+  std::string workflow_id;
+  uint64_t wf_seq = 0;
+  std::string state;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, snapshot_record& x) {
+  return f(caf::meta::type_name("snapshot_record"), x.workflow_id, x.wf_seq, x.state);
+}
+
+/// The recorded result of one side effect (ctx.effect).
+struct effect_record {
+  std::string key;         ///< "<workflow>/<node>#<visit>/<effect name>"
+  std::string workflow_id;
+  std::string result;      ///< JSON text
+  int64_t at_ns = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, effect_record& x) {
+  return f(caf::meta::type_name("effect_record"), x.key, x.workflow_id, x.result, x.at_ns);
+}
+
+/// A workflow that ended dead-lettered (retries exhausted, or a route to a
+/// dead-letter terminal), kept for an operator.
+struct dead_letter_record {
+  std::string workflow_id;
+  std::string node;    ///< where it ended
+  std::string outcome; ///< the label that led there
+  std::string reason;
+  int64_t at_ns = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dead_letter_record& x) {
+  return f(caf::meta::type_name("dead_letter_record"), x.workflow_id, x.node, x.outcome,
+           x.reason, x.at_ns);
+}
+
+/// What one writer request adds, all or nothing. Each vector holds 0 or 1
+/// elements except `events` (consecutive events of one workflow).
+struct journal_write {
+  std::vector<journal_record> events;
+  std::vector<workflow_row> workflow;       ///< insert, or replace the row with this id
+  std::vector<snapshot_record> snapshot;    ///< replaces older snapshots of the workflow
+  std::vector<effect_record> effect;        ///< ignored if the key is already recorded
+  std::vector<dead_letter_record> dead_letter;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, journal_write& x) {
+  return f(caf::meta::type_name("journal_write"), x.events, x.workflow, x.snapshot, x.effect,
+           x.dead_letter);
+}
+
+/// Storage behind the journal writer. append() and purge() are called by one
+/// thread at a time; the reads from any thread, concurrently with them.
 class journal_store {
 public:
   virtual ~journal_store() = default;
-  /// Appends all records atomically and durably, assigning `seq`; returns
-  /// only after they are durable. On error nothing of the batch is visible.
-  virtual caf::error append(std::vector<journal_record>& batch) = 0;
-  /// All records of one workflow in wf_seq order (empty if unknown).
-  virtual caf::expected<std::vector<journal_record>> read(const std::string& workflow_id) const = 0;
+
+  /// Applies every write of `batch` in one transaction and returns only
+  /// after it is durable, assigning each event's `seq`. Refused (and nothing
+  /// of the batch visible) if an event repeats a (workflow_id, wf_seq), a new
+  /// row repeats another workflow's idempotency key, or storage fails.
+  virtual caf::error append(std::vector<journal_write>& batch) = 0;
+
+  /// The events of one workflow with wf_seq > `after`, in wf_seq order
+  /// (empty if unknown).
+  virtual caf::expected<std::vector<journal_record>> read(const std::string& workflow_id,
+                                                          uint64_t after = 0) const = 0;
+  /// The workflow's row; errc::unknown_workflow if there is none.
+  virtual caf::expected<workflow_row> workflow(const std::string& workflow_id) const = 0;
+  /// The id of the workflow started with `idempotency_key`, or "".
+  virtual caf::expected<std::string> find_key(const std::string& idempotency_key) const = 0;
+  /// Rows of every workflow not yet completed or failed, oldest first.
+  virtual caf::expected<std::vector<workflow_row>> open_workflows() const = 0;
+  /// The workflow's latest snapshot: 0 or 1 elements.
+  virtual caf::expected<std::vector<snapshot_record>>
+  snapshot(const std::string& workflow_id) const = 0;
+  /// The effect recorded under `key`: 0 or 1 elements.
+  virtual caf::expected<std::vector<effect_record>> effect(const std::string& key) const = 0;
+  /// Every dead letter, oldest first.
+  virtual caf::expected<std::vector<dead_letter_record>> dead_letters() const = 0;
+
+  /// Deletes every completed or failed workflow last updated before
+  /// `before_ns`, with its events, snapshots and effects (dead letters
+  /// stay). Returns how many workflows went.
+  virtual caf::expected<uint64_t> purge(int64_t before_ns) = 0;
 };
 
 /// Forwards every call to a wrapped store. Test doubles derive from it and
@@ -50,12 +162,33 @@ public:
   /// `target` must not be null.
   explicit forwarding_journal(std::shared_ptr<journal_store> target)
     : target_(std::move(target)) {}
-  caf::error append(std::vector<journal_record>& batch) override {
+  caf::error append(std::vector<journal_write>& batch) override {
     return target_->append(batch);
   }
-  caf::expected<std::vector<journal_record>> read(const std::string& workflow_id) const override {
-    return target_->read(workflow_id);
+  caf::expected<std::vector<journal_record>> read(const std::string& workflow_id,
+                                                  uint64_t after = 0) const override {
+    return target_->read(workflow_id, after);
   }
+  caf::expected<workflow_row> workflow(const std::string& workflow_id) const override {
+    return target_->workflow(workflow_id);
+  }
+  caf::expected<std::string> find_key(const std::string& key) const override {
+    return target_->find_key(key);
+  }
+  caf::expected<std::vector<workflow_row>> open_workflows() const override {
+    return target_->open_workflows();
+  }
+  caf::expected<std::vector<snapshot_record>>
+  snapshot(const std::string& workflow_id) const override {
+    return target_->snapshot(workflow_id);
+  }
+  caf::expected<std::vector<effect_record>> effect(const std::string& key) const override {
+    return target_->effect(key);
+  }
+  caf::expected<std::vector<dead_letter_record>> dead_letters() const override {
+    return target_->dead_letters();
+  }
+  caf::expected<uint64_t> purge(int64_t before_ns) override { return target_->purge(before_ns); }
   /// The wrapped store.
   const std::shared_ptr<journal_store>& target() const { return target_; }
 
@@ -63,7 +196,26 @@ private:
   std::shared_ptr<journal_store> target_;
 };
 
-/// An in-memory store (the default until a durable one is configured).
+/// An in-memory store: nothing survives the process.
 std::shared_ptr<journal_store> make_memory_journal();
+
+/// How to open a SQLite journal.
+struct sqlite_journal_options {
+  std::string path;
+  /// PRAGMA synchronous: "full" (every commit fsynced: the default) or
+  /// "normal" (WAL checkpoints fsynced; a power loss may drop the last
+  /// commits, a process crash does not).
+  std::string synchronous = "full";
+  /// The SQLite VFS to use; "" for the platform default. Tests pass the
+  /// fault-injecting VFS here.
+  std::string vfs;
+};
+
+/// Opens (creating if absent) a SQLite journal. A file that is not a troupe
+/// journal, is from a newer troupe, is read-only, locked by another process
+/// or unreadable is errc::journal_unusable naming the file, and is not
+/// changed. The store holds the file exclusively until destroyed.
+caf::expected<std::shared_ptr<journal_store>>
+open_sqlite_journal(const sqlite_journal_options& opts);
 
 } // namespace troupe

@@ -30,9 +30,17 @@ struct config {
   // -- seams (production defaults when null) --
   std::shared_ptr<clock_source> clock;   ///< system clock
   std::shared_ptr<random_source> random; ///< random_device-seeded
-  std::shared_ptr<journal_store> journal; ///< in-memory
-  /// Records per journal batch at most (group commit).
+  /// Where workflows are journaled: open_sqlite_journal() for a durable
+  /// runtime; null is an in-memory journal (nothing survives the process).
+  std::shared_ptr<journal_store> journal;
+  /// Writes per journal batch at most (group commit).
   size_t journal_batch = 256;
+  /// A snapshot of a workflow's state every this many events (0: never), so
+  /// recovering a long agent loop replays only the events after it.
+  uint32_t snapshot_every = 64;
+  /// A workflow parked at a gate gives up its actor until a signal or its
+  /// deadline wakes it from the journal.
+  bool passivate = true;
   /// spdlog level name: trace, debug, info, warn, error, off.
   std::string log_level = "warn";
 };
@@ -54,6 +62,15 @@ struct workflow_info {
   bool finished() const {
     return status == workflow_status::completed || status == workflow_status::failed;
   }
+};
+
+/// What recover() found in the journal.
+struct recovery_report {
+  uint64_t resumed = 0; ///< running again: pending steps re-issued, timers re-armed
+  uint64_t parked = 0;  ///< waiting at a gate again (passive until woken)
+  /// "<id>: <why>" for each workflow left untouched in the journal: a record
+  /// that does not decode, a definition not registered (or another version).
+  std::vector<std::string> quarantined;
 };
 
 /// What a human (or a program) decides at a gate.
@@ -98,6 +115,18 @@ public:
   caf::expected<workflow_info> status(const std::string& workflow_id);
   /// The workflow's journaled events, oldest first.
   caf::expected<std::vector<journal_record>> history(const std::string& workflow_id);
+  /// Rebuilds every workflow the journal has open (not completed or failed)
+  /// and not yet in this runtime: call it after registering the agents and
+  /// definitions they use. A step that was running when the process died
+  /// fails as `crashed` and follows its retry policy; a scheduled step runs;
+  /// timers fire at their journaled instants (at once if past); a gate
+  /// waits again. Workflows that cannot be rebuilt are quarantined and
+  /// reported; the others go on. Calling it again recovers nothing twice.
+  caf::expected<recovery_report> recover();
+  /// Deletes completed and failed workflows that finished more than
+  /// `older_than` ago from the journal (events, snapshots, effects; dead
+  /// letters stay). Returns how many went.
+  caf::expected<uint64_t> purge(std::chrono::nanoseconds older_than);
   /// Stops taking work, stops every actor, waits for them. Idempotent.
   void shutdown();
 

@@ -31,6 +31,8 @@ const char* to_string(errc code) {
     case errc::agent_crashed: return "agent_crashed";
     case errc::journal_write_failed: return "journal_write_failed";
     case errc::journal_corrupt: return "journal_corrupt";
+    case errc::journal_unusable: return "journal_unusable";
+    case errc::journal_full: return "journal_full";
     case errc::shutting_down: return "shutting_down";
   }
   return "unknown_errc";

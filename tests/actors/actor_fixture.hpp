@@ -27,7 +27,7 @@ class flaky_journal : public forwarding_journal {
 public:
   using forwarding_journal::forwarding_journal;
   bool failing = false;
-  caf::error append(std::vector<journal_record>& batch) override {
+  caf::error append(std::vector<journal_write>& batch) override {
     if (failing)
       return make_error(errc::journal_write_failed, "injected: disk full");
     return forwarding_journal::append(batch);
@@ -44,9 +44,20 @@ struct actor_fixture : test_coordinator_fixture<> {
   void boot() {
     journal = persistence::spawn_journal_writer(sys, store, 64);
     model = spawn_scripted_model(sys, model_cfg);
-    manager = spawn_workflow_manager(sys, {reg, journal, model, nullptr, seeded_random(1)});
+    manager = spawn_workflow_manager(sys, manager_config());
     sched.run();
   }
+
+  /// The manager's environment over this fixture's actors and store.
+  manager_env manager_config() {
+    // a new seed per boot, as a restarted process has: ids must not repeat
+    return {reg,   journal,        model,    nullptr, seeded_random(++boots),
+            store, snapshot_every, passivate};
+  }
+
+  uint32_t snapshot_every = 0;
+  bool passivate = true;
+  uint64_t boots = 0;
 
   ~actor_fixture() {
     for (auto& a : {manager, model, journal})

@@ -1,6 +1,7 @@
 // The journal writer under CAF's deterministic scheduler: group commit,
-// batch limits, record order, and failed batches.
+// batch limits, write order, failed batches, effects and purge.
 #include <memory>
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,7 +25,7 @@ class counting_journal : public forwarding_journal {
 public:
   using forwarding_journal::forwarding_journal;
 
-  caf::error append(std::vector<journal_record>& batch) override {
+  caf::error append(std::vector<journal_write>& batch) override {
     batch_sizes.push_back(batch.size());
     if (fail_calls.count(batch_sizes.size()) > 0)
       return failure;
@@ -36,14 +37,19 @@ public:
   caf::error failure = caf::make_error(caf::sec::runtime_error, "disk full");
 };
 
-journal_record rec(uint64_t wf_seq) {
+// The first event of workflow "wf-<n>", with its row: writes for different
+// workflows, so a failed batch leaves no gap behind for the later ones.
+journal_write rec(uint64_t n) {
   journal_record r;
-  r.workflow_id = "wf-1";
-  r.wf_seq = wf_seq;
+  r.workflow_id = "wf-" + std::to_string(n);
+  r.wf_seq = 1;
   r.kind = "timer_fired";
-  r.at_ns = static_cast<int64_t>(wf_seq);
-  r.payload = R"({"timer":)" + std::to_string(wf_seq) + R"(,"v":1})";
-  return r;
+  r.at_ns = static_cast<int64_t>(n);
+  r.payload = R"({"timer":)" + std::to_string(n) + R"(,"v":1})";
+  journal_write w;
+  w.workflow.push_back({r.workflow_id, "d", 1, "", "running", "", 1, 1});
+  w.events.push_back(std::move(r));
+  return w;
 }
 
 /// What one append request got back.
@@ -73,11 +79,16 @@ struct writer_fixture : test_coordinator_fixture<> { // global in CAF 0.17
     return out;
   }
 
+  /// The n of every stored "wf-<n>", in the order of their global seq.
   std::vector<uint64_t> stored_wf_seqs() {
-    auto records = memory->read("wf-1");
+    std::vector<std::pair<uint64_t, uint64_t>> by_seq;
+    for (uint64_t n = 1; n <= 16; ++n)
+      for (const auto& r : *memory->read("wf-" + std::to_string(n)))
+        by_seq.emplace_back(r.seq, n);
+    std::sort(by_seq.begin(), by_seq.end());
     std::vector<uint64_t> out;
-    for (const auto& r : *records)
-      out.push_back(r.wf_seq);
+    for (auto& [seq, n] : by_seq)
+      out.push_back(n);
     return out;
   }
 };
@@ -133,14 +144,14 @@ TEST_CASE_METHOD(writer_fixture, "a failed batch fails all its requests, later b
     INFO("request " << i);
     CHECK(acks[i].seq == 0);
     CHECK(is(acks[i].err, errc::journal_write_failed));
-    CHECK_THAT(describe(acks[i].err), Contains("append of 2 records failed"));
+    CHECK_THAT(describe(acks[i].err), Contains("append of 2 writes failed"));
     CHECK_THAT(describe(acks[i].err), Contains("disk full"));
   }
   CHECK_FALSE(acks[4].err);
   CHECK(acks[4].seq == 3); // the failed batch left nothing behind
   CHECK(stored_wf_seqs() == std::vector<uint64_t>{1, 2, 5});
   // The writer keeps going after the failure.
-  auto again = append_all(writer, 3, 2);
+  auto again = append_all(writer, 6, 2);
   CHECK(store->batch_sizes == std::vector<size_t>{2, 2, 1, 2});
   CHECK(again[0].seq == 4);
   CHECK(again[1].seq == 5);
@@ -157,7 +168,7 @@ TEST_CASE_METHOD(writer_fixture, "a troupe error from the store is passed throug
     CHECK(a.err == store->failure);
     CHECK(describe(a.err) == describe(store->failure));
   }
-  CHECK(memory->read("wf-1")->empty());
+  CHECK(stored_wf_seqs().empty());
 }
 
 TEST_CASE_METHOD(writer_fixture, "a stray flush with nothing queued is harmless") {
@@ -169,4 +180,68 @@ TEST_CASE_METHOD(writer_fixture, "a stray flush with nothing queued is harmless"
   auto acks = append_all(writer, 1, 2);
   CHECK(store->batch_sizes == std::vector<size_t>{2});
   CHECK(acks[1].seq == 2);
+}
+
+TEST_CASE_METHOD(writer_fixture, "an effect is recorded once: a second write of its key gets the "
+                                 "first result") {
+  auto writer = spawn_journal_writer(sys, store, 8);
+  sched.run();
+  auto lookup = [&] {
+    auto h = self->request(writer, caf::infinite, effect_atom::value, std::string{"k/charge"});
+    sched.run();
+    std::vector<effect_record> got;
+    h.receive([&](std::vector<effect_record>& v) { got = std::move(v); },
+              [](caf::error& e) { FAIL(describe(e)); });
+    return got;
+  };
+  CHECK(lookup().empty());
+  auto record = [&](std::string result) {
+    auto h = self->request(writer, caf::infinite, effect_atom::value,
+                           effect_record{"k/charge", "wf-1", std::move(result), 7});
+    sched.run();
+    effect_record got;
+    h.receive([&](effect_record& r) { got = std::move(r); },
+              [](caf::error& e) { FAIL(describe(e)); });
+    return got;
+  };
+  CHECK(record(R"({"receipt":1})").result == R"({"receipt":1})");
+  CHECK(record(R"({"receipt":2})").result == R"({"receipt":1})"); // the first one wins
+  auto found = lookup();
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].result == R"({"receipt":1})");
+  CHECK(store->batch_sizes == std::vector<size_t>{1, 1});
+}
+
+TEST_CASE_METHOD(writer_fixture, "a failed effect write is answered with the journal's error") {
+  store->fail_calls = {1};
+  auto writer = spawn_journal_writer(sys, store, 8);
+  sched.run();
+  auto h = self->request(writer, caf::infinite, effect_atom::value,
+                         effect_record{"k/charge", "wf-1", "{}", 7});
+  sched.run();
+  caf::error err;
+  h.receive([](effect_record&) { FAIL("recorded"); }, [&](caf::error& e) { err = e; });
+  CHECK(is(err, errc::journal_write_failed));
+  CHECK(memory->effect("k/charge")->empty());
+}
+
+TEST_CASE_METHOD(writer_fixture, "purge through the writer removes finished workflows only") {
+  auto writer = spawn_journal_writer(sys, store, 8);
+  sched.run();
+  journal_write done = rec(1);
+  done.workflow[0] = {"wf-1", "d", 1, "", "completed", "ok", 1, 10};
+  journal_write open = rec(2);
+  open.workflow[0].updated_ns = 10;
+  for (auto* w : {&done, &open}) {
+    auto h = self->request(writer, caf::infinite, append_atom::value, *w);
+    sched.run();
+    h.receive([](uint64_t) {}, [](caf::error& e) { FAIL(describe(e)); });
+  }
+  auto h = self->request(writer, caf::infinite, purge_atom::value, int64_t{11});
+  sched.run();
+  uint64_t purged = 0;
+  h.receive([&](uint64_t n) { purged = n; }, [](caf::error& e) { FAIL(describe(e)); });
+  CHECK(purged == 1);
+  CHECK(memory->read("wf-1")->empty());
+  CHECK(memory->read("wf-2")->size() == 1);
 }

@@ -1,0 +1,467 @@
+// Recovery, passivation, idempotency and effects under deterministic time.
+// A "restart" stops every actor of the runtime (nothing is written on the
+// way down) and boots new ones over the same journal store, then recovers.
+#include "actors/actor_fixture.hpp"
+#include "persistence/recovery.hpp"
+
+using namespace troupe;
+using namespace troupe::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+agent_policy policy(duration timeout, uint32_t attempts, duration base = 1s, duration max = 4s) {
+  agent_policy p;
+  p.timeout = timeout;
+  p.retry.max_attempts = attempts;
+  p.retry.base_backoff = base;
+  p.retry.max_backoff = max;
+  return p;
+}
+
+// Every effect function call, in order (agents run on the test's only thread).
+std::vector<std::string> effect_calls;
+
+// A store that counts calls and can corrupt one workflow's events on read.
+class counting_journal : public flaky_journal {
+public:
+  using flaky_journal::flaky_journal;
+  mutable size_t records_read = 0;
+  size_t appends = 0;
+  std::string corrupt_workflow;
+  caf::error append(std::vector<journal_write>& batch) override {
+    ++appends;
+    return flaky_journal::append(batch);
+  }
+  caf::expected<std::vector<journal_record>> read(const std::string& id,
+                                                  uint64_t after) const override {
+    auto r = flaky_journal::read(id, after);
+    if (r) {
+      records_read += r->size();
+      if (id == corrupt_workflow && !r->empty())
+        r->back().payload = "{not json";
+    }
+    return r;
+  }
+};
+
+struct fixture : actor_fixture {
+  std::shared_ptr<counting_journal> counted =
+    std::make_shared<counting_journal>(make_memory_journal());
+
+  fixture() {
+    effect_calls.clear();
+    store = counted;
+    model_cfg.rules["json"] = [](const llm_request&) { return std::string{R"({"v": 1})"}; };
+    REQUIRE(!reg->add_agent("asker", make_agent([](step_context& ctx) {
+      llm_request req;
+      req.script = "json";
+      req.messages.push_back({"user", "hello"});
+      ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
+        step_outcome o;
+        o.patch = {{c.node(), reply}};
+        c.finish(o);
+      });
+    })));
+    // Charges a card once per visit, then asks the model (which may be slow).
+    REQUIRE(!reg->add_agent("charger", make_agent([](step_context& ctx) {
+      ctx.effect(
+        "charge",
+        [](const std::string& key) {
+          effect_calls.push_back(key);
+          return nlohmann::json{{"receipt", "r-" + std::to_string(effect_calls.size())}};
+        },
+        [](step_context& c, caf::expected<nlohmann::json> receipt) {
+          if (!receipt)
+            return c.fail(failure_kind::crashed, describe(receipt.error()));
+          llm_request req;
+          req.script = "json";
+          req.messages.push_back({"user", "charged"});
+          auto r = *receipt;
+          ask_json(c, req, [r](step_context& c, nlohmann::json) {
+            step_outcome o;
+            o.patch = {{"receipt", r["receipt"]}};
+            c.finish(o);
+          });
+        });
+    })));
+    // Records its effect, then throws on the first attempt.
+    REQUIRE(!reg->add_agent("charge_then_throw", make_agent([](step_context& ctx) {
+      ctx.effect(
+        "charge",
+        [](const std::string& key) {
+          effect_calls.push_back(key);
+          return nlohmann::json{{"receipt", "r-" + std::to_string(effect_calls.size())}};
+        },
+        [](step_context& c, caf::expected<nlohmann::json> receipt) {
+          if (c.attempt() == 1)
+            throw std::runtime_error("crash after the charge");
+          step_outcome o;
+          o.patch = {{"receipt", (*receipt)["receipt"]}};
+          c.finish(o);
+        });
+    })));
+  }
+
+  void define(caf::expected<definition> d) {
+    REQUIRE(d);
+    REQUIRE(!reg->add_definition(std::move(*d)));
+  }
+
+  /// Stops every actor (no writes on the way down) and boots new ones over
+  /// the same store: what a killed process sees when it starts again.
+  recovery_report restart() {
+    caf::anon_send_exit(manager, caf::exit_reason::user_shutdown);
+    sched.run();
+    for (auto& a : {model, journal})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched.run();
+    boot();
+    auto rep = call<recovery_report>(recover_atom::value);
+    REQUIRE(rep);
+    return *rep;
+  }
+
+  workflow_status status_of(const std::string& id) {
+    return static_cast<workflow_status>(status(id).status);
+  }
+
+  size_t running_actors() { return sys.registry().running(); }
+
+  /// Runs messages and fires timers one by one, in time order, until the
+  /// workflow finishes (or nothing is left to fire).
+  void run_to_end(const std::string& id) {
+    sched.run();
+    for (int i = 0; i < 50; ++i) {
+      auto s = status_of(id);
+      if (s == workflow_status::completed || s == workflow_status::failed)
+        return;
+      if (!sched.trigger_timeout())
+        return;
+      sched.run();
+    }
+  }
+};
+
+auto two_steps(const char* agent = "asker", uint32_t attempts = 3) {
+  return definition_builder{"pair"}
+    .agent("a", agent, policy(10s, attempts)).on("ok", "b").on("exhausted", "gave_up")
+    .agent("b", "asker", policy(10s, attempts)).on("ok", "done").on("exhausted", "gave_up")
+    .completed("done")
+    .failed("gave_up")
+    .build();
+}
+
+auto gate_then_step() {
+  return definition_builder{"approval"}
+    .gate("review").on("approve", "a").on("reject", "rejected")
+    .agent("a", "asker", policy(10s, 1)).on("ok", "done").on("exhausted", "rejected")
+    .completed("done")
+    .failed("rejected")
+    .build();
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "an attempt running when the process died fails as crashed at "
+                          "recovery and its retry runs; completed steps never run again") {
+  model_cfg.latency = 5s;
+  define(two_steps());
+  boot();
+  auto id = start("pair");
+  advance_time(5s); // a completes; b#1 is waiting for the model
+  sched.run();
+  REQUIRE(trace(id).back() == "step_scheduled b#1");
+  auto rep = restart();
+  CHECK(rep.resumed == 1);
+  CHECK(rep.parked == 0);
+  CHECK(rep.quarantined.empty());
+  auto failed = std::get<kernel::step_failed>(events(id).back());
+  CHECK(failed.node == "b");
+  CHECK(failed.kind == failure_kind::crashed);
+  CHECK(failed.reason == "interrupted: the runtime stopped during attempt 1");
+  run_to_end(id);
+  CHECK(status_of(id) == workflow_status::completed);
+  CHECK(trace(id) == std::vector<std::string>{
+                       "workflow_started", "step_scheduled a#1", "step_completed a#1 ok",
+                       "step_scheduled b#1", "step_failed b#1 crashed",
+                       "timer_fired retry_backoff", "step_scheduled b#2",
+                       "step_completed b#2 ok"});
+}
+
+TEST_CASE_METHOD(fixture, "attempt counts survive restarts: a step that dies with the process "
+                          "every time exhausts its retries and is dead-lettered") {
+  model_cfg.latency = 5s;
+  define(two_steps("asker", 2));
+  boot();
+  auto id = start("pair");
+  restart(); // a#1 interrupted
+  sched.trigger_timeout(); // backoff: a#2 starts
+  sched.run();
+  REQUIRE(trace(id).back() == "step_scheduled a#2");
+  restart(); // a#2 interrupted: the last attempt
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.node == "gave_up");
+  CHECK(s.outcome == "exhausted");
+  auto row = store->workflow(id);
+  REQUIRE(row);
+  CHECK(row->status == "failed");
+  auto open = store->open_workflows();
+  REQUIRE(open);
+  CHECK(open->empty());
+  auto dead = store->dead_letters();
+  REQUIRE(dead);
+  REQUIRE(dead->size() == 1);
+  CHECK(dead->front().workflow_id == id);
+  CHECK(dead->front().node == "gave_up");
+  CHECK(dead->front().reason.find("interrupted") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "a retry timer is re-armed at its journaled instant after a restart") {
+  model_cfg.fail_rate = 1.0; // every call fails: crashed, retried after backoff
+  define(two_steps("asker", 3));
+  boot();
+  auto id = start("pair");
+  auto evs = events(id);
+  REQUIRE(std::holds_alternative<kernel::step_failed>(evs.back()));
+  auto wf = persistence::load_workflow(*store, *reg->find_definition("pair"), id);
+  REQUIRE(wf);
+  REQUIRE(wf->state.at == kernel::phase::backoff);
+  auto due = std::prev(wf->state.timers.end())->second.fire_at;
+  restart();
+  auto before = trace(id).size();
+  auto wait = due - now();
+  REQUIRE(wait > 0ns);
+  advance_time(wait - 1ns);
+  sched.run();
+  CHECK(trace(id).size() == before); // not a nanosecond early
+  advance_time(1ns);
+  sched.run();
+  CHECK(trace(id).at(before) == "timer_fired retry_backoff");
+}
+
+TEST_CASE_METHOD(fixture, "a workflow parked at a gate has no actor, survives a restart parked, "
+                          "and a signal wakes it from the journal") {
+  define(gate_then_step());
+  boot();
+  auto baseline = running_actors();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i)
+    ids.push_back(start("approval"));
+  sched.run();
+  CHECK(running_actors() == baseline); // 20 parked workflows, no actors
+  for (auto& id : ids)
+    CHECK(status_of(id) == workflow_status::parked);
+  auto rep = restart();
+  CHECK(rep.parked == 20);
+  CHECK(rep.resumed == 0);
+  CHECK(running_actors() == baseline);
+  REQUIRE(!signal(ids[3], "review", "approve"));
+  sched.run();
+  CHECK(status_of(ids[3]) == workflow_status::completed);
+  CHECK(status_of(ids[4]) == workflow_status::parked);
+  CHECK(is(signal(ids[5], "nope", "approve"), errc::bad_signal));
+  sched.run();
+  CHECK(running_actors() == baseline); // the refused signal left it passive again
+}
+
+TEST_CASE_METHOD(fixture, "a passive workflow's deadline wakes it from the journal on time") {
+  budgets b;
+  b.deadline = 1h;
+  define(definition_builder{"timed"}
+           .gate("review").on("approve", "done").on("reject", "done").on("budget", "late")
+           .completed("done")
+           .failed("late")
+           .limits(b)
+           .build());
+  boot();
+  auto id = start("timed");
+  auto baseline = running_actors();
+  restart();
+  advance_time(1h - 1ns);
+  sched.run();
+  CHECK(status_of(id) == workflow_status::parked);
+  advance_time(1ns);
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.node == "late");
+  CHECK(running_actors() <= baseline);
+}
+
+TEST_CASE_METHOD(fixture, "a signal that reaches a workflow as it passivates is re-sent to a "
+                          "woken one, not lost") {
+  define(definition_builder{"two_gates"}
+           .gate("g1").on("approve", "g2").on("reject", "done")
+           .gate("g2").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .build());
+  boot();
+  auto id = start("two_gates");
+  REQUIRE(status_of(id) == workflow_status::parked);
+  // Route approve@g1 (wakes the workflow) and stop once its write is in the
+  // store: the ack is in the workflow's mailbox, it has not run yet.
+  self->send(manager, signal_atom::value, signal_msg{id, "g1", "approve", "", "tester"});
+  auto appends = counted->appends;
+  while (counted->appends == appends)
+    REQUIRE(sched.try_run_once());
+  // The next signal reaches the manager before the workflow's "passive" news:
+  // the manager routes it to the actor that is about to quit.
+  self->send(manager, signal_atom::value, signal_msg{id, "g2", "approve", "", "tester"});
+  sched.run();
+  int answered = 0;
+  for (int i = 0; i < 2; ++i)
+    self->receive([&]() { ++answered; }, [&](caf::error& e) { FAIL(describe(e)); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(answered == 2);
+  CHECK(status_of(id) == workflow_status::completed);
+}
+
+TEST_CASE_METHOD(fixture, "an idempotency key returns the same workflow across restarts, "
+                          "and its result once done") {
+  define(gate_then_step());
+  boot();
+  auto first = call<std::string>(start_atom::value, std::string{"approval"}, std::string{"{}"},
+                                 std::string{"order-7"});
+  REQUIRE(first);
+  restart();
+  auto again = call<std::string>(start_atom::value, std::string{"approval"}, std::string{"{}"},
+                                 std::string{"order-7"});
+  REQUIRE(again);
+  CHECK(*again == *first);
+  REQUIRE(!signal(*first, "review", "approve"));
+  sched.run();
+  restart();
+  auto third = call<std::string>(start_atom::value, std::string{"approval"}, std::string{"{}"},
+                                 std::string{"order-7"});
+  REQUIRE(third);
+  CHECK(*third == *first);
+  auto done = call<info_msg>(await_atom::value, *first, false, uint64_t{0});
+  REQUIRE(done);
+  CHECK(static_cast<workflow_status>(done->status) == workflow_status::completed);
+  CHECK(nlohmann::json::parse(done->state_json).at("a") == nlohmann::json{{"v", 1}});
+  auto other = call<std::string>(start_atom::value, std::string{"approval"}, std::string{"{}"},
+                                 std::string{"order-8"});
+  REQUIRE(other);
+  CHECK(*other != *first);
+}
+
+TEST_CASE_METHOD(fixture, "a workflow whose journal does not decode is quarantined at recovery "
+                          "and the others go on") {
+  model_cfg.latency = 5s;
+  define(two_steps());
+  boot();
+  auto bad = start("pair");
+  auto good = start("pair");
+  counted->corrupt_workflow = bad;
+  auto rep = restart();
+  CHECK(rep.resumed == 1);
+  REQUIRE(rep.quarantined.size() == 1);
+  CHECK(rep.quarantined[0].rfind(bad + ": journal_corrupt", 0) == 0);
+  auto st = call<info_msg>(status_atom::value, bad);
+  CHECK(is(st.error(), errc::journal_corrupt));
+  CHECK(describe(st.error()).find("quarantined") != std::string::npos);
+  run_to_end(good);
+  CHECK(status_of(good) == workflow_status::completed);
+  CHECK(store->workflow(bad)->status == "running"); // left as the journal has it
+}
+
+TEST_CASE_METHOD(fixture, "a workflow whose definition is not registered after a restart is "
+                          "quarantined, not guessed at") {
+  define(gate_then_step());
+  boot();
+  auto id = start("approval");
+  reg = std::make_shared<registry>(); // the new process registers nothing
+  auto rep = restart();
+  REQUIRE(rep.quarantined.size() == 1);
+  CHECK(rep.quarantined[0].find("definition 'approval' is not registered")
+        != std::string::npos);
+  CHECK(is(signal(id, "review", "approve"), errc::journal_corrupt));
+}
+
+TEST_CASE_METHOD(fixture, "with snapshots, recovery replays only the events after the latest") {
+  snapshot_every = 4;
+  model_cfg.latency = 5s;
+  define(definition_builder{"long"}
+           .agent("a", "asker", policy(10s, 1)).on("ok", "b").on("exhausted", "gave_up")
+           .agent("b", "asker", policy(10s, 1)).on("ok", "c").on("exhausted", "gave_up")
+           .agent("c", "asker", policy(10s, 2)).on("ok", "done").on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("long");
+  advance_time(5s);
+  sched.run();
+  advance_time(5s);
+  sched.run(); // 6 events: started, a sched/done, b sched/done, c sched
+  auto snap = store->snapshot(id);
+  REQUIRE(snap);
+  REQUIRE(snap->size() == 1);
+  CHECK(snap->front().wf_seq == 4);
+  counted->records_read = 0;
+  restart();
+  CHECK(counted->records_read == 2); // events 5 and 6, not all six
+  run_to_end(id);
+  CHECK(status_of(id) == workflow_status::completed);
+}
+
+TEST_CASE_METHOD(fixture, "an effect journaled before a crash of its attempt is not done again "
+                          "by the retry, which gets the recorded result") {
+  define(definition_builder{"pay"}
+           .agent("charge", "charge_then_throw", policy(10s, 2)).on("ok", "done")
+           .on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("pay");
+  run_to_end(id); // the backoff after attempt 1 threw, then attempt 2
+  CHECK(status_of(id) == workflow_status::completed);
+  REQUIRE(effect_calls.size() == 1);
+  CHECK(effect_calls[0] == id + "/charge#1/charge");
+  CHECK(nlohmann::json::parse(status(id).state_json).at("receipt") == "r-1");
+  auto rec = store->effect(effect_calls[0]);
+  REQUIRE(rec);
+  REQUIRE(rec->size() == 1);
+  CHECK(rec->front().result == R"({"receipt":"r-1"})");
+}
+
+TEST_CASE_METHOD(fixture, "an effect journaled before the process died is not done again after "
+                          "recovery") {
+  model_cfg.latency = 5s;
+  define(definition_builder{"pay"}
+           .agent("charge", "charger", policy(10s, 3)).on("ok", "done").on("exhausted", "gave_up")
+           .completed("done")
+           .failed("gave_up")
+           .build());
+  boot();
+  auto id = start("pay");
+  REQUIRE(effect_calls.size() == 1); // charged; now waiting for the model
+  restart();
+  run_to_end(id);
+  CHECK(status_of(id) == workflow_status::completed);
+  CHECK(effect_calls.size() == 1);
+  CHECK(nlohmann::json::parse(status(id).state_json).at("receipt") == "r-1");
+}
+
+TEST_CASE_METHOD(fixture, "a workflow stopped by a failed journal write is resumed from the "
+                          "journal by recover()") {
+  model_cfg.latency = 1s;
+  define(two_steps());
+  boot();
+  auto id = start("pair");
+  store->failing = true;
+  advance_time(1s);
+  sched.run();
+  store->failing = false;
+  auto s = status(id);
+  REQUIRE(s.outcome == "journal_write_failed");
+  auto rep = call<recovery_report>(recover_atom::value);
+  REQUIRE(rep);
+  CHECK(rep->resumed == 1);
+  run_to_end(id);
+  CHECK(status_of(id) == workflow_status::completed);
+}
