@@ -21,6 +21,7 @@ using ask_atom = caf::atom_constant<caf::atom("ask")>;
 using reply_atom = caf::atom_constant<caf::atom("reply")>;
 using history_atom = caf::atom_constant<caf::atom("history")>;
 using effect_atom = caf::atom_constant<caf::atom("effect")>;
+using disarm_atom = caf::atom_constant<caf::atom("disarm")>;
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using purge_atom = caf::atom_constant<caf::atom("purge")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;

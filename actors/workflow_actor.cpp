@@ -163,9 +163,12 @@ void execute(self_ptr self, const kernel::command& cmd) {
     void operator()(const kernel::start_timer& c) {
       st.armed.emplace(c.id, c.kind);
       if (c.kind == kernel::timer_kind::workflow_deadline && st.env.manager) {
-        // the manager keeps deadlines: nothing lingers in CAF's clock (which
-        // cannot cancel) once this actor passivates or finishes
+        // the manager keeps deadlines, to wake the workflow when passive
         self->send(st.env.manager, timer_atom::value, st.id, c.id, c.fire_at.count());
+        return;
+      }
+      if (st.env.timers) {
+        self->send(st.env.timers, timer_atom::value, c.id, c.fire_at.count());
         return;
       }
       auto delay = c.fire_at - now(self);
@@ -174,7 +177,14 @@ void execute(self_ptr self, const kernel::command& cmd) {
       else
         self->delayed_send(self, delay, timer_atom::value, c.id);
     }
-    void operator()(const kernel::cancel_timer& c) { st.armed.erase(c.id); }
+    void operator()(const kernel::cancel_timer& c) {
+      auto i = st.armed.find(c.id);
+      if (i == st.armed.end())
+        return;
+      if (st.env.timers && i->second != kernel::timer_kind::workflow_deadline)
+        self->send(st.env.timers, disarm_atom::value, c.id);
+      st.armed.erase(i);
+    }
     // parking and finishing are status changes: notify_if_changed reports them
     void operator()(const kernel::await_signal&) {}
     void operator()(const kernel::complete&) {}

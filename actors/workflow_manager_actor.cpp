@@ -73,10 +73,16 @@ bool settles(const info_msg& m, bool or_parked) {
 
 workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
   auto& st = self->state;
-  workflow_env w{std::move(def), st.env.reg->agents(), st.env.journal, st.env.model,
-                 caf::actor_cast<caf::actor>(self), st.env.clock};
+  workflow_env w;
+  w.def = std::move(def);
+  w.agents = st.env.reg->agents();
+  w.journal = st.env.journal;
+  w.model = st.env.model;
+  w.manager = caf::actor_cast<caf::actor>(self);
+  w.clock = st.env.clock;
   w.snapshot_every = st.env.snapshot_every;
   w.passivate = st.env.passivate;
+  w.timers = st.env.timers;
   return w;
 }
 

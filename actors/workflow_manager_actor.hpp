@@ -41,6 +41,7 @@ struct manager_env {
   std::shared_ptr<journal_store> store;  ///< reads only (writes go through `journal`)
   uint32_t snapshot_every = 0;
   bool passivate = true;
+  caf::actor timers; ///< the timer service; null: workflows use CAF's clock
 };
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env);

@@ -51,6 +51,7 @@ std::string shape_error(const journal_write& w) {
 
 class memory_journal final : public journal_store {
 public:
+  bool blocks() const override { return false; } // no I/O: the writer needs no thread
   caf::error append(std::vector<journal_write>& batch) override {
     std::lock_guard<std::mutex> guard{mtx_};
     for (const auto& w : batch)

@@ -11,6 +11,7 @@
 #include "actors/atoms.hpp"
 #include "actors/messages.hpp"
 #include "actors/scripted_model_actor.hpp"
+#include "actors/timer_service.hpp"
 #include "actors/workflow_manager_actor.hpp"
 #include "persistence/journal_writer_actor.hpp"
 #include "runtime/registry.hpp"
@@ -72,10 +73,13 @@ struct runtime::impl {
   explicit impl(config c)
     : cfg(checked(std::move(c))), sys_cfg(make_system_config(cfg)), sys(sys_cfg) {
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-    journal = persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch, true);
+    journal = persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch,
+                                                cfg.journal->blocks());
     model = spawn_scripted_model(sys, cfg.model);
+    timers = spawn_timer_service(sys, cfg.clock);
     manager = spawn_workflow_manager(sys, {reg, journal, model, cfg.clock, cfg.random,
-                                           cfg.journal, cfg.snapshot_every, cfg.passivate});
+                                           cfg.journal, cfg.snapshot_every, cfg.passivate,
+                                           timers});
   }
 
   // Sends one request to the manager and waits for its answer.
@@ -97,6 +101,7 @@ struct runtime::impl {
   std::shared_ptr<registry> reg = std::make_shared<registry>();
   caf::actor journal;
   caf::actor model;
+  caf::actor timers;
   caf::actor manager;
   std::atomic<bool> stopped{false};
 };
@@ -199,10 +204,10 @@ void runtime::shutdown() {
   // services the workflows were using.
   self->send_exit(i.manager, caf::exit_reason::user_shutdown);
   self->wait_for(i.manager);
-  for (auto& a : {i.model, i.journal})
+  for (auto& a : {i.model, i.journal, i.timers})
     self->send_exit(a, caf::exit_reason::user_shutdown);
-  self->wait_for(i.model, i.journal);
-  i.manager = i.model = i.journal = nullptr;
+  self->wait_for(i.model, i.journal, i.timers);
+  i.manager = i.model = i.journal = i.timers = nullptr;
 }
 
 const char* to_string(workflow_status s) {

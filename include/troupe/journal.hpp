@@ -153,6 +153,12 @@ public:
   /// `before_ns`, with its events, snapshots and effects (dead letters
   /// stay). Returns how many workflows went.
   virtual caf::expected<uint64_t> purge(int64_t before_ns) = 0;
+
+  /// True if append() waits for I/O (an fsync): the runtime then runs the
+  /// journal writer on a thread of its own, so appends from every workflow
+  /// pile up for the next batch while one commits. False runs it on CAF's
+  /// scheduler, which is cheaper for a store that never waits.
+  virtual bool blocks() const { return true; }
 };
 
 /// Forwards every call to a wrapped store. Test doubles derive from it and
@@ -189,6 +195,7 @@ public:
     return target_->dead_letters();
   }
   caf::expected<uint64_t> purge(int64_t before_ns) override { return target_->purge(before_ns); }
+  bool blocks() const override { return target_->blocks(); }
   /// The wrapped store.
   const std::shared_ptr<journal_store>& target() const { return target_; }
 

@@ -11,6 +11,7 @@
 #include "actors/atoms.hpp"
 #include "actors/messages.hpp"
 #include "actors/scripted_model_actor.hpp"
+#include "actors/timer_service.hpp"
 #include "actors/workflow_manager_actor.hpp"
 #include "kernel/workflow_machine.hpp"
 #include "persistence/event_codec.hpp"
@@ -38,12 +39,13 @@ struct actor_fixture : test_coordinator_fixture<> {
   std::shared_ptr<registry> reg = std::make_shared<registry>();
   std::shared_ptr<flaky_journal> store = std::make_shared<flaky_journal>(make_memory_journal());
   scripted_model_config model_cfg;
-  caf::actor journal, model, manager;
+  caf::actor journal, model, timers, manager;
 
   /// Spawns the service actors; call after filling reg and model_cfg.
   void boot() {
     journal = persistence::spawn_journal_writer(sys, store, 64);
     model = spawn_scripted_model(sys, model_cfg);
+    timers = spawn_timer_service(sys, nullptr);
     manager = spawn_workflow_manager(sys, manager_config());
     sched.run();
   }
@@ -51,8 +53,8 @@ struct actor_fixture : test_coordinator_fixture<> {
   /// The manager's environment over this fixture's actors and store.
   manager_env manager_config() {
     // a new seed per boot, as a restarted process has: ids must not repeat
-    return {reg,   journal,        model,    nullptr, seeded_random(++boots),
-            store, snapshot_every, passivate};
+    return {reg,   journal,        model,     nullptr, seeded_random(++boots),
+            store, snapshot_every, passivate, timers};
   }
 
   uint32_t snapshot_every = 0;
@@ -60,7 +62,7 @@ struct actor_fixture : test_coordinator_fixture<> {
   uint64_t boots = 0;
 
   ~actor_fixture() {
-    for (auto& a : {manager, model, journal})
+    for (auto& a : {manager, model, journal, timers})
       if (a)
         caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sched.run();

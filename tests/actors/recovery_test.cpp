@@ -113,7 +113,7 @@ struct fixture : actor_fixture {
   recovery_report restart() {
     caf::anon_send_exit(manager, caf::exit_reason::user_shutdown);
     sched.run();
-    for (auto& a : {model, journal})
+    for (auto& a : {model, journal, timers})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sched.run();
     boot();

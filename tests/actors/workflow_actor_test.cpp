@@ -482,6 +482,7 @@ TEST_CASE_METHOD(fixture, "a deadline that fires while a completed step's write 
   auto writer = persistence::spawn_journal_writer(sys, store, 64);
   journal = sys.spawn(held_journal, writer);
   model = spawn_scripted_model(sys, model_cfg);
+  timers = spawn_timer_service(sys, nullptr);
   manager = spawn_workflow_manager(sys, manager_config());
   sched.run();
   auto id = start("race");
