@@ -1,12 +1,14 @@
 // The fault-injecting SQLite VFS (troupe/fault_vfs.hpp). A wrapped file is
 // our sqlite3_file header followed by the real VFS's file; every method
 // forwards to the real one, and the five that can fail on purpose (open,
-// read, write, sync, truncate) first ask the control whether to fail.
+// read, write, sync, truncate) first ask the control whether to fail (or,
+// for a kill fault, to end the process there).
 // Tests and users' storage-fault suites call it; SQLite calls the methods
 // on whatever thread uses a connection, so the control takes a mutex.
 #include "troupe/fault_vfs.hpp"
 
 #include <array>
+#include <csignal>
 #include <cstring>
 #include <mutex>
 
@@ -65,6 +67,8 @@ int check(op what, file where) {
   if (c.seen++ < f.after || (!f.sticky && c.fired > 0))
     return SQLITE_OK;
   ++c.fired;
+  if (f.kill)
+    std::raise(SIGKILL); // does not return
   return f.code != 0 ? f.code : default_code(what);
 }
 

@@ -16,8 +16,9 @@
 // parallel in one process must not arm faults concurrently.
 //
 // What a fault does: the call does nothing and returns the fault's code
-// (a failed read also zeroes the buffer). A write is not torn: real
-// crashes that tear writes need a process that dies, not this VFS.
+// (a failed read also zeroes the buffer), or, with `kill`, the process dies
+// by SIGKILL inside the call. A write is not torn: data already written
+// stays in the OS cache, as after a real process crash (not a power loss).
 #pragma once
 
 #include <cstdint>
@@ -73,6 +74,10 @@ struct fault {
   /// false: fail once, then let calls through again (a transient error);
   /// true: fail every call from then on until disarm() (a dead disk).
   bool sticky = false;
+  /// true: instead of failing, the process SIGKILLs itself inside the call,
+  /// before forwarding it (crash tests: op::sync kills exactly mid-commit,
+  /// after the commit's writes and before its fsync returns).
+  bool kill = false;
 };
 
 /// Replaces any armed fault with `f` and resets the counters.

@@ -126,9 +126,15 @@ public:
   virtual ~journal_store() = default;
 
   /// Applies every write of `batch` in one transaction and returns only
-  /// after it is durable, assigning each event's `seq`. Refused (and nothing
-  /// of the batch visible) if an event repeats a (workflow_id, wf_seq), a new
-  /// row repeats another workflow's idempotency key, or storage fails.
+  /// after it is durable, assigning each event's `seq`. Refused with
+  /// journal_write_failed (and nothing of the batch visible) if an event
+  /// repeats or skips a wf_seq of its workflow, a write's events span two
+  /// workflows, a workflow has events but no row (the row comes with its
+  /// first event), a new row repeats another workflow's idempotency key, or
+  /// a status is unknown; a storage failure is journal_write_failed or
+  /// journal_full. A batch that failed may still turn up after a crash (an
+  /// fsync that failed after the commit record was written): recovery
+  /// treats it as what it is, committed.
   virtual caf::error append(std::vector<journal_write>& batch) = 0;
 
   /// The events of one workflow with wf_seq > `after`, in wf_seq order
@@ -208,14 +214,14 @@ std::shared_ptr<journal_store> make_memory_journal();
 
 /// How to open a SQLite journal.
 struct sqlite_journal_options {
-  std::string path;
+  std::string path{};
   /// PRAGMA synchronous: "full" (every commit fsynced: the default) or
   /// "normal" (WAL checkpoints fsynced; a power loss may drop the last
   /// commits, a process crash does not).
   std::string synchronous = "full";
   /// The SQLite VFS to use; "" for the platform default. Tests pass the
   /// fault-injecting VFS here.
-  std::string vfs;
+  std::string vfs{};
 };
 
 /// Opens (creating if absent) a SQLite journal. A file that is not a troupe

@@ -82,9 +82,12 @@ struct writer_fixture : test_coordinator_fixture<> { // global in CAF 0.17
   /// The n of every stored "wf-<n>", in the order of their global seq.
   std::vector<uint64_t> stored_wf_seqs() {
     std::vector<std::pair<uint64_t, uint64_t>> by_seq;
-    for (uint64_t n = 1; n <= 16; ++n)
-      for (const auto& r : *memory->read("wf-" + std::to_string(n)))
+    for (uint64_t n = 1; n <= 16; ++n) {
+      auto records = memory->read("wf-" + std::to_string(n));
+      REQUIRE(records);
+      for (const auto& r : *records)
         by_seq.emplace_back(r.seq, n);
+    }
     std::sort(by_seq.begin(), by_seq.end());
     std::vector<uint64_t> out;
     for (auto& [seq, n] : by_seq)

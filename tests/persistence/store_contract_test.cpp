@@ -630,6 +630,7 @@ TEST_CASE("forwarding_journal forwards every call to the wrapped store", "[persi
   store_fixture f{kind};
   plain_wrapper outer{f.store};
   CHECK(outer.target() == f.store);
+  CHECK(outer.blocks() == (kind == "sqlite")); // SQLite waits for fsyncs
   auto w = start("a", "k", 5);
   w.workflow.front().status = "completed";
   w.snapshot.push_back({"a", 1, "s"});
