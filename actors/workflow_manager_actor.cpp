@@ -297,8 +297,17 @@ std::string new_id(self_ptr self, const std::string& def) {
     std::snprintf(buf, sizeof(buf), "%016llx",
                   static_cast<unsigned long long>(self->state.env.random->next()));
     auto id = def + "-" + buf;
-    if (!self->state.workflows.count(id))
+    if (self->state.workflows.count(id))
+      continue;
+    // a finished workflow is only in the journal; a restarted process with
+    // a seeded random source would mint its id again
+    auto known = self->state.env.store->workflow(id);
+    if (!known && is(known.error(), errc::unknown_workflow))
       return id;
+    if (!known) { // the append still refuses a duplicate (wf_seq 1 recorded)
+      spdlog::warn("workflow id {}: journal lookup failed: {}", id, describe(known.error()));
+      return id;
+    }
   }
 }
 

@@ -465,3 +465,19 @@ TEST_CASE_METHOD(fixture, "a workflow stopped by a failed journal write is resum
   run_to_end(id);
   CHECK(status_of(id) == workflow_status::completed);
 }
+
+TEST_CASE_METHOD(fixture, "regression: a restarted process with the same random seed does not "
+                          "reuse the id of a finished workflow that only the journal holds") {
+  define(gate_then_step());
+  boot();
+  auto first = start("approval");
+  REQUIRE(!signal(first, "review", "approve"));
+  sched.run();
+  REQUIRE(status_of(first) == workflow_status::completed);
+  boots = 0; // the next boot draws ids from the same seed as the first
+  restart();
+  auto second = start("approval");
+  CHECK(second != first);
+  CHECK(status_of(second) == workflow_status::parked);
+  CHECK(status_of(first) == workflow_status::completed);
+}
