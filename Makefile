@@ -2,6 +2,8 @@
 # Debian packages, configures and builds, then runs.
 #   make test SANITIZE=1   ASan + UBSan build in build-asan/
 #   make bench             the in-memory step benchmark (same -O2 build as the demo)
+#   make soak              the long crash test: SIGKILLs `troupe run ledger` over
+#                          SOAK_SEEDS seeds x SOAK_WORKFLOWS workflows (tests/crash/)
 MAKEFLAGS  += --no-print-directory
 BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
@@ -14,7 +16,10 @@ CMAKE_ARGS += -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 endif
 export UBSAN_OPTIONS = suppressions=$(CURDIR)/tests/support/ubsan.supp:halt_on_error=1:print_stacktrace=1
 
-.PHONY: all bootstrap configure build test demo bench clean
+SOAK_SEEDS     ?= 40
+SOAK_WORKFLOWS ?= 200
+
+.PHONY: all bootstrap configure build test demo bench soak clean
 all: build
 
 bootstrap:
@@ -34,6 +39,10 @@ demo: build
 
 bench: build
 	@$(BUILD_DIR)/bench/troupe_bench
+
+soak: build
+	@$(BUILD_DIR)/tests/troupe_crash_driver --troupe $(BUILD_DIR)/tools/troupe \
+	  --seeds $(SOAK_SEEDS) --workflows $(SOAK_WORKFLOWS)
 
 clean:
 	rm -rf build build-asan

@@ -9,7 +9,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ledger/ledger.hpp"
 #include "triage/triage.hpp"
+#include "triage/triage_crash.hpp"
 
 #ifndef TROUPE_VERSION
 #define TROUPE_VERSION "unknown"
@@ -21,19 +23,51 @@ namespace {
 
 using examples::triage_options;
 
+/// What `troupe run` parsed; each example's driver reads its own part.
+struct run_options {
+  triage_options triage;
+  examples::ledger_options ledger;
+};
+
 /// One runnable example: its name, a line for --help, and its driver.
 struct example {
   const char* name;
   const char* what;
-  int (*run)(const triage_options&, std::ostream&);
+  int (*run)(const run_options&, std::ostream&);
 };
 
 const std::vector<example>& known_examples() {
   static const std::vector<example> all = {
       {"triage", "support tickets: extract -> analyze -> report, with retries and a review gate",
-       examples::run_triage_demo},
+       [](const run_options& o, std::ostream& out) {
+         return examples::run_triage_demo(o.triage, out);
+       }},
+      {"ledger", "orders charged exactly once through an external payment ledger, across "
+                 "crashes and restarts (needs --journal and --ledger)",
+       [](const run_options& o, std::ostream& out) {
+         return examples::run_ledger(o.ledger, out);
+       }},
   };
   return all;
+}
+
+/// Flags only the ledger example takes, and the triage flags it does not.
+const std::vector<const char*> ledger_only_flags = {"--journal", "--ledger", "--out",
+                                                    "--kill-at-sync"};
+const std::vector<const char*> triage_only_flags = {"--timeout-rate", "--malformed-rate"};
+
+/// Checks that example `name` got no flag of another example and every flag
+/// it needs; "" when usable.
+std::string check_example_flags(const std::string& name, const CLI::App& cmd) {
+  bool ledger = name == "ledger";
+  for (const char* f : ledger ? triage_only_flags : ledger_only_flags)
+    if (cmd.count(f) > 0)
+      return std::string{f} + " does not apply to the " + name + " example";
+  if (ledger)
+    for (const char* f : {"--journal", "--ledger"})
+      if (cmd.count(f) == 0)
+        return std::string{f} + " is required by the ledger example";
+  return {};
 }
 
 const example* find_example(const std::string& name) {
@@ -87,6 +121,13 @@ CLI::Validator unsigned_number() {
       "N >= 0");
 }
 
+/// A non-empty string (a path).
+CLI::Validator non_empty() {
+  return CLI::Validator(
+      [](std::string& in) -> std::string { return in.empty() ? "must not be empty" : ""; },
+      "PATH");
+}
+
 /// Checks what single flags cannot; "" when the options are usable.
 std::string check_rates(const triage_options& opt) {
   if (opt.fail_rate + opt.timeout_rate + opt.malformed_rate > 1.0)
@@ -110,7 +151,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   app.require_subcommand(1);
 
   auto* demo = app.add_subcommand("demo", "Run the triage example with its defaults "
-                                          "(300 tickets, model faults on)");
+                                          "(300 tickets, model faults on) on a SQLite journal, "
+                                          "SIGKILL the runtime part-way and recover");
 
   std::string list;
   for (const auto& e : known_examples())
@@ -140,6 +182,17 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   run_cmd->add_option("--threads", opt.threads, "Scheduler worker threads")
       ->check(count_in(1, 256))
       ->capture_default_str();
+  examples::ledger_options ledger; // the ledger example's own flags
+  run_cmd->add_option("--journal", ledger.journal_path, "ledger: the troupe journal (SQLite file)")
+      ->check(non_empty());
+  run_cmd->add_option("--ledger", ledger.ledger_path, "ledger: the payment ledger (SQLite file)")
+      ->check(non_empty());
+  run_cmd->add_option("--out", ledger.out_path,
+                      "ledger: write the results here, one JSON line per order")
+      ->check(non_empty());
+  run_cmd->add_option("--kill-at-sync", ledger.kill_at_sync,
+                      "ledger: SIGKILL the process at the journal's Nth fsync (crash tests)")
+      ->check(count_in(1, 1'000'000'000));
 
   std::vector<const char*> argv;
   if (args.empty())
@@ -153,7 +206,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   }
 
   if (demo->parsed())
-    return examples::run_triage_demo(triage_options{}, out) == 0 ? exit_ok : exit_failed;
+    return examples::run_triage_crash_demo(examples::crash_options{}, out) == 0 ? exit_ok
+                                                                               : exit_failed;
 
   const auto* ex = find_example(name);
   if (ex == nullptr) {
@@ -165,7 +219,16 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     err << "troupe run: " << problem << '\n';
     return exit_usage;
   }
-  return ex->run(opt, out) == 0 ? exit_ok : exit_failed;
+  if (auto problem = check_example_flags(name, *run_cmd); !problem.empty()) {
+    err << "troupe run " << name << ": " << problem << '\n';
+    return exit_usage;
+  }
+  if (run_cmd->count("--workflows") > 0) // the shared flags, where given
+    ledger.workflows = opt.workflows;
+  ledger.seed = opt.seed;
+  ledger.fail_rate = opt.fail_rate;
+  ledger.threads = opt.threads;
+  return ex->run(run_options{opt, ledger}, out) == 0 ? exit_ok : exit_failed;
 }
 
 } // namespace troupe::cli

@@ -7,13 +7,16 @@
 // builds a runtime config whose scripted model answers for those agents (with
 // faults switched on), run_triage() drives a batch of tickets through it and
 // tallies what happened from the journal, and run_triage_demo() prints that
-// for a person. Called by the `troupe` CLI and by tests; blocking, from a
-// plain thread (never from an actor).
+// for a person. start_tickets(), settle_tickets() and tally_tickets() are
+// run_triage()'s three stages, for drivers that split a run across
+// processes (triage_crash.hpp). Called by the `troupe` CLI and by tests;
+// blocking, from a plain thread (never from an actor).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <string>
 #include <utility>
@@ -83,6 +86,8 @@ struct triage_summary {
   size_t crashes = 0;      ///< attempts that crashed (model errors included)
   size_t bad_outputs = 0;  ///< attempts that returned unusable output
   size_t circuit_open = 0; ///< attempts refused by an open breaker
+  size_t interrupted = 0;  ///< attempts cut off by a runtime stop (not in `crashes`)
+  size_t repeated_steps = 0; ///< (node, visit)s that ran again once completed: must be 0
   size_t parked = 0;       ///< times a workflow was found parked at the review gate
   size_t approved = 0;     ///< approvals delivered to the review gate
   size_t signals = 0;      ///< signal_received records in the journals
@@ -93,7 +98,8 @@ struct triage_summary {
   std::vector<std::pair<std::string, size_t>> failures;
   /// Problems of the driver itself (start, await, signal, history errors).
   std::vector<std::string> errors;
-  /// One workflow's history, chosen to show a retry and a park if any did.
+  /// One workflow's history, chosen to show an interrupted attempt, a
+  /// timeout, a retry and a park, as far as any workflow had them.
   std::string sample_id;
   std::string sample_ticket;
   std::vector<journal_record> sample_history;
@@ -108,12 +114,42 @@ struct triage_summary {
 /// set up; per-workflow trouble lands in the summary.
 caf::expected<triage_summary> run_triage(const triage_options& opt);
 
+/// One started ticket: its workflow and its number (see triage_ticket()).
+struct started_ticket {
+  std::string id;
+  size_t ticket = 0;
+};
+
+/// Starts tickets 0 .. n-1 with idempotency keys "ticket-<i>" (a ticket
+/// already in the runtime's journal is not started again); start errors go
+/// to `s.errors`, and `s.started` is set.
+std::vector<started_ticket> start_tickets(runtime& rt, size_t n, triage_summary& s);
+
+/// What settle_tickets() reports as it goes.
+enum class settle_event { finished, parked, approved };
+
+/// Waits for each ticket in turn, approving every park, until all finished
+/// or 25 rounds passed; counts parks and approvals into `s`. Calls
+/// `progress` (if set) on the calling thread for each event.
+void settle_tickets(runtime& rt, const std::vector<started_ticket>& tickets,
+                    std::chrono::milliseconds await_timeout, triage_summary& s,
+                    const std::function<void(settle_event)>& progress = {});
+
+/// Counts final statuses and journaled histories into `s`; picks the sample.
+void tally_tickets(runtime& rt, const std::vector<started_ticket>& tickets, triage_summary& s);
+
+/// Whether `history` ends with an agent attempt in flight (scheduled, and
+/// neither completed, failed nor timed out).
+bool ends_mid_attempt(const std::vector<journal_record>& history);
+
 /// Prints `s` for people: the tallies, then the sample's timeline.
 void print_triage_summary(const triage_options& opt, const triage_summary& s, std::ostream& out);
 
 /// Prints one history as a timeline: ms since its first record, event,
-/// node, attempt, and the outcome or failure.
-void print_timeline(const std::vector<journal_record>& history, std::ostream& out);
+/// node, attempt, and the outcome or failure. With `cut_after` > 0, a line
+/// saying `cut` follows the record with that wf_seq.
+void print_timeline(const std::vector<journal_record>& history, std::ostream& out,
+                    uint64_t cut_after = 0, const std::string& cut = {});
 
 /// run_triage() then print_triage_summary(); 0 when every workflow settled.
 int run_triage_demo(const triage_options& opt, std::ostream& out);

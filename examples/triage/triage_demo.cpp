@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -46,8 +47,9 @@ uint64_t uint_field(const json& j, const char* key) {
 /// What one workflow's history says.
 struct history_facts {
   bool retried = false;
-  size_t signals = 0;  ///< decisions received at the gate
-  size_t timeouts = 0; ///< attempts that timed out
+  size_t signals = 0;     ///< decisions received at the gate
+  size_t timeouts = 0;    ///< attempts that timed out
+  size_t interrupted = 0; ///< attempts cut off by a runtime stop
 };
 
 /// One journal record as the timeline shows it.
@@ -105,23 +107,59 @@ public:
     return x;
   }
 
+  /// An attempt is scheduled and has not ended yet.
+  bool in_flight() const { return in_flight_; }
+
 private:
   bool in_flight_ = false;
   std::string node_;
   uint64_t attempt_ = 0;
 };
 
+/// A failed attempt that the runtime journaled when it found the attempt
+/// cut off by a stop (actors/workflow_actor.cpp, resume()).
+bool is_interruption(const reading& x) {
+  return x.failure == "crashed" && x.what.rfind("crashed: interrupted", 0) == 0;
+}
+
+/// Counts steps that ran again after completing. A visit of a node begins
+/// with its attempt 1; once a visit completed, no event of it may follow.
+class repeat_checker {
+public:
+  /// The record just read (as `x`) repeats a completed step.
+  bool repeats(const journal_record& r, const reading& x) {
+    if (r.kind != "step_scheduled" && r.kind != "step_completed")
+      return false;
+    if (r.kind == "step_scheduled" && x.attempt == 1)
+      ++visits_[x.node];
+    auto visit = std::make_pair(x.node, visits_[x.node]);
+    bool again = done_.count(visit) > 0;
+    if (r.kind == "step_completed")
+      done_.insert(visit);
+    return again;
+  }
+
+private:
+  std::map<std::string, uint32_t> visits_;
+  std::set<std::pair<std::string, uint32_t>> done_;
+};
+
 history_facts count_history(const std::vector<journal_record>& h, triage_summary& s) {
   history_facts f;
   history_reader reader;
+  repeat_checker repeats;
   for (const auto& r : h) {
     auto x = reader.read(r);
+    if (repeats.repeats(r, x))
+      ++s.repeated_steps;
     if (r.kind == "step_scheduled" && x.attempt > 1)
       f.retried = true;
     else if (r.kind == "signal_received")
       ++f.signals;
     if (x.failure == "timeout")
       ++f.timeouts;
+    else if (is_interruption(x))
+      ++f.interrupted;
     else if (x.failure == "crashed")
       ++s.crashes;
     else if (x.failure == "bad_output")
@@ -130,6 +168,7 @@ history_facts count_history(const std::vector<journal_record>& h, triage_summary
       ++s.circuit_open;
   }
   s.timeouts += f.timeouts;
+  s.interrupted += f.interrupted;
   return f;
 }
 
@@ -155,63 +194,63 @@ void row(std::ostream& out, const char* label, uint64_t value, const std::string
 
 } // namespace
 
-caf::expected<triage_summary> run_triage(const triage_options& opt) {
-  std::unique_ptr<runtime> rt;
-  try {
-    rt = std::make_unique<runtime>(triage_config(opt));
-  } catch (const std::invalid_argument& e) {
-    return make_error(errc::invalid_config, e.what());
-  }
-  if (auto err = register_triage(*rt))
-    return err;
-
-  triage_summary s;
-  auto t0 = steady::now();
-  // -- start every ticket ----------------------------------------------------
-  std::vector<std::pair<std::string, size_t>> started; // workflow id, ticket number
-  started.reserve(opt.workflows);
-  for (size_t i = 0; i < opt.workflows; ++i) {
+std::vector<started_ticket> start_tickets(runtime& rt, size_t n, triage_summary& s) {
+  std::vector<started_ticket> started;
+  started.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
     auto key = "ticket-" + std::to_string(i);
-    auto id = rt->start("triage", json{{"ticket", triage_ticket(i)}}, key);
+    auto id = rt.start("triage", json{{"ticket", triage_ticket(i)}}, key);
     if (!id) {
       s.errors.push_back("start " + key + ": " + describe(id.error()));
       continue;
     }
-    started.emplace_back(std::move(*id), i);
+    started.push_back({std::move(*id), i});
   }
   s.started = started.size();
+  return started;
+}
 
-  // -- wait, approving parked workflows, until all settle --------------------
+void settle_tickets(runtime& rt, const std::vector<started_ticket>& tickets,
+                    std::chrono::milliseconds await_timeout, triage_summary& s,
+                    const std::function<void(settle_event)>& progress) {
+  auto report = [&progress](settle_event e) {
+    if (progress)
+      progress(e);
+  };
   std::vector<std::string> pending;
-  for (const auto& w : started)
-    pending.push_back(w.first);
+  for (const auto& t : tickets)
+    pending.push_back(t.id);
   for (size_t round = 0; round < max_rounds && !pending.empty(); ++round) {
     std::vector<std::string> next;
     for (const auto& id : pending) {
-      auto info = rt->await(id, opt.await_timeout, /*or_parked=*/true);
+      auto info = rt.await(id, await_timeout, /*or_parked=*/true);
       if (!info) {
         s.errors.push_back("await " + id + ": " + describe(info.error()));
         continue;
       }
-      if (info->finished())
+      if (info->finished()) {
+        report(settle_event::finished);
         continue;
+      }
       next.push_back(id);
       ++s.parked;
-      if (auto err = rt->signal(id, info->node, decision::approve("demo"))) {
+      report(settle_event::parked);
+      if (auto err = rt.signal(id, info->node, decision::approve("demo"))) {
         s.errors.push_back("signal " + id + ": " + describe(err));
         continue;
       }
       ++s.approved;
+      report(settle_event::approved);
     }
     pending = std::move(next);
   }
-  s.wall = steady::now() - t0;
+}
 
-  // -- tally from final status and history ------------------------------------
+void tally_tickets(runtime& rt, const std::vector<started_ticket>& tickets, triage_summary& s) {
   std::map<std::string, size_t> failures;
   int best = -1;
-  for (const auto& [id, ticket] : started) {
-    auto info = rt->status(id);
+  for (const auto& [id, ticket] : tickets) {
+    auto info = rt.status(id);
     if (!info) {
       s.errors.push_back("status " + id + ": " + describe(info.error()));
       ++s.unsettled;
@@ -227,7 +266,7 @@ caf::expected<triage_summary> run_triage(const triage_options& opt) {
     } else {
       ++s.unsettled;
     }
-    auto hist = rt->history(id);
+    auto hist = rt.history(id);
     if (!hist) {
       s.errors.push_back("history " + id + ": " + describe(hist.error()));
       continue;
@@ -236,9 +275,9 @@ caf::expected<triage_summary> run_triage(const triage_options& opt) {
     if (facts.retried)
       ++s.retried;
     s.signals += facts.signals;
-    // The most telling timeline: a timeout, then a retry, then a park.
-    int score =
-        (facts.timeouts > 0 ? 4 : 0) + (facts.retried ? 2 : 0) + (facts.signals > 0 ? 1 : 0);
+    // The most telling timeline: an interruption, a timeout, a retry, a park.
+    int score = (facts.interrupted > 0 ? 8 : 0) + (facts.timeouts > 0 ? 4 : 0)
+                + (facts.retried ? 2 : 0) + (facts.signals > 0 ? 1 : 0);
     if (score > best) {
       best = score;
       s.sample_id = id;
@@ -246,12 +285,38 @@ caf::expected<triage_summary> run_triage(const triage_options& opt) {
       s.sample_history = std::move(*hist);
     }
   }
-  s.failures.assign(failures.begin(), failures.end());
+  for (const auto& f : failures)
+    s.failures.push_back(f);
+}
+
+bool ends_mid_attempt(const std::vector<journal_record>& history) {
+  history_reader reader;
+  for (const auto& r : history)
+    reader.read(r);
+  return reader.in_flight();
+}
+
+caf::expected<triage_summary> run_triage(const triage_options& opt) {
+  std::unique_ptr<runtime> rt;
+  try {
+    rt = std::make_unique<runtime>(triage_config(opt));
+  } catch (const std::invalid_argument& e) {
+    return make_error(errc::invalid_config, e.what());
+  }
+  if (auto err = register_triage(*rt))
+    return err;
+  triage_summary s;
+  auto t0 = steady::now();
+  auto tickets = start_tickets(*rt, opt.workflows, s);
+  settle_tickets(*rt, tickets, opt.await_timeout, s);
+  s.wall = steady::now() - t0;
+  tally_tickets(*rt, tickets, s);
   rt->shutdown();
   return s;
 }
 
-void print_timeline(const std::vector<journal_record>& history, std::ostream& out) {
+void print_timeline(const std::vector<journal_record>& history, std::ostream& out,
+                    uint64_t cut_after, const std::string& cut) {
   if (history.empty()) {
     out << "  (no events)\n";
     return;
@@ -274,6 +339,8 @@ void print_timeline(const std::vector<journal_record>& history, std::ostream& ou
     while (!line.empty() && line.back() == ' ')
       line.pop_back();
     out << line << '\n';
+    if (cut_after > 0 && r.wf_seq == cut_after)
+      out << "  " << std::string(9, '-') << "  " << cut << '\n';
   }
 }
 
@@ -295,6 +362,8 @@ void print_triage_summary(const triage_options& opt, const triage_summary& s, st
   row(out, "attempts timed out", s.timeouts);
   row(out, "attempts crashed", s.crashes);
   row(out, "attempts with bad output", s.bad_outputs);
+  if (s.interrupted > 0)
+    row(out, "attempts cut off by a stop", s.interrupted);
   if (s.circuit_open > 0)
     row(out, "attempts refused (breaker open)", s.circuit_open);
   row(out, "parked at review", s.parked);
