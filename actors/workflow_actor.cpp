@@ -339,9 +339,14 @@ void pump(self_ptr self) {
     auto reply = q.reply;
     self->request(st.env.journal, caf::infinite, append_atom::value, std::move(w))
       .then(
-        [self, commands, reply](uint64_t) mutable {
+        [self, commands, reply, first = seq_before == 0](uint64_t) mutable {
           self->state.journaling = false;
-          notify_if_changed(self); // before the signal's reply: its sender may await next
+          // before the signal's reply: its sender may await next; the first
+          // write always: the manager answers start() once it is durable
+          if (first)
+            notify(self);
+          else
+            notify_if_changed(self);
           if (reply.pending())
             reply.deliver(caf::unit);
           for (auto& c : *commands)

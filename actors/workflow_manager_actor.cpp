@@ -36,6 +36,10 @@ struct entry {
   int64_t wake_at = 0;
   uint64_t timer = 0;
   std::vector<waiter> waiters;
+  /// False until the workflow's first write is in the journal; until then
+  /// the start calls for it (the first, and any with its key) wait here.
+  bool durable = true;
+  std::vector<caf::response_promise> starting;
 };
 
 struct manager_state {
@@ -150,7 +154,42 @@ void schedule_wake(self_ptr self, const std::string& id, entry& e, int64_t at, u
   arm_wakes(self);
 }
 
+void untrack(self_ptr self, entry& e) {
+  if (!e.actor)
+    return;
+  self->state.by_addr.erase(e.actor.address());
+  self->demonitor(e.actor);
+  e.actor = nullptr;
+}
+
+// The first word from a new workflow answers its start calls: the id once
+// its first write is durable; an error if it stopped before that, in which
+// case the journal never had it and it is forgotten.
+bool answer_start(self_ptr self, const std::string& id, entry& e, const info_msg& m) {
+  e.durable = true;
+  auto starting = std::move(e.starting);
+  e.starting.clear();
+  if (!m.stopped) {
+    for (auto& p : starting)
+      p.deliver(id);
+    return true;
+  }
+  auto err = make_error(m.outcome == "journal_write_failed" ? errc::journal_write_failed
+                                                            : errc::agent_crashed,
+                        "workflow " + id + " did not start: " + m.reason);
+  for (auto& p : starting)
+    p.deliver(err);
+  for (auto& w : e.waiters)
+    w.promise.deliver(err);
+  e.waiters.clear();
+  untrack(self, e);
+  forget(self, id);
+  return false;
+}
+
 void update(self_ptr self, const std::string& id, entry& e, info_msg m) {
+  if (!e.durable && !answer_start(self, id, e, m))
+    return;
   auto passive = m.passive;
   auto wake_at = m.wake_at_ns;
   e.last = std::move(m);
@@ -163,11 +202,8 @@ void update(self_ptr self, const std::string& id, entry& e, info_msg m) {
       ++i;
     }
   }
-  if ((finished(e.last) || passive) && e.actor) {
-    self->state.by_addr.erase(e.actor.address());
-    self->demonitor(e.actor);
-    e.actor = nullptr;
-  }
+  if (finished(e.last) || passive)
+    untrack(self, e);
   if (finished(e.last)) {
     if (!e.last.stopped) // else kept: the journal still has it open
       forget(self, id);
@@ -391,19 +427,30 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       for (auto& w : e.waiters)
         w.promise.deliver(make_error(errc::shutting_down, "workflow " + id));
       e.waiters.clear();
+      for (auto& p : e.starting) // its first write may or may not land: its key tells
+        p.deliver(make_error(errc::shutting_down, "workflow " + id + " was starting"));
+      e.starting.clear();
     }
     if (st.by_addr.empty())
       self->quit(st.stopping);
   });
   return {
+    // Answers once the workflow_started event is durable (see answer_start):
+    // an id returned is an id the journal has, even if the process dies next.
     [self](start_atom, const std::string& def_name, const std::string& input_json,
            const std::string& key) -> caf::result<std::string> {
       auto& st = self->state;
       if (st.stopping)
         return make_error(errc::shutting_down, "the runtime is shutting down");
       if (!key.empty()) {
-        if (auto i = st.by_key.find(key); i != st.by_key.end())
-          return i->second;
+        if (auto i = st.by_key.find(key); i != st.by_key.end()) {
+          auto& e = st.workflows.at(i->second);
+          if (e.durable)
+            return i->second;
+          auto rp = self->make_response_promise();
+          e.starting.push_back(rp);
+          return rp;
+        }
         auto known = st.env.store->find_key(key);
         if (!known)
           return known.error();
@@ -429,12 +476,15 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       e.last.id = id;
       e.last.definition = def_name;
       e.idempotency_key = key;
+      e.durable = false;
+      auto rp = self->make_response_promise();
+      e.starting.push_back(rp);
       track(self, id, e,
             spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(input),
                            st.env.random->next()));
       if (!key.empty())
         st.by_key.emplace(key, id);
-      return id;
+      return rp;
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

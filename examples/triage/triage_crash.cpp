@@ -365,7 +365,7 @@ void print_crash_summary(const crash_options& opt, const crash_summary& s, std::
   line(out, "  an agent attempt in flight", s.mid_attempt);
   if (s.journaled < n)
     line(out, "tickets not in the journal", n - s.journaled,
-         "(not started yet, or their start not yet durable)");
+         "(their start() had not returned: nothing of them to recover)");
   out << "run 2: process " << ::getpid() << " opens the same journal and calls recover()\n";
   line(out, "resumed", s.recovery.resumed, "(pending steps re-issued, timers re-armed)");
   line(out, "parked at review", s.recovery.parked, "(approved below, like the rest)");

@@ -103,7 +103,10 @@ public:
 
   /// Starts a workflow of `definition` with `input` (a JSON object) as its
   /// state. A non-empty `idempotency_key` already used returns that
-  /// workflow's id instead of starting another.
+  /// workflow's id instead of starting another. Returns once the workflow's
+  /// first event is in the journal: an id returned survives a crash right
+  /// after. journal_write_failed if that write failed (nothing was started;
+  /// retry with the same key if unsure).
   caf::expected<std::string> start(const std::string& definition, nlohmann::json input,
                                    const std::string& idempotency_key = {});
   /// Delivers a decision to a workflow parked at `gate`.

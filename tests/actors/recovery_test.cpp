@@ -481,3 +481,67 @@ TEST_CASE_METHOD(fixture, "regression: a restarted process with the same random 
   CHECK(status_of(second) == workflow_status::parked);
   CHECK(status_of(first) == workflow_status::completed);
 }
+
+TEST_CASE_METHOD(fixture, "start() answers only once the workflow_started event is in the "
+                          "journal, so an id it returns survives a crash right after") {
+  define(gate_then_step());
+  boot();
+  self->send(manager, start_atom::value, std::string{"approval"}, std::string{"{}"},
+             std::string{});
+  std::string id;
+  size_t steps = 0;
+  while (id.empty() && sched.try_run_once()) {
+    ++steps;
+    self->receive([&](std::string& x) { id = x; },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+  }
+  REQUIRE(!id.empty());
+  CHECK(steps > 1); // the reply waited for the workflow's write
+  auto row = store->workflow(id);
+  REQUIRE(row);
+  auto records = store->read(id);
+  REQUIRE(records);
+  REQUIRE(!records->empty());
+  CHECK(records->front().wf_seq == 1);
+  CHECK(records->front().kind == "workflow_started");
+}
+
+TEST_CASE_METHOD(fixture, "a start whose first journal write fails returns "
+                          "journal_write_failed and leaves no workflow behind") {
+  define(gate_then_step());
+  boot();
+  store->failing = true;
+  auto id = call<std::string>(start_atom::value, std::string{"approval"}, std::string{"{}"},
+                              std::string{"order-1"});
+  REQUIRE(!id);
+  CHECK(is(id.error(), errc::journal_write_failed));
+  CHECK(describe(id.error()).find("did not start") != std::string::npos);
+  store->failing = false;
+  auto open = store->open_workflows();
+  REQUIRE(open);
+  CHECK(open->empty());
+  // the key was not taken: the caller's retry starts the workflow
+  auto again = call<std::string>(start_atom::value, std::string{"approval"}, std::string{"{}"},
+                                 std::string{"order-1"});
+  REQUIRE(again);
+  CHECK(status_of(*again) == workflow_status::parked);
+}
+
+TEST_CASE_METHOD(fixture, "two starts with one key before the first is durable both get its id "
+                          "once it is") {
+  define(gate_then_step());
+  boot();
+  for (int i = 0; i < 2; ++i)
+    self->send(manager, start_atom::value, std::string{"approval"}, std::string{"{}"},
+               std::string{"order-2"});
+  sched.run();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i)
+    self->receive([&](std::string& x) { ids.push_back(x); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+  REQUIRE(ids.size() == 2);
+  CHECK(ids[0] == ids[1]);
+  auto open = store->open_workflows();
+  REQUIRE(open);
+  CHECK(open->size() == 1);
+}
