@@ -214,7 +214,8 @@ caf::error sqlite_error(int rc, sqlite3* db, const std::string& path, const std:
         int sys = db != nullptr ? sqlite3_system_errno(db) : 0;
         bool denied = sys == EACCES || sys == EPERM || sys == EROFS;
         return make_error(errc::journal_unusable,
-                          context(denied ? "is read-only" : "cannot be opened"));
+                          context(denied ? "is read-only"
+                                         : sys == ENOENT ? "does not exist" : "cannot be opened"));
       }
       case SQLITE_IOERR:
         return make_error(errc::journal_unusable, context("cannot be read"));
@@ -450,7 +451,9 @@ caf::error sqlite_journal::query_one(const char* sql, const char* doing, F f) {
 }
 
 caf::error sqlite_journal::open(const sqlite_journal_options& opts) {
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+  if (opts.create)
+    flags |= SQLITE_OPEN_CREATE;
   const char* vfs = opts.vfs.empty() ? nullptr : opts.vfs.c_str();
   if (int rc = sqlite3_open_v2(path_.c_str(), &db_, flags, vfs); rc != SQLITE_OK)
     return fail(rc, "open", phase::open);

@@ -3,11 +3,16 @@
 // flag and exits with exit_usage.
 #include "cli.hpp"
 
+#include <chrono>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "troupe/errors.hpp"
+#include "troupe/journal.hpp"
+#include "troupe/seams.hpp"
 
 #include "ledger/ledger.hpp"
 #include "triage/triage.hpp"
@@ -128,6 +133,67 @@ CLI::Validator non_empty() {
       "PATH");
 }
 
+/// An age: a whole number with a unit, s, m, h or d ("30d", "12h"); 0 is
+/// allowed ("0s": every finished workflow). Up to 100 years.
+bool parse_age(const std::string& in, std::chrono::seconds& out) {
+  if (in.size() < 2)
+    return false;
+  long long unit = 0;
+  switch (in.back()) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return false;
+  }
+  auto digits = in.substr(0, in.size() - 1);
+  if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 6)
+    return false;
+  auto n = std::stoll(digits);
+  if (n * unit > 100LL * 365 * 86400)
+    return false;
+  out = std::chrono::seconds{n * unit};
+  return true;
+}
+
+CLI::Validator age() {
+  return CLI::Validator(
+      [](std::string& in) -> std::string {
+        std::chrono::seconds s;
+        if (!parse_age(in, s))
+          return "must be a whole number with a unit s, m, h or d (like 30d), up to 100 years, "
+                 "got '" + in + "'";
+        return {};
+      },
+      "AGE");
+}
+
+/// `troupe journal purge`: deletes finished workflows older than the age
+/// from a journal no runtime has open (the store refuses a locked file).
+int purge_journal(const std::string& path, const std::string& older_than,
+                  std::ostream& out, std::ostream& err) {
+  std::chrono::seconds age;
+  parse_age(older_than, age); // validated by the flag's check
+  sqlite_journal_options o;
+  o.path = path;
+  o.create = false;
+  auto store = open_sqlite_journal(o);
+  if (!store) {
+    err << "troupe journal purge: " << describe(store.error()) << '\n';
+    return exit_failed;
+  }
+  auto before = system_clock_source()->now() - std::chrono::nanoseconds{age};
+  auto n = (*store)->purge(before.count());
+  if (!n) {
+    err << "troupe journal purge: " << describe(n.error()) << '\n';
+    return exit_failed;
+  }
+  out << "purged " << *n << " finished workflow" << (*n == 1 ? "" : "s")
+      << " last updated more than " << older_than << " ago from " << path
+      << " (dead letters kept)\n";
+  return exit_ok;
+}
+
 /// Checks what single flags cannot; "" when the options are usable.
 std::string check_rates(const triage_options& opt) {
   if (opt.fail_rate + opt.timeout_rate + opt.malformed_rate > 1.0)
@@ -194,6 +260,20 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                       "ledger: SIGKILL the process at the journal's Nth fsync (crash tests)")
       ->check(count_in(1, 1'000'000'000));
 
+  auto* journal_cmd = app.add_subcommand("journal", "Maintain a journal file (no runtime may "
+                                                    "have it open)");
+  journal_cmd->require_subcommand(1);
+  auto* purge_cmd = journal_cmd->add_subcommand(
+      "purge", "Delete completed and failed workflows last updated longer ago than --older-than, "
+               "with their events, snapshots and effects; open workflows and dead letters stay");
+  std::string purge_path, purge_age;
+  purge_cmd->add_option("--journal", purge_path, "The journal (SQLite file)")
+      ->required()
+      ->check(non_empty());
+  purge_cmd->add_option("--older-than", purge_age, "Age like 30d, 12h, 90m or 0s")
+      ->required()
+      ->check(age());
+
   std::vector<const char*> argv;
   if (args.empty())
     argv.push_back("troupe");
@@ -208,6 +288,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   if (demo->parsed())
     return examples::run_triage_crash_demo(examples::crash_options{}, out) == 0 ? exit_ok
                                                                                : exit_failed;
+
+  if (purge_cmd->parsed())
+    return purge_journal(purge_path, purge_age, out, err);
 
   const auto* ex = find_example(name);
   if (ex == nullptr) {

@@ -222,9 +222,13 @@ struct sqlite_journal_options {
   /// The SQLite VFS to use; "" for the platform default. Tests pass the
   /// fault-injecting VFS here.
   std::string vfs{};
+  /// Create the file if it does not exist; false refuses a missing file
+  /// (journal_unusable), for tools that must not make an empty journal
+  /// out of a mistyped path.
+  bool create = true;
 };
 
-/// Opens (creating if absent) a SQLite journal. A file that is not a troupe
+/// Opens (creating if absent, unless told not to) a SQLite journal. A file that is not a troupe
 /// journal, is from a newer troupe, is read-only, locked by another process
 /// or unreadable is errc::journal_unusable naming the file, and is not
 /// changed. The store holds the file exclusively until destroyed.

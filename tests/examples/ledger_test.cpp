@@ -6,6 +6,8 @@
 // real threads; a run of 20 orders takes well under a second.
 #include <catch2/catch.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -27,20 +29,7 @@ using json = nlohmann::json;
 
 namespace {
 
-/// A fresh directory, removed with the object.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    auto templ = (std::filesystem::temp_directory_path() / "troupe-ledger-test-XXXXXX").string();
-    REQUIRE(mkdtemp(templ.data()) != nullptr);
-    path = templ;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const char* name) const { return (path / name).string(); }
-};
+using troupe::testing::temp_dir;
 
 ledger_options small_run(const temp_dir& dir, const char* out) {
   ledger_options opt;

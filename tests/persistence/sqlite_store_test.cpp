@@ -16,6 +16,8 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+
+#include "support/temp_dir.hpp"
 #include <sqlite3.h>
 
 #include "troupe/errors.hpp"
@@ -37,29 +39,7 @@ extern char** environ;
 
 namespace {
 
-/// A fresh directory under the system's temp dir, removed with its contents.
-class temp_dir {
-public:
-  temp_dir() {
-    auto pattern = (std::filesystem::temp_directory_path() / "troupe-sqlite-XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  /// The names of the files in the directory, sorted.
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(path_))
-      out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
-private:
-  std::string path_;
-};
+using troupe::testing::temp_dir;
 
 /// Options for the journal at `path`.
 sqlite_journal_options at(const std::string& path, const std::string& synchronous = "full",

@@ -11,6 +11,8 @@
 #include <caf/sec.hpp>
 #include <catch2/catch.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include "troupe/errors.hpp"
 #include "troupe/journal.hpp"
 
@@ -27,21 +29,7 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-/// A fresh directory under the system's temp dir, removed with its contents.
-class temp_dir {
-public:
-  temp_dir() {
-    auto pattern = (std::filesystem::temp_directory_path() / "troupe-store-XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~temp_dir() { std::filesystem::remove_all(path_); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-  std::string path_;
-};
+using troupe::testing::temp_dir;
 
 /// Options for the journal at `path`.
 sqlite_journal_options at(const std::string& path, const std::string& synchronous = "full",

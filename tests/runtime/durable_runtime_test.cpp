@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "support/temp_dir.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/fault_vfs.hpp"
 #include "troupe/runtime.hpp"
@@ -18,16 +19,7 @@ namespace {
 
 constexpr auto patience = 10000ms; // only reached when a test is broken
 
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    char tmpl[] = "/tmp/troupe-durable-XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-  std::string file(const char* name) const { return (path / name).string(); }
-};
+using troupe::testing::temp_dir;
 
 void echoer(step_context& ctx) {
   llm_request req;

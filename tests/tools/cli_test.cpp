@@ -7,7 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "tools/cli.hpp"
+#include "troupe/errors.hpp"
+#include "troupe/journal.hpp"
 
 namespace {
 
@@ -91,4 +94,93 @@ TEST_CASE("cli runs a small fault-free triage", "[tools][cli]") {
   CHECK(r.code == troupe::cli::exit_ok);
   CHECK_THAT(r.out, Catch::Contains("3 tickets"));
   CHECK(r.err.empty());
+}
+
+namespace {
+
+/// A journal with one workflow finished long ago, one finished just now and
+/// one still open; returns the path.
+std::string seeded_journal(const troupe::testing::temp_dir& dir) {
+  using namespace troupe;
+  auto path = dir.file("journal.db");
+  auto store = open_sqlite_journal({path});
+  REQUIRE(store);
+  auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto write = [&](const std::string& id, const std::string& status, int64_t updated) {
+    journal_write w;
+    workflow_row r;
+    r.id = id;
+    r.definition = "triage";
+    r.status = status;
+    r.created_ns = updated;
+    r.updated_ns = updated;
+    w.workflow.push_back(r);
+    journal_record e;
+    e.workflow_id = id;
+    e.wf_seq = 1;
+    e.kind = "workflow_started";
+    e.at_ns = updated;
+    e.payload = R"({"input":{},"seed":1})";
+    w.events.push_back(e);
+    return w;
+  };
+  int64_t day = 86'400'000'000'000;
+  std::vector<journal_write> batch{write("old", "completed", now - 40 * day),
+                                   write("recent", "completed", now - day),
+                                   write("open", "running", now - 40 * day)};
+  REQUIRE_FALSE((*store)->append(batch));
+  return path; // the store closes here, releasing the file
+}
+
+} // namespace
+
+TEST_CASE("journal purge deletes finished workflows older than the age and keeps the rest",
+          "[tools][cli]") {
+  troupe::testing::temp_dir dir;
+  auto path = seeded_journal(dir);
+  auto r = run_cli({"journal", "purge", "--journal", path, "--older-than", "30d"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == troupe::cli::exit_ok);
+  CHECK_THAT(r.out, Catch::Contains("purged 1 finished workflow "));
+  auto store = troupe::open_sqlite_journal({path});
+  REQUIRE(store);
+  CHECK(troupe::is((*store)->workflow("old").error(), troupe::errc::unknown_workflow));
+  CHECK((*store)->workflow("recent"));
+  CHECK((*store)->workflow("open"));
+  store->reset();
+  auto all = run_cli({"journal", "purge", "--journal", path, "--older-than", "0s"});
+  CHECK(all.code == troupe::cli::exit_ok);
+  CHECK_THAT(all.out, Catch::Contains("purged 1 finished workflow ")); // recent; open stays
+}
+
+TEST_CASE("journal purge refuses a bad age, a missing file and a journal in use, changing "
+          "nothing", "[tools][cli]") {
+  troupe::testing::temp_dir dir;
+  auto path = seeded_journal(dir);
+  for (const char* bad : {"30", "d", "-1d", "1w", "1.5h", "99999999d", ""}) {
+    auto r = run_cli({"journal", "purge", "--journal", path, "--older-than", bad});
+    CAPTURE(bad);
+    CHECK(r.code == troupe::cli::exit_usage);
+    CHECK_THAT(r.err, Catch::Contains("--older-than"));
+  }
+  auto missing = run_cli({"journal", "purge", "--journal", dir.file("nope.db"), "--older-than",
+                          "1d"});
+  CHECK(missing.code == troupe::cli::exit_failed);
+  CHECK_THAT(missing.err, Catch::Contains("nope.db") && Catch::Contains("does not exist"));
+  CHECK(dir.files() == std::vector<std::string>{"journal.db"}); // nothing created
+  {
+    auto held = troupe::open_sqlite_journal({path}); // a runtime has it open
+    REQUIRE(held);
+    auto locked = run_cli({"journal", "purge", "--journal", path, "--older-than", "0s"});
+    CHECK(locked.code == troupe::cli::exit_failed);
+    CHECK_THAT(locked.err, Catch::Contains("locked"));
+  }
+  auto store = troupe::open_sqlite_journal({path});
+  REQUIRE(store);
+  CHECK((*store)->workflow("old")); // every refusal above left it alone
+  auto usage = run_cli({"journal", "purge", "--older-than", "1d"});
+  CHECK(usage.code == troupe::cli::exit_usage);
+  CHECK_THAT(usage.err, Catch::Contains("--journal"));
 }
