@@ -109,6 +109,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -214,8 +215,7 @@ caf::error sqlite_error(int rc, sqlite3* db, const std::string& path, const std:
         int sys = db != nullptr ? sqlite3_system_errno(db) : 0;
         bool denied = sys == EACCES || sys == EPERM || sys == EROFS;
         return make_error(errc::journal_unusable,
-                          context(denied ? "is read-only"
-                                         : sys == ENOENT ? "does not exist" : "cannot be opened"));
+                          context(denied ? "is read-only" : "cannot be opened"));
       }
       case SQLITE_IOERR:
         return make_error(errc::journal_unusable, context("cannot be read"));
@@ -451,6 +451,11 @@ caf::error sqlite_journal::query_one(const char* sql, const char* doing, F f) {
 }
 
 caf::error sqlite_journal::open(const sqlite_journal_options& opts) {
+  if (!opts.create) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path_, ec))
+      return refuse(ec ? "cannot be opened (" + ec.message() + ")" : std::string{"does not exist"});
+  }
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
   if (opts.create)
     flags |= SQLITE_OPEN_CREATE;
