@@ -195,7 +195,7 @@ void execute(self_ptr self, const kernel::command& cmd) {
 
 // A journal write failed: the state in memory is ahead of the journal, so
 // the workflow stops here and reports why. Nothing more is carried out.
-void journal_failed(self_ptr self, const caf::error& err) {
+void journal_failed(self_ptr self, const caf::error& err, caf::response_promise reply = {}) {
   auto& st = self->state;
   spdlog::error("workflow {}: journal write failed: {}", st.id, describe(err));
   stop_agent(self);
@@ -209,8 +209,10 @@ void journal_failed(self_ptr self, const caf::error& err) {
   st.reported = workflow_status::failed;
   auto m = info(self);
   m.stopped = true;
-  if (st.env.manager)
+  if (st.env.manager) // before the reply: a caller answered next must see it stopped
     self->send(st.env.manager, status_atom::value, std::move(m));
+  if (reply.pending())
+    reply.deliver(err); // the signal being journaled did not take effect
   self->quit(err);
 }
 
@@ -358,11 +360,7 @@ void pump(self_ptr self) {
           pump(self);
           maybe_passivate(self);
         },
-        [self, reply](caf::error& err) mutable {
-          if (reply.pending())
-            reply.deliver(err); // the signal being journaled did not take effect
-          journal_failed(self, err);
-        });
+        [self, reply](caf::error& err) mutable { journal_failed(self, err, reply); });
   }
 }
 
