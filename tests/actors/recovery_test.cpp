@@ -545,3 +545,18 @@ TEST_CASE_METHOD(fixture, "two starts with one key before the first is durable b
   REQUIRE(open);
   CHECK(open->size() == 1);
 }
+
+TEST_CASE_METHOD(fixture, "workflow ids lead with their start time, so later workflows sort "
+                          "after earlier ones in the journal's index") {
+  define(gate_then_step());
+  boot();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(start("approval"));
+    advance_time(1ms);
+  }
+  for (auto& id : ids)
+    CHECK(id.size() == std::string{"approval-"}.size() + 20);
+  CHECK(std::is_sorted(ids.begin(), ids.end()));
+  CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+}
