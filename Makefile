@@ -1,7 +1,9 @@
 # The two set-up commands: `make demo` and `make test`. Each installs missing
 # Debian packages, configures and builds, then runs.
 #   make test SANITIZE=1   ASan + UBSan build in build-asan/
-#   make bench             the in-memory step benchmark (same -O2 build as the demo)
+#   make bench             the benchmarks (same -O2 build as the demo): steps/s in
+#                          memory and on SQLite, the journal alone, recovery of 10k
+#                          workflows; README has the commands for the larger runs
 #   make soak              the long crash test: SIGKILLs `troupe run ledger` over
 #                          SOAK_SEEDS seeds x SOAK_WORKFLOWS workflows (tests/crash/)
 MAKEFLAGS  += --no-print-directory
@@ -39,6 +41,9 @@ demo: build
 
 bench: build
 	@$(BUILD_DIR)/bench/troupe_bench
+	@$(BUILD_DIR)/bench/troupe_bench --journal /tmp/troupe-bench.db --drivers 64
+	@$(BUILD_DIR)/bench/troupe_bench_journal
+	@$(BUILD_DIR)/bench/troupe_bench_recovery --workflows 10000
 
 soak: build
 	@$(BUILD_DIR)/tests/troupe_crash_driver --troupe $(BUILD_DIR)/tools/troupe \
