@@ -25,5 +25,6 @@ using disarm_atom = caf::atom_constant<caf::atom("disarm")>;
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using purge_atom = caf::atom_constant<caf::atom("purge")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;
+using resume_atom = caf::atom_constant<caf::atom("resume")>;
 
 } // namespace troupe

@@ -41,6 +41,7 @@ struct workflow_actor_state {
   uint64_t wf_seq = 0;
   std::deque<queued> inbox;
   bool journaling = false;
+  bool resumed = false; ///< recovered: resume() ran (on the manager's resume_atom)
   std::map<uint64_t, kernel::timer_kind> armed;
   caf::actor agent;
   uint64_t agent_token = 0;
@@ -420,8 +421,7 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
   if (b.recovered) {
     st.wf = std::move(b.loaded.state);
     st.wf_seq = b.loaded.wf_seq;
-    notify(self);
-    resume(self);
+    notify(self); // resume() waits for the manager's resume_atom
   } else {
     enqueue(self, {kernel::workflow_started{now(self), std::move(b.input), b.seed}, {}, 0, 0});
   }
@@ -493,6 +493,12 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
       return rp;
     },
     [self](status_atom) { return info(self); },
+    [self](resume_atom) {
+      if (!self->state.resumed) {
+        self->state.resumed = true;
+        resume(self);
+      }
+    },
   };
 }
 

@@ -50,11 +50,13 @@ struct workflow_env {
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                           nlohmann::json input, uint64_t seed);
 
-/// Spawns a workflow rebuilt from the journal and re-issues what was
-/// pending: timers are re-armed at their journaled instants, a step being
-/// scheduled is scheduled, an attempt that was running when the journal
-/// ends failed as `crashed` (so its retries count down across restarts),
-/// a gate waits again.
+/// Spawns a workflow rebuilt from the journal. On (resume_atom) it
+/// re-issues what was pending: timers are re-armed at their journaled
+/// instants, a step being scheduled is scheduled, an attempt that was
+/// running when the journal ends failed as `crashed` (so its retries count
+/// down across restarts), a gate waits again. The manager sends resume_atom
+/// once recovery has rebuilt every workflow, so recover() returns without
+/// the resumed work competing with it.
 caf::actor spawn_recovered_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                                     persistence::loaded_workflow loaded);
 

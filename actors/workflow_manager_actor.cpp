@@ -286,11 +286,14 @@ caf::expected<caf::actor> wake(self_ptr self, const std::string& id) {
   track(self, id, e,
         spawn_recovered_workflow(self->system(), env_for(self, def), std::move(*row),
                                  std::move(*wf)));
+  self->send(e.actor, resume_atom::value); // before the signal that woke it
   return e.actor;
 }
 
-// Rebuilds one open workflow at recovery: passive if parked, else live.
-caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep) {
+// Rebuilds one open workflow at recovery: passive if parked, else live
+// (added to `live`, to be sent resume_atom once every workflow is rebuilt).
+caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep,
+                       std::vector<caf::actor>& live) {
   auto& st = self->state;
   auto def = st.env.reg->find_definition(row.definition);
   if (!def)
@@ -323,6 +326,7 @@ caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep) {
   track(self, id, e,
         spawn_recovered_workflow(self->system(), env_for(self, def), std::move(row),
                                  std::move(*wf)));
+  live.push_back(e.actor);
   ++rep.resumed;
   return {};
 }
@@ -614,6 +618,7 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       if (!rows)
         return rows.error();
       recovery_report rep;
+      std::vector<caf::actor> live;
       for (auto& row : *rows) {
         if (auto i = st.workflows.find(row.id); i != st.workflows.end()) {
           if (!i->second.last.stopped)
@@ -623,13 +628,15 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
         if (st.quarantined.count(row.id))
           continue;
         auto id = row.id;
-        if (auto err = recover_one(self, row, rep)) {
+        if (auto err = recover_one(self, row, rep, live)) {
           auto why = describe(err);
           spdlog::error("workflow {}: quarantined: {}", id, why);
           st.quarantined.emplace(id, why);
           rep.quarantined.push_back(id + ": " + why);
         }
       }
+      for (auto& a : live)
+        self->send(a, resume_atom::value);
       arm_wakes(self);
       return rep;
     },
