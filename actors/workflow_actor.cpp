@@ -517,7 +517,8 @@ caf::actor spawn_recovered_workflow(caf::actor_system& sys, workflow_env env, wo
   beginning b;
   b.recovered = true;
   b.loaded = std::move(loaded);
-  return sys.spawn(workflow, std::move(env), std::move(row), std::move(b));
+  // lazy: it first runs on resume_atom, after recovery has rebuilt them all
+  return sys.spawn<caf::lazy_init>(workflow, std::move(env), std::move(row), std::move(b));
 }
 
 } // namespace troupe
