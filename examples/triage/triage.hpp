@@ -145,6 +145,12 @@ bool ends_mid_attempt(const std::vector<journal_record>& history);
 /// Prints `s` for people: the tallies, then the sample's timeline.
 void print_triage_summary(const triage_options& opt, const triage_summary& s, std::ostream& out);
 
+/// Prints one summary line: "  <label padded> <value right-aligned>   <note>".
+void summary_row(std::ostream& out, const char* label, const std::string& value,
+                 const std::string& note = {});
+void summary_row(std::ostream& out, const char* label, uint64_t value,
+                 const std::string& note = {});
+
 /// Prints one history as a timeline: ms since its first record, event,
 /// node, attempt, and the outcome or failure. With `cut_after` > 0, a line
 /// saying `cut` follows the record with that wf_seq.

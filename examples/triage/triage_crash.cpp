@@ -303,20 +303,6 @@ caf::error recover_and_finish(const crash_options& opt, std::shared_ptr<journal_
   return {};
 }
 
-void line(std::ostream& out, const char* label, const std::string& value,
-          const std::string& note = {}) {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, "  %-30s %10s", label, value.c_str());
-  out << buf;
-  if (!note.empty())
-    out << "   " << note;
-  out << '\n';
-}
-
-void line(std::ostream& out, const char* label, uint64_t value, const std::string& note = {}) {
-  line(out, label, std::to_string(value), note);
-}
-
 } // namespace
 
 caf::expected<crash_summary> run_triage_crash(const crash_options& opt) {
@@ -360,26 +346,26 @@ void print_crash_summary(const crash_options& opt, const crash_summary& s, std::
   out << "run 1: process " << s.child_pid << " runs the runtime and starts the tickets;\n"
       << "       SIGKILL once its journal has committed " << s.reported
       << " finished workflows (" << ms << " in)\n";
-  line(out, "finished before the kill", s.finished_before, "(read back from the journal)");
-  line(out, "open at the kill", s.open_before);
-  line(out, "  an agent attempt in flight", s.mid_attempt);
+  summary_row(out, "finished before the kill", s.finished_before, "(read back from the journal)");
+  summary_row(out, "open at the kill", s.open_before);
+  summary_row(out, "  an agent attempt in flight", s.mid_attempt);
   if (s.journaled < n)
-    line(out, "tickets not in the journal", n - s.journaled,
-         "(their start() had not returned: nothing of them to recover)");
+    summary_row(out, "tickets not in the journal", n - s.journaled,
+         "(start() not yet called, or not returned, at the kill)");
   out << "run 2: process " << ::getpid() << " opens the same journal and calls recover()\n";
-  line(out, "resumed", s.recovery.resumed, "(pending steps re-issued, timers re-armed)");
-  line(out, "parked at review", s.recovery.parked, "(approved below, like the rest)");
-  line(out, "quarantined", s.recovery.quarantined.size());
+  summary_row(out, "resumed", s.recovery.resumed, "(pending steps re-issued, timers re-armed)");
+  summary_row(out, "parked at review", s.recovery.parked, "(approved below, like the rest)");
+  summary_row(out, "quarantined", s.recovery.quarantined.size());
   for (const auto& q : s.recovery.quarantined)
     out << "    " << q << '\n';
-  line(out, "tickets found by key", s.journaled,
+  summary_row(out, "tickets found by key", s.journaled,
        "(start() with key \"ticket-<i>\" returned the journaled workflow)");
   if (s.started_again > 0)
-    line(out, "tickets started now", s.started_again, "(the rest: not in the journal)");
-  line(out, "finished", std::to_string(t.completed + t.failed) + "/" + std::to_string(n));
-  line(out, "attempts cut off by the kill", t.interrupted,
+    summary_row(out, "tickets started now", s.started_again, "(the rest: not in the journal)");
+  summary_row(out, "finished", std::to_string(t.completed + t.failed) + "/" + std::to_string(n));
+  summary_row(out, "attempts cut off by the kill", t.interrupted,
        "(journaled as crashed \"interrupted\", then retried)");
-  line(out, "completed steps that ran again", t.repeated_steps,
+  summary_row(out, "completed steps that ran again", t.repeated_steps,
        "(no (node, visit) completed twice)");
   out << '\n';
 

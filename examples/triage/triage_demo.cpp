@@ -4,6 +4,7 @@
 // the runtime it creates lives only for the call.
 #include "triage/triage.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -178,8 +180,10 @@ std::string percent(double x) {
   return buf;
 }
 
-void row(std::ostream& out, const char* label, const std::string& value,
-         const std::string& note = {}) {
+} // namespace
+
+void summary_row(std::ostream& out, const char* label, const std::string& value,
+                 const std::string& note) {
   char buf[128];
   std::snprintf(buf, sizeof buf, "  %-30s %10s", label, value.c_str());
   out << buf;
@@ -188,23 +192,33 @@ void row(std::ostream& out, const char* label, const std::string& value,
   out << '\n';
 }
 
-void row(std::ostream& out, const char* label, uint64_t value, const std::string& note = {}) {
-  row(out, label, std::to_string(value), note);
+void summary_row(std::ostream& out, const char* label, uint64_t value, const std::string& note) {
+  summary_row(out, label, std::to_string(value), note);
 }
 
-} // namespace
-
+// start() returns once the workflow's first write is durable, so the
+// tickets are started from a few threads (a ticket system would have many
+// callers); the results are kept in ticket order.
 std::vector<started_ticket> start_tickets(runtime& rt, size_t n, triage_summary& s) {
+  constexpr size_t callers = 8;
+  std::vector<caf::expected<std::string>> ids(n, caf::expected<std::string>{caf::error{}});
+  std::vector<std::thread> threads;
+  for (size_t c = 0; c < std::min(callers, n); ++c)
+    threads.emplace_back([&, c] {
+      for (size_t i = c; i < n; i += callers)
+        ids[i] = rt.start("triage", json{{"ticket", triage_ticket(i)}},
+                          "ticket-" + std::to_string(i));
+    });
+  for (auto& t : threads)
+    t.join();
   std::vector<started_ticket> started;
   started.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    auto key = "ticket-" + std::to_string(i);
-    auto id = rt.start("triage", json{{"ticket", triage_ticket(i)}}, key);
-    if (!id) {
-      s.errors.push_back("start " + key + ": " + describe(id.error()));
+    if (!ids[i]) {
+      s.errors.push_back("start ticket-" + std::to_string(i) + ": " + describe(ids[i].error()));
       continue;
     }
-    started.push_back({std::move(*id), i});
+    started.push_back({std::move(*ids[i]), i});
   }
   s.started = started.size();
   return started;
@@ -349,33 +363,33 @@ void print_triage_summary(const triage_options& opt, const triage_summary& s, st
       << " threads; model faults: " << percent(opt.fail_rate) << " errors, "
       << percent(opt.timeout_rate) << " timeouts, " << percent(opt.malformed_rate)
       << " malformed\n\n";
-  row(out, "workflows started", s.started);
-  row(out, "  completed", s.completed);
-  row(out, "  failed", s.failed);
+  summary_row(out, "workflows started", s.started);
+  summary_row(out, "  completed", s.completed);
+  summary_row(out, "  failed", s.failed);
   for (const auto& [how, n] : s.failures) {
     auto label = "    " + how;
-    row(out, label.c_str(), n);
+    summary_row(out, label.c_str(), n);
   }
   if (s.unsettled > 0)
-    row(out, "  unsettled", s.unsettled, "(did not finish in time)");
-  row(out, "workflows with a retried step", s.retried);
-  row(out, "attempts timed out", s.timeouts);
-  row(out, "attempts crashed", s.crashes);
-  row(out, "attempts with bad output", s.bad_outputs);
+    summary_row(out, "  unsettled", s.unsettled, "(did not finish in time)");
+  summary_row(out, "workflows with a retried step", s.retried);
+  summary_row(out, "attempts timed out", s.timeouts);
+  summary_row(out, "attempts crashed", s.crashes);
+  summary_row(out, "attempts with bad output", s.bad_outputs);
   if (s.interrupted > 0)
-    row(out, "attempts cut off by a stop", s.interrupted);
+    summary_row(out, "attempts cut off by a stop", s.interrupted);
   if (s.circuit_open > 0)
-    row(out, "attempts refused (breaker open)", s.circuit_open);
-  row(out, "parked at review", s.parked);
-  row(out, "approved", s.approved);
-  row(out, "steps", s.steps);
-  row(out, "tokens", s.tokens);
+    summary_row(out, "attempts refused (breaker open)", s.circuit_open);
+  summary_row(out, "parked at review", s.parked);
+  summary_row(out, "approved", s.approved);
+  summary_row(out, "steps", s.steps);
+  summary_row(out, "tokens", s.tokens);
   double secs = std::chrono::duration<double>(s.wall).count();
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f s", secs);
-  row(out, "wall time", buf);
+  summary_row(out, "wall time", buf);
   std::snprintf(buf, sizeof buf, "%.0f", secs > 0 ? static_cast<double>(s.steps) / secs : 0.0);
-  row(out, "steps/s", buf);
+  summary_row(out, "steps/s", buf);
   for (const auto& e : s.errors)
     out << "  error: " << e << '\n';
   if (!s.sample_id.empty()) {
