@@ -24,6 +24,7 @@ namespace {
 caf::actor_system_config make_system_config(const config& cfg) {
   caf::actor_system_config sys_cfg;
   sys_cfg.set("scheduler.max-threads", cfg.threads);
+  sys_cfg.set("scheduler.policy", caf::atom_from_string(cfg.scheduler)); // checked()
   sys_cfg.add_message_type<agent_report>("troupe.agent_report");
   sys_cfg.add_message_type<info_msg>("troupe.info_msg");
   sys_cfg.add_message_type<signal_msg>("troupe.signal_msg");
@@ -43,6 +44,9 @@ config checked(config cfg) {
       throw std::invalid_argument(std::string{"troupe config: model."} + name
                                   + " must be within [0, 1], got " + std::to_string(x));
   };
+  if (cfg.scheduler != "sharing" && cfg.scheduler != "stealing")
+    throw std::invalid_argument("troupe config: scheduler must be 'sharing' or 'stealing', got '"
+                                + cfg.scheduler + "'");
   if (cfg.threads == 0 || cfg.threads > 256)
     throw std::invalid_argument("troupe config: threads must be within [1, 256], got "
                                 + std::to_string(cfg.threads));

@@ -189,6 +189,33 @@ TEST_CASE("an invalid config is refused before anything starts") {
                     Catch::Contains("fail_rate"));
   CHECK_THROWS_WITH(runtime{with([](config& c) { c.log_level = "loud"; })},
                     Catch::Contains("log_level"));
+  CHECK_THROWS_WITH(runtime{with([](config& c) { c.scheduler = "fastest"; })},
+                    Catch::Contains("scheduler") && Catch::Contains("'fastest'"));
+}
+
+TEST_CASE("both scheduler policies run workflows to the end") {
+  auto policy = GENERATE(as<std::string>{}, "sharing", "stealing");
+  CAPTURE(policy);
+  auto cfg = quiet_config();
+  cfg.scheduler = policy;
+  runtime rt{cfg};
+  REQUIRE(!rt.register_agent("echoer", echoer));
+  REQUIRE(!rt.register_definition(two_steps()));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    auto id = rt.start("two", {{"ticket", i}});
+    REQUIRE(id);
+    ids.push_back(*id);
+  }
+  for (auto& id : ids) {
+    REQUIRE(rt.await(id, patience, true));
+    REQUIRE(!rt.signal(id, "review", decision::approve("alice")));
+  }
+  for (auto& id : ids) {
+    auto done = rt.await(id, patience);
+    REQUIRE(done);
+    CHECK(done->status == workflow_status::completed);
+  }
 }
 
 TEST_CASE("after shutdown every call says so") {
