@@ -212,6 +212,13 @@ private:
 /// An in-memory store: nothing survives the process.
 std::shared_ptr<journal_store> make_memory_journal();
 
+/// What is wrong with the shape of `w`, checked by every store before it
+/// writes anything: a row with an unknown status, an event wf_seq out of
+/// range, events of two workflows or with non-consecutive wf_seq in one
+/// write. "" if nothing. A store that gets a non-empty answer refuses the
+/// whole batch with journal_write_failed and this text.
+std::string shape_error(const journal_write& w);
+
 /// How to open a SQLite journal.
 struct sqlite_journal_options {
   std::string path{};
