@@ -374,7 +374,9 @@ void resume(self_ptr self) {
     execute(self, kernel::start_timer{id, t.kind, t.fire_at});
   }
   switch (st.wf.at) {
-    case kernel::phase::scheduling:
+    case kernel::phase::scheduling: // not written by this version (chain_scheduling
+      // puts step_scheduled in the write that asks for it); kept for journals
+      // and snapshots that end between the two
       enqueue(self, {kernel::step_scheduled{now(self), st.wf.node, st.wf.attempt}, {}, 0, 0});
       break;
     case kernel::phase::running:
