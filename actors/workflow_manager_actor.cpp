@@ -331,7 +331,8 @@ caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep,
   return {};
 }
 
-// "<definition>-<12 hex: ms since the epoch><8 hex: random>". Time first, so
+// "<definition>-<12 hex: ms of the clock (since the epoch with the runtime's
+// default clock)><8 hex: random>". Time first, so
 // the workflows in flight have neighbouring ids and their journal writes
 // touch a few index pages, not one page each.
 std::string new_id(self_ptr self, const std::string& def) {

@@ -560,3 +560,25 @@ TEST_CASE_METHOD(fixture, "workflow ids lead with their start time, so later wor
   CHECK(std::is_sorted(ids.begin(), ids.end()));
   CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
 }
+
+TEST_CASE_METHOD(fixture, "a start still waiting for its first write when the runtime stops "
+                          "answers shutting_down, and its key tells later whether it landed") {
+  define(gate_then_step());
+  boot();
+  self->send(manager, start_atom::value, std::string{"approval"}, std::string{"{}"},
+             std::string{"order-9"});
+  REQUIRE(sched.try_run_once()); // the manager takes the start; the write is not done
+  caf::anon_send_exit(manager, caf::exit_reason::user_shutdown);
+  sched.run();
+  caf::error err;
+  self->receive([&](std::string&) { FAIL("start answered with an id after the stop"); },
+                [&](caf::error& e) { err = e; },
+                caf::after(std::chrono::seconds(0)) >> [] { FAIL("start never answered"); });
+  CHECK(is(err, errc::shutting_down));
+  auto key = store->find_key("order-9");
+  REQUIRE(key);
+  if (!key->empty()) { // the write landed before the workflow stopped
+    auto row = store->workflow(*key);
+    CHECK(row);
+  }
+}
