@@ -1,5 +1,9 @@
-// The agent attempt actor (see the header).
+// Agent runners (see the header).
 #include "actors/agent_actor.hpp"
+
+#include <atomic>
+#include <memory>
+#include <unordered_map>
 
 #include <caf/all.hpp>
 
@@ -11,29 +15,17 @@ namespace troupe {
 
 namespace {
 
-class agent_attempt final : public caf::event_based_actor, private step_context {
+using stop_flag = std::shared_ptr<std::atomic<bool>>;
+
+class agent_runner;
+
+/// One attempt_ctx on a runner: the step_context its agent sees. Every call
+/// happens on the runner's actor. Once done it only waits to be erased.
+class attempt_ctx final : public step_context {
 public:
-  agent_attempt(caf::actor_config& cfg, caf::actor workflow, caf::actor model,
-                caf::actor journal, agent_ptr impl, step_input in)
-    : caf::event_based_actor(cfg),
-      workflow_(std::move(workflow)),
-      model_(std::move(model)),
-      journal_(std::move(journal)),
-      impl_(std::move(impl)),
-      in_(std::move(in)) {
-    // not set: default name
-  }
+  attempt_ctx(agent_runner& runner, caf::actor workflow, step_input in)
+    : runner_(runner), workflow_(std::move(workflow)), in_(std::move(in)) {}
 
-  const char* name() const override { return "troupe.agent_attempt"; }
-
-  caf::behavior make_behavior() override {
-    guarded([this] { impl_->run(*this); });
-    check_idle();
-    return {[](run_atom) {}}; // nothing arrives but replies to our requests
-  }
-
-private:
-  // -- step_context -----------------------------------------------------------
   const std::string& workflow_id() const override { return in_.workflow_id; }
   const std::string& node() const override { return in_.node; }
   uint32_t attempt() const override { return in_.attempt; }
@@ -41,60 +33,8 @@ private:
   const budgets_left& budget() const override { return in_.budget; }
   const std::string& idempotency_key() const override { return in_.key; }
 
-  void ask(llm_request req, reply_handler then) override {
-    if (done_)
-      return;
-    req.idempotency_key = in_.key;
-    req.request_id = in_.key + ":" + std::to_string(in_.attempt) + ":" + std::to_string(calls_++);
-    if (req.script.empty())
-      req.script = in_.agent;
-    ++pending_;
-    request(model_, caf::infinite, ask_atom::value, std::move(req))
-      .then(
-        [this, then](llm_reply& r) {
-          --pending_;
-          send(workflow_, usage_atom::value, in_.token, uint64_t{r.total_tokens()});
-          guarded([&] { then(*this, std::move(r)); });
-          check_idle();
-        },
-        [this, then](caf::error& e) {
-          --pending_;
-          guarded([&] { then(*this, std::move(e)); });
-          check_idle();
-        });
-  }
-
-  void effect(const std::string& name, effect_fn fn, effect_handler then) override {
-    if (done_)
-      return;
-    auto key = in_.key + "/" + name;
-    ++pending_;
-    request(journal_, caf::infinite, effect_atom::value, key)
-      .then(
-        [this, key, fn, then](std::vector<effect_record>& found) {
-          if (!found.empty()) { // done before: its recorded result, not again
-            effect_done(then, found.front().result);
-            return;
-          }
-          effect_record rec;
-          guarded([&] {
-            rec.result = fn(key).dump();
-            rec.key = key;
-          });
-          if (rec.key.empty()) { // fn threw: the attempt has failed
-            --pending_;
-            return;
-          }
-          rec.workflow_id = in_.workflow_id;
-          rec.at_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        clock().now().time_since_epoch())
-                        .count();
-          request(journal_, caf::infinite, effect_atom::value, std::move(rec))
-            .then([this, then](effect_record& r) { effect_done(then, r.result); },
-                  [this, then](caf::error& e) { effect_failed(then, std::move(e)); });
-        },
-        [this, then](caf::error& e) { effect_failed(then, std::move(e)); });
-  }
+  void ask(llm_request req, reply_handler then) override;
+  void effect(const std::string& name, effect_fn fn, effect_handler then) override;
 
   void finish(step_outcome o) override {
     if (done_)
@@ -118,32 +58,7 @@ private:
     report(std::move(r));
   }
 
-  // -- internals --------------------------------------------------------------
-  void effect_done(const effect_handler& then, const std::string& result) {
-    --pending_;
-    auto j = nlohmann::json::parse(result, nullptr, false);
-    if (j.is_discarded())
-      guarded([&] {
-        then(*this, make_error(errc::journal_corrupt, "effect result does not parse"));
-      });
-    else
-      guarded([&] { then(*this, std::move(j)); });
-    check_idle();
-  }
-
-  void effect_failed(const effect_handler& then, caf::error e) {
-    --pending_;
-    guarded([&] { then(*this, std::move(e)); });
-    check_idle();
-  }
-
-  void report(agent_report r) {
-    done_ = true;
-    send(workflow_, std::move(r));
-    quit();
-  }
-
-  // Agent code never lets an exception escape into CAF: it becomes "crashed".
+  /// Runs agent code; an exception escaping it fails the attempt_ctx as crashed.
   template <class F>
   void guarded(F&& f) {
     try {
@@ -155,32 +70,254 @@ private:
     }
   }
 
-  // An agent that returns with no model call pending and no outcome would
-  // otherwise hang until its timeout: report it now.
+  /// An agent that returns with no call pending and no outcome would hang
+  /// until its timeout: it has crashed, now.
   void check_idle() {
     if (!done_ && pending_ == 0)
       fail(failure_kind::crashed, "agent returned without finish() or fail() and with no "
                                   "model call pending");
   }
 
+  bool done() const { return done_; }
+  const caf::actor& workflow() const { return workflow_; }
+  uint64_t token() const { return in_.token; }
+  uint32_t pending_ = 0;
+
+private:
+  void report(agent_report r);
+  void effect_done(const effect_handler& then, const std::string& result);
+
+  agent_runner& runner_;
   caf::actor workflow_;
-  caf::actor model_;
-  caf::actor journal_;
-  agent_ptr impl_;
   step_input in_;
   uint32_t calls_ = 0;
-  uint32_t pending_ = 0;
   bool done_ = false;
 };
 
+/// Attempts are keyed by their workflow's actor id and the workflow's token.
+struct attempt_key {
+  caf::actor_id workflow = 0;
+  uint64_t token = 0;
+  bool operator==(const attempt_key& o) const {
+    return workflow == o.workflow && token == o.token;
+  }
+};
+
+struct attempt_key_hash {
+  size_t operator()(const attempt_key& k) const {
+    return std::hash<uint64_t>{}(k.workflow * 0x9e3779b97f4a7c15ULL ^ k.token);
+  }
+};
+
+class agent_runner final : public caf::event_based_actor {
+public:
+  agent_runner(caf::actor_config& cfg, agent_ptr impl, caf::actor model, caf::actor journal,
+               stop_flag stopped)
+    : caf::event_based_actor(cfg),
+      impl_(std::move(impl)),
+      model_(std::move(model)),
+      journal_(std::move(journal)),
+      stopped_(std::move(stopped)) {}
+
+  const char* name() const override { return "troupe.agent_runner"; }
+
+  caf::behavior make_behavior() override {
+    return {
+      [this](run_atom, step_input& in) {
+        auto workflow = caf::actor_cast<caf::actor>(current_sender());
+        if (!workflow)
+          return; // an anonymous run request has nobody to report to
+        attempt_key k{workflow.id(), in.token};
+        auto a = std::make_unique<attempt_ctx>(*this, std::move(workflow), std::move(in));
+        auto& ref = *a;
+        attempts_[k] = std::move(a);
+        ref.guarded([&] { impl_->run(ref); });
+        ref.check_idle();
+        settle(k);
+      },
+      [this](cancel_atom, uint64_t token) {
+        if (auto& s = current_sender())
+          attempts_.erase({s->id(), token});
+      },
+    };
+  }
+
+  void on_exit() override {
+    stopped_->store(true);
+    auto why = "agent runner stopped: "
+               + (fail_state() ? describe(fail_state()) : std::string{"exited"});
+    for (auto& [k, a] : attempts_)
+      if (!a->done())
+        a->fail(failure_kind::crashed, why);
+    attempts_.clear();
+  }
+
+  /// The attempt_ctx `k` if it is still running (not reported, not cancelled).
+  attempt_ctx* find(const attempt_key& k) {
+    auto i = attempts_.find(k);
+    return i == attempts_.end() || i->second->done() ? nullptr : i->second.get();
+  }
+
+  /// Forgets `k` once it has reported. Called by every entry point after
+  /// the agent's code has returned, never from inside it.
+  void settle(const attempt_key& k) {
+    auto i = attempts_.find(k);
+    if (i != attempts_.end() && i->second->done())
+      attempts_.erase(i);
+  }
+
+  /// Runs `f` on the attempt_ctx `k` if it is still running, then settles it.
+  template <class F>
+  void resume(const attempt_key& k, F&& f) {
+    if (auto* a = find(k)) {
+      f(*a);
+      settle(k);
+    }
+  }
+
+  const caf::actor& model() const { return model_; }
+  const caf::actor& journal() const { return journal_; }
+
+private:
+  agent_ptr impl_;
+  caf::actor model_;
+  caf::actor journal_;
+  stop_flag stopped_;
+  std::unordered_map<attempt_key, std::unique_ptr<attempt_ctx>, attempt_key_hash> attempts_;
+};
+
+void attempt_ctx::report(agent_report r) {
+  done_ = true;
+  // from on_exit too, where the runner can no longer send as itself
+  caf::anon_send(workflow_, std::move(r));
+}
+
+void attempt_ctx::ask(llm_request req, reply_handler then) {
+  if (done_)
+    return;
+  req.idempotency_key = in_.key;
+  req.request_id = in_.key + ":" + std::to_string(in_.attempt) + ":" + std::to_string(calls_++);
+  if (req.script.empty())
+    req.script = in_.agent;
+  ++pending_;
+  attempt_key k{workflow_.id(), in_.token};
+  auto* r = &runner_;
+  runner_.request(runner_.model(), caf::infinite, ask_atom::value, std::move(req))
+    .then(
+      [r, k, then](llm_reply& rep) {
+        r->resume(k, [&](attempt_ctx& a) {
+          --a.pending_;
+          r->send(a.workflow(), usage_atom::value, a.token(), uint64_t{rep.total_tokens()});
+          a.guarded([&] { then(a, std::move(rep)); });
+          a.check_idle();
+        });
+      },
+      [r, k, then](caf::error& e) {
+        r->resume(k, [&](attempt_ctx& a) {
+          --a.pending_;
+          a.guarded([&] { then(a, std::move(e)); });
+          a.check_idle();
+        });
+      });
+}
+
+void attempt_ctx::effect(const std::string& name, effect_fn fn, effect_handler then) {
+  if (done_)
+    return;
+  auto key = in_.key + "/" + name;
+  ++pending_;
+  attempt_key k{workflow_.id(), in_.token};
+  auto* r = &runner_;
+  auto failed = [r, k, then](caf::error& e) {
+    r->resume(k, [&](attempt_ctx& a) {
+      --a.pending_;
+      a.guarded([&] { then(a, std::move(e)); });
+      a.check_idle();
+    });
+  };
+  runner_.request(runner_.journal(), caf::infinite, effect_atom::value, key)
+    .then(
+      [r, k, key, fn, then, failed](std::vector<effect_record>& found) {
+        r->resume(k, [&](attempt_ctx& a) {
+          if (!found.empty()) { // done before: its recorded result, not again
+            a.effect_done(then, found.front().result);
+            return;
+          }
+          effect_record rec;
+          a.guarded([&] {
+            rec.result = fn(key).dump();
+            rec.key = key;
+          });
+          if (rec.key.empty()) { // fn threw: the attempt_ctx has failed
+            --a.pending_;
+            return;
+          }
+          rec.workflow_id = a.workflow_id();
+          rec.at_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        r->clock().now().time_since_epoch())
+                        .count();
+          r->request(r->journal(), caf::infinite, effect_atom::value, std::move(rec))
+            .then(
+              [r, k, then](effect_record& done) {
+                r->resume(k, [&](attempt_ctx& b) { b.effect_done(then, done.result); });
+              },
+              failed);
+        });
+      },
+      failed);
+}
+
+void attempt_ctx::effect_done(const effect_handler& then, const std::string& result) {
+  --pending_;
+  auto j = nlohmann::json::parse(result, nullptr, false);
+  if (j.is_discarded())
+    guarded([&] {
+      then(*this, make_error(errc::journal_corrupt, "effect result does not parse"));
+    });
+  else
+    guarded([&] { then(*this, std::move(j)); });
+  check_idle();
+}
+
 } // namespace
 
-caf::actor spawn_agent_attempt(caf::local_actor* self, caf::actor model, caf::actor journal,
-                               agent_ptr impl, step_input input) {
-  auto workflow = caf::actor_cast<caf::actor>(self);
-  return self->spawn<agent_attempt, caf::monitored>(std::move(workflow), std::move(model),
-                                                    std::move(journal), std::move(impl),
-                                                    std::move(input));
+agent_runners::agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal,
+                             size_t width)
+  : sys_(sys), model_(std::move(model)), journal_(std::move(journal)),
+    width_(width == 0 ? 1 : width) {}
+
+caf::actor agent_runners::spawn_runner(const agent_ptr& impl,
+                                       const std::shared_ptr<std::atomic<bool>>& stopped) {
+  return sys_.spawn<agent_runner>(impl, model_, journal_, stopped);
+}
+
+caf::actor agent_runners::pick(const std::string& agent, const agent_ptr& impl,
+                               uint64_t token) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (closed_)
+    return nullptr;
+  auto& slots = runners_[agent];
+  if (slots.empty())
+    slots.resize(width_);
+  auto& s = slots[token % width_];
+  if (!s.runner || s.stopped->load()) {
+    s.stopped = std::make_shared<std::atomic<bool>>(false);
+    s.runner = spawn_runner(impl, s.stopped);
+  }
+  return s.runner;
+}
+
+void agent_runners::stop() {
+  std::map<std::string, std::vector<slot>> all;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    closed_ = true;
+    all.swap(runners_);
+  }
+  for (auto& [name, slots] : all)
+    for (auto& s : slots)
+      if (s.runner)
+        caf::anon_send_exit(s.runner, caf::exit_reason::user_shutdown);
 }
 
 } // namespace troupe

@@ -1,21 +1,42 @@
-// One attempt of one step: the actor a workflow spawns (monitored) to run an
-// agent. It hands the agent a step_context, forwards model calls to the
-// model actor without blocking, reports token usage as it goes, and ends
-// with exactly one agent_report to the workflow, then quits. If it throws
-// or dies first, the workflow sees the down message: the attempt "crashed".
+// Agent runners: the actors that run agents. Each registered agent gets a
+// few long-lived, stateless runner actors (one per scheduler thread), and a
+// workflow hands each attempt of a step to one of them. A runner runs any
+// number of attempts at once, each with its own step_context; an attempt
+// lives until it reports, and holds nothing afterwards. So a step costs two
+// messages (run, report), not an actor spawned, monitored and torn down.
+//
+// Protocol, workflow -> runner:
+//   (run_atom, step_input)       starts an attempt; the sender gets exactly
+//                                one agent_report carrying input.token
+//   (cancel_atom, uint64_t token) abandons the sender's attempt `token`
+//                                (timed out, or the workflow moved on): its
+//                                late model replies are dropped, no report
+// Runner -> workflow: agent_report, and (usage_atom, token, tokens) after
+// each model reply.
+//
+// If a runner stops while attempts are in flight (killed, or the runtime
+// shutting down), each of them reports `crashed` ("agent runner stopped:
+// <reason>") to its workflow, and the next attempt handed to that agent goes
+// to a fresh runner.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <map>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 
 #include "troupe/agent.hpp"
 
 namespace troupe {
 
-/// Everything an attempt needs, fixed when it is spawned.
+/// Everything an attempt needs, fixed when it starts.
 struct step_input {
   std::string workflow_id;
   std::string node;
@@ -27,10 +48,46 @@ struct step_input {
   budgets_left budget;
 };
 
-/// Spawns the attempt's actor from inside the workflow actor `self`,
-/// monitored by it. `model` answers (ask_atom, llm_request); `journal` is
-/// the journal writer (effects).
-caf::actor spawn_agent_attempt(caf::local_actor* self, caf::actor model, caf::actor journal,
-                               agent_ptr impl, step_input input);
+} // namespace troupe
+
+// Local only: an attempt's input never crosses the network (remote workers
+// will carry their own message).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::step_input)
+
+namespace troupe {
+
+/// The runners of one runtime, spawned on first use of each agent. Shared
+/// by the manager (which stops them when it stops) and its workflows.
+class agent_runners {
+public:
+  /// `width` runners per agent; `model` answers (ask_atom, llm_request);
+  /// `journal` is the journal writer (effects).
+  agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal, size_t width);
+
+  /// A runner of `agent` for the attempt `token`: attempts spread over the
+  /// agent's runners. A runner that has stopped is replaced first.
+  caf::actor pick(const std::string& agent, const agent_ptr& impl, uint64_t token);
+
+  /// Stops every runner (their attempts report crashed) and refuses to
+  /// spawn more: pick() returns null afterwards.
+  void stop();
+
+private:
+  struct slot {
+    caf::actor runner;
+    std::shared_ptr<std::atomic<bool>> stopped; ///< set when the runner exits
+  };
+
+  caf::actor spawn_runner(const agent_ptr& impl,
+                          const std::shared_ptr<std::atomic<bool>>& stopped);
+
+  caf::actor_system& sys_;
+  caf::actor model_;
+  caf::actor journal_;
+  size_t width_;
+  std::mutex mtx_;
+  bool closed_ = false;
+  std::map<std::string, std::vector<slot>> runners_;
+};
 
 } // namespace troupe

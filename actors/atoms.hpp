@@ -26,5 +26,6 @@ using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using purge_atom = caf::atom_constant<caf::atom("purge")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 
 } // namespace troupe

@@ -43,8 +43,9 @@ struct workflow_actor_state {
   bool journaling = false;
   bool resumed = false; ///< recovered: resume() ran (on the manager's resume_atom)
   std::map<uint64_t, kernel::timer_kind> armed;
-  caf::actor agent;
-  uint64_t agent_token = 0;
+  caf::actor runner;         ///< runs the attempt in flight, if any
+  uint64_t agent_token = 0;  ///< that attempt's; 0: none in flight
+  bool agent_reported = false; ///< its report arrived (nothing to cancel)
   std::string agent_node;
   uint32_t agent_attempt = 0;
   uint64_t next_token = 1;
@@ -108,11 +109,13 @@ budgets_left budgets_of(self_ptr self) {
   return left;
 }
 
+// Ends our part in the attempt in flight; one that has not reported is
+// cancelled on its runner, which drops it and its late replies.
 void stop_agent(self_ptr self) {
   auto& st = self->state;
-  if (st.agent)
-    self->send_exit(st.agent, caf::exit_reason::kill);
-  st.agent = nullptr;
+  if (st.runner && st.agent_token != 0 && !st.agent_reported)
+    self->send(st.runner, cancel_atom::value, st.agent_token);
+  st.runner = nullptr;
   st.agent_token = 0;
 }
 
@@ -134,8 +137,15 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   st.agent_node = c.node;
   st.agent_attempt = c.attempt;
   st.attempt_tokens = 0;
-  st.agent = spawn_agent_attempt(self, st.env.model, st.env.journal, std::move(impl),
-                                 std::move(in));
+  st.agent_reported = false;
+  st.runner = st.env.runners->pick(c.agent, impl, in.token);
+  if (!st.runner) { // the runtime is stopping: this attempt cannot run
+    enqueue(self, {kernel::step_failed{now(self), c.node, c.attempt, failure_kind::crashed,
+                                       "agent runners stopped: the runtime is shutting down", 0},
+                   {}, st.agent_token, 0});
+    return;
+  }
+  self->send(st.runner, run_atom::value, std::move(in));
 }
 
 void notify(self_ptr self) {
@@ -304,7 +314,7 @@ void maybe_passivate(self_ptr self) {
 bool idle_at_gate(self_ptr self) {
   auto& st = self->state;
   return st.env.passivate && st.env.manager && st.wf.at == kernel::phase::at_gate
-         && st.inbox.empty() && !st.journaling && !st.agent;
+         && st.inbox.empty() && !st.journaling && !st.runner;
 }
 
 void pump(self_ptr self) {
@@ -314,8 +324,8 @@ void pump(self_ptr self) {
     st.inbox.pop_front();
     if (stale(self, q))
       continue;
-    if (q.token != 0) // the attempt has ended: later messages of it are stale;
-      st.agent_token = 0; // its actor quits by itself, or cancel_step stops it
+    if (q.token != 0) // the attempt has ended: later messages of it are stale
+      stop_agent(self);
     auto t = kernel::apply(*st.env.def, st.wf, q.ev);
     if (!t) {
       if (q.reply.pending()) { // a caller's signal: refused, nothing changed
@@ -405,17 +415,6 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
   st.env = std::move(env);
   st.id = row.id;
   st.row = std::move(row);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    if (st.agent_token == 0 || !st.agent || dm.source != st.agent.address())
-      return; // an attempt that already ended, or was abandoned
-    auto reason = dm.reason ? describe(dm.reason) : std::string{"exited"};
-    enqueue(self, {kernel::step_failed{now(self), st.agent_node, st.agent_attempt,
-                                       failure_kind::crashed,
-                                       "agent died without an outcome: " + reason,
-                                       st.attempt_tokens},
-                   {}, st.agent_token, 0});
-  });
   self->set_exit_handler([self](caf::exit_msg& em) {
     stop_agent(self);
     self->quit(em.reason);
@@ -432,6 +431,7 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
       auto& st = self->state;
       if (r.token != st.agent_token)
         return; // late reply of an abandoned attempt
+      st.agent_reported = true;
       auto tokens = st.attempt_tokens + r.tokens;
       auto at = now(self);
       if (!r.ok) {

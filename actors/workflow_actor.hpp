@@ -23,6 +23,7 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/agent_actor.hpp"
 #include "persistence/recovery.hpp"
 #include "runtime/registry.hpp"
 #include "troupe/journal.hpp"
@@ -34,6 +35,7 @@ namespace troupe {
 struct workflow_env {
   std::shared_ptr<const definition> def;
   std::shared_ptr<const registry::agent_map> agents;
+  std::shared_ptr<agent_runners> runners; ///< where attempts run
   caf::actor journal; ///< the journal writer
   caf::actor model;   ///< answers (ask_atom, llm_request) -> llm_reply
   caf::actor manager; ///< receives (status_atom, info_msg) on park and finish; may be null

@@ -44,6 +44,7 @@ struct entry {
 
 struct manager_state {
   manager_env env;
+  std::shared_ptr<agent_runners> runners; ///< every workflow's attempts run there
   std::unordered_map<std::string, entry> workflows;
   std::unordered_map<std::string, std::string> by_key; ///< keys of workflows in memory
   std::unordered_map<caf::actor_addr, std::string> by_addr;
@@ -82,6 +83,7 @@ workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
   w.agents = st.env.reg->agents();
   w.journal = st.env.journal;
   w.model = st.env.model;
+  w.runners = st.runners;
   w.manager = caf::actor_cast<caf::actor>(self);
   w.clock = st.env.clock;
   w.snapshot_every = st.env.snapshot_every;
@@ -403,6 +405,13 @@ void route_signal(self_ptr self, const signal_msg& s, caf::response_promise rp) 
 
 caf::behavior workflow_manager(self_ptr self, manager_env env) {
   self->state.env = std::move(env);
+  auto& sys = self->system();
+  self->state.runners = std::make_shared<agent_runners>(
+    sys, self->state.env.model, self->state.env.journal,
+    std::max<size_t>(1, sys.scheduler().num_workers()));
+  // The runners stop with the manager, after every workflow is down.
+  self->attach_functor(
+    [runners = self->state.runners](const caf::error&) { runners->stop(); });
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto i = st.by_addr.find(dm.source);

@@ -15,8 +15,8 @@
 // falls in it and nothing else: the report's trip to the workflow actor,
 // kernel::apply, the journal write of step_completed + step_scheduled and
 // its wait for the durable commit (group commit, fsync with
-// synchronous=full), the ack's trip back, spawning the next agent actor and
-// its first scheduling, and every wait for a scheduler thread in between.
+// synchronous=full), the ack's trip back, handing the next attempt to its agent's
+// runner actor and that runner's scheduling, and every wait for a scheduler thread in between.
 // The model's own time (here an instant scripted reply) lies between an
 // agent's start and its finish, outside the gap. The journal's at_ns cannot
 // measure it: the workflow actor stamps step_completed and step_scheduled
