@@ -14,7 +14,7 @@
 // scripted model answers the agents, register_ledger() the agents and the
 // definition, and run_ledger() the whole program behind `troupe run ledger`.
 // Everything here blocks the calling thread; call it from a plain thread,
-// never from an actor (the agents themselves run on their attempt actors).
+// never from an actor (the agents themselves run on their runner actors).
 #pragma once
 
 #include <chrono>

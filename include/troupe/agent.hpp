@@ -37,7 +37,8 @@ struct budgets_left {
 };
 
 /// The attempt's view of the world. Valid only inside run() and inside the
-/// reply handlers of ask(); all calls happen on the attempt's actor.
+/// reply handlers of ask(); all calls happen on the runner actor that runs
+/// this attempt, never two at once.
 class step_context {
 public:
   using reply_handler = std::function<void(step_context&, caf::expected<llm_reply>)>;
@@ -57,7 +58,7 @@ public:
   /// external systems that dedupe.
   virtual const std::string& idempotency_key() const = 0;
 
-  /// Asks the model; `then` runs later on this attempt's actor with the
+  /// Asks the model; `then` runs later on the attempt's runner actor with the
   /// reply or an error. The request's idempotency key and (if empty) script
   /// are filled in. Does not block.
   virtual void ask(llm_request req, reply_handler then) = 0;
@@ -65,7 +66,7 @@ public:
   /// visit of this node and `name` once its result is journaled: if the
   /// journal already holds a result under the effect's key (an earlier
   /// attempt, or a run before a crash), `then` gets that result and `fn` is
-  /// not called; else `fn(key)` runs on this attempt's actor, its result is
+  /// not called; else `fn(key)` runs on the attempt's runner actor, its result is
   /// journaled, and `then` gets it. The key, "<idempotency key>/<name>", is
   /// stable across attempts and restarts: pass it to external systems that
   /// dedupe, because a crash after `fn` returns and before the journal
