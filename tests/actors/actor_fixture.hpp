@@ -35,6 +35,19 @@ public:
   }
 };
 
+/// An agent that asks the model for JSON (script "json") and finishes with
+/// the default label and the patch {"<node>": reply}.
+inline void json_asker(step_context& ctx) {
+  llm_request req;
+  req.script = "json";
+  req.messages.push_back({"user", "hello model"});
+  ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
+    step_outcome o;
+    o.patch = {{c.node(), reply}};
+    c.finish(o);
+  });
+}
+
 struct actor_fixture : test_coordinator_fixture<> {
   std::shared_ptr<registry> reg = std::make_shared<registry>();
   std::shared_ptr<flaky_journal> store = std::make_shared<flaky_journal>(make_memory_journal());

@@ -11,22 +11,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Asks the model for JSON (which the fixture's model answers after 1 s) and
-// finishes with its reply.
-void asker(step_context& ctx) {
-  llm_request req;
-  req.script = "json";
-  req.messages.push_back({"user", "hello"});
-  ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
-    step_outcome o;
-    o.label = "ok";
-    o.patch = {{"reply", reply}};
-    c.finish(o);
-  });
-}
-
 struct fixture : actor_fixture {
-  agent_ptr impl = make_agent(asker);
+  agent_ptr impl = make_agent(json_asker); ///< its model answers after 1 s
   std::unique_ptr<agent_runners> runners;
 
   fixture() {
@@ -85,8 +71,7 @@ TEST_CASE_METHOD(fixture, "a runner runs attempts side by side and each reports 
   CHECK(got.usage == 2);
   for (auto& rep : got.reports) {
     CHECK(rep.ok);
-    CHECK(rep.label == "ok");
-    CHECK(nlohmann::json::parse(rep.patch_json) == nlohmann::json{{"reply", {{"v", 1}}}});
+    CHECK(nlohmann::json::parse(rep.patch_json) == nlohmann::json{{"ask", {{"v", 1}}}});
   }
   CHECK(got.reports[0].token + got.reports[1].token == 3);
   // the same agent and token slot: the same runner, no new actor

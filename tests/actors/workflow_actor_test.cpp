@@ -18,25 +18,13 @@ agent_policy policy(duration timeout, uint32_t attempts, duration base = 1s, dur
   return p;
 }
 
-// Asks the model for JSON and finishes with {"<node>": reply}.
-void asker(step_context& ctx) {
-  llm_request req;
-  req.script = "json";
-  req.messages.push_back({"user", "hello model"});
-  ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
-    step_outcome o;
-    o.patch = {{c.node(), reply}};
-    c.finish(o);
-  });
-}
-
 std::vector<std::string> seen_keys; // agents run on the test's only thread
 
 struct fixture : actor_fixture {
   fixture() {
     seen_keys.clear();
     model_cfg.rules["json"] = [](const llm_request&) { return std::string{R"({"v": 1})"}; };
-    REQUIRE(!reg->add_agent("asker", make_agent(asker)));
+    REQUIRE(!reg->add_agent("asker", make_agent(json_asker)));
     REQUIRE(!reg->add_agent("thrower", make_agent([](step_context&) -> void {
       throw std::runtime_error("boom");
     })));
