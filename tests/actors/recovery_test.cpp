@@ -53,16 +53,7 @@ struct fixture : actor_fixture {
     effect_calls.clear();
     store = counted;
     model_cfg.rules["json"] = [](const llm_request&) { return std::string{R"({"v": 1})"}; };
-    REQUIRE(!reg->add_agent("asker", make_agent([](step_context& ctx) {
-      llm_request req;
-      req.script = "json";
-      req.messages.push_back({"user", "hello"});
-      ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
-        step_outcome o;
-        o.patch = {{c.node(), reply}};
-        c.finish(o);
-      });
-    })));
+    REQUIRE(!reg->add_agent("asker", make_agent(json_asker)));
     // Charges a card once per visit, then asks the model (which may be slow).
     REQUIRE(!reg->add_agent("charger", make_agent([](step_context& ctx) {
       ctx.effect(
