@@ -156,12 +156,18 @@ void schedule_wake(self_ptr self, const std::string& id, entry& e, int64_t at, u
   arm_wakes(self);
 }
 
+// Forgets the actor of a workflow that quits by itself (parked or finished).
+// No down message will come for it, so a stop waiting for the live ones may
+// be complete now.
 void untrack(self_ptr self, entry& e) {
   if (!e.actor)
     return;
-  self->state.by_addr.erase(e.actor.address());
+  auto& st = self->state;
+  st.by_addr.erase(e.actor.address());
   self->demonitor(e.actor);
   e.actor = nullptr;
+  if (st.stopping && st.by_addr.empty())
+    self->quit(st.stopping);
 }
 
 // The first word from a new workflow answers its start calls: the id once

@@ -575,3 +575,37 @@ TEST_CASE_METHOD(fixture, "a start still waiting for its first write when the ru
     CHECK(row);
   }
 }
+
+// Regression: the manager waited forever for a down message it had
+// demonitored, and the runtime's shutdown hung.
+TEST_CASE_METHOD(fixture, "the manager stops even when a workflow passivates as the stop "
+                          "arrives") {
+  define(gate_then_step());
+  boot();
+  auto baseline = running_actors();
+  self->send(manager, start_atom::value, std::string{"approval"}, std::string{"{}"},
+             std::string{});
+  // Run until the workflow has parked and quit: its last status (passive)
+  // and its down message now wait in the manager's mailbox, unread.
+  bool spawned = false;
+  while (sched.try_run_once()) {
+    if (running_actors() > baseline)
+      spawned = true;
+    else if (spawned)
+      break;
+  }
+  REQUIRE(spawned);
+  REQUIRE(running_actors() == baseline);
+  // The stop overtakes them (exit messages are urgent): the manager still
+  // counts the workflow as live when it starts stopping.
+  self->monitor(manager);
+  manager->enqueue(nullptr, caf::make_message_id(caf::message_priority::high),
+                   caf::make_message(caf::exit_msg{manager.address(),
+                                                   caf::exit_reason::user_shutdown}),
+                   nullptr);
+  sched.run();
+  bool down = false;
+  self->receive([&](caf::down_msg& dm) { down = dm.source == manager.address(); },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(down);
+}
