@@ -1,9 +1,12 @@
 // The workflow manager actor (see the header).
 #include "actors/workflow_manager_actor.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -52,6 +55,9 @@ struct manager_state {
   std::multimap<int64_t, std::string> wakes; ///< workflows by wake_at
   int64_t wake_armed = 0; ///< earliest wake message in flight (0: none)
   caf::error stopping; ///< set once an exit arrived: quit when by_addr empties
+  std::optional<int64_t> journal_floor_ms; ///< no journal row is newer (new_id)
+  int64_t id_ms = 0;                       ///< the ms of the last id minted
+  std::unordered_set<std::string> ids_this_ms;
   uint64_t next_waiter = 1;
   static inline const char* name = "troupe.workflow_manager";
 };
@@ -339,28 +345,36 @@ caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep,
   return {};
 }
 
-// "<definition>-<12 hex: ms of the clock (since the epoch with the runtime's
-// default clock)><8 hex: random>". Time first, so
-// the workflows in flight have neighbouring ids and their journal writes
-// touch a few index pages, not one page each.
-std::string new_id(self_ptr self, const std::string& def) {
-  auto ms = static_cast<unsigned long long>(now_ns(self) / 1'000'000) & 0xffffffffffffULL;
+// "<definition>-<12 hex: ms><8 hex: random>", and the workflow's created_ns.
+// The ms is the clock's (since the epoch with the runtime's default clock),
+// raised if needed above every row of the journal (created_ns_bound, read
+// at the first start) and never below the previous id's. So no row of the
+// journal can have the id, ids minted here differ in time or in the random
+// part (checked against the others of the same ms), and no start waits for
+// a journal read. Time first: the workflows in flight have neighbouring ids
+// and their journal writes touch a few index pages, not one page each.
+caf::expected<std::pair<std::string, int64_t>> new_id(self_ptr self, const std::string& def) {
+  auto& st = self->state;
+  if (!st.journal_floor_ms) {
+    auto bound = st.env.store->created_ns_bound();
+    if (!bound)
+      return bound.error();
+    st.journal_floor_ms = *bound / 1'000'000;
+  }
+  auto now = now_ns(self);
+  auto ms = std::max({now / 1'000'000, *st.journal_floor_ms + 1, st.id_ms});
+  if (ms != st.id_ms) {
+    st.id_ms = ms;
+    st.ids_this_ms.clear();
+  }
   for (;;) {
     char buf[21];
-    std::snprintf(buf, sizeof(buf), "%012llx%08llx", ms,
-                  static_cast<unsigned long long>(self->state.env.random->next() & 0xffffffffULL));
+    std::snprintf(buf, sizeof(buf), "%012llx%08llx",
+                  static_cast<unsigned long long>(ms) & 0xffffffffffffULL,
+                  static_cast<unsigned long long>(st.env.random->next() & 0xffffffffULL));
     auto id = def + "-" + buf;
-    if (self->state.workflows.count(id))
-      continue;
-    // a finished workflow is only in the journal; a restarted process with
-    // a seeded random source would mint its id again
-    auto known = self->state.env.store->workflow(id);
-    if (!known && is(known.error(), errc::unknown_workflow))
-      return id;
-    if (!known) { // the append still refuses a duplicate (wf_seq 1 recorded)
-      spdlog::warn("workflow id {}: journal lookup failed: {}", id, describe(known.error()));
-      return id;
-    }
+    if (st.ids_this_ms.insert(id).second)
+      return std::make_pair(std::move(id), std::max(now, ms * 1'000'000));
   }
 }
 
@@ -489,13 +503,16 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       if (input.is_discarded() || !input.is_object())
         return make_error(errc::invalid_input, "input of a '" + def_name
                                                    + "' workflow must be a JSON object");
-      auto id = new_id(self, def_name);
+      auto minted = new_id(self, def_name);
+      if (!minted)
+        return minted.error();
+      auto& [id, created_ns] = *minted;
       workflow_row row;
       row.id = id;
       row.definition = def_name;
       row.version = def->version;
       row.idempotency_key = key;
-      row.created_ns = now_ns(self);
+      row.created_ns = created_ns;
       auto& e = st.workflows[id];
       e.last.id = id;
       e.last.definition = def_name;

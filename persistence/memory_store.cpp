@@ -71,6 +71,15 @@ public:
     return it == keys_.end() ? std::string{} : it->second;
   }
 
+  caf::expected<int64_t> created_ns_bound() const override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    int64_t newest = 0;
+    for (const auto& [id, wf] : workflows_)
+      if (wf.row)
+        newest = std::max(newest, wf.row->created_ns);
+    return newest;
+  }
+
   caf::expected<std::vector<workflow_row>> open_workflows() const override {
     std::lock_guard<std::mutex> guard{mtx_};
     std::vector<workflow_row> out;

@@ -315,6 +315,7 @@ public:
   caf::expected<workflow_row> workflow(const std::string& workflow_id) const override;
   caf::expected<std::string> find_key(const std::string& key) const override;
   caf::expected<std::vector<workflow_row>> open_workflows() const override;
+  caf::expected<int64_t> created_ns_bound() const override;
   caf::expected<std::vector<snapshot_record>>
   snapshot(const std::string& workflow_id) const override;
   caf::expected<std::vector<effect_record>> effect(const std::string& key) const override;
@@ -326,7 +327,7 @@ private:
     statement begin, commit, rollback;
     statement insert_event, last_event, upsert_workflow, key_owner, upsert_snapshot,
       insert_effect, insert_dead_letter;
-    statement read_events, read_workflow, open_workflows, read_snapshot, read_effect,
+    statement read_events, read_workflow, open_workflows, created_bound, read_snapshot, read_effect,
       read_dead_letters;
     statement purge_mark, purge_events, purge_snapshots, purge_effects, purge_workflows;
   };
@@ -554,6 +555,11 @@ caf::error sqlite_journal::prepare_all() {
     {&st_.read_events, "SELECT seq, wf_seq, kind, at_ns, payload FROM events"
                        " WHERE workflow_id = ?1 AND wf_seq > ?2 ORDER BY wf_seq"},
     {&st_.read_workflow, "SELECT " TROUPE_ROW_COLUMNS " FROM workflows WHERE id = ?1"},
+    // both through their partial indexes (workflows_open, workflows_done)
+    {&st_.created_bound,
+     "SELECT max(ifnull((SELECT max(created_ns) FROM workflows"
+     " WHERE status NOT IN ('completed', 'failed')), 0),"
+     " ifnull((SELECT max(updated_ns) FROM workflows WHERE status IN ('completed', 'failed')), 0))"},
     {&st_.open_workflows, "SELECT " TROUPE_ROW_COLUMNS " FROM workflows"
                           " WHERE status NOT IN ('completed', 'failed') ORDER BY created_ns, id"},
     {&st_.read_snapshot, "SELECT wf_seq, state FROM snapshots WHERE workflow_id = ?1"},
@@ -738,6 +744,15 @@ caf::expected<std::vector<workflow_row>> sqlite_journal::open_workflows() const 
                           [&](sqlite3_stmt* s) { out.push_back(row_at(s)); }))
     return err;
   return out;
+}
+
+caf::expected<int64_t> sqlite_journal::created_ns_bound() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  int64_t bound = 0;
+  if (auto err = each_row(st_.created_bound, "read the newest workflow time",
+                          [&](sqlite3_stmt* s) { bound = sqlite3_column_int64(s, 0); }))
+    return err;
+  return bound;
 }
 
 caf::expected<std::vector<snapshot_record>>

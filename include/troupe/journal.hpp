@@ -147,6 +147,11 @@ public:
   virtual caf::expected<std::string> find_key(const std::string& idempotency_key) const = 0;
   /// Rows of every workflow not yet completed or failed, oldest first.
   virtual caf::expected<std::vector<workflow_row>> open_workflows() const = 0;
+  /// No workflow row has a created_ns above this (0: no rows). The SQLite
+  /// store answers from its indexes: the highest of the open rows'
+  /// created_ns and the finished rows' updated_ns. The manager reads it
+  /// once, to mint ids that no row can have.
+  virtual caf::expected<int64_t> created_ns_bound() const = 0;
   /// The workflow's latest snapshot: 0 or 1 elements.
   virtual caf::expected<std::vector<snapshot_record>>
   snapshot(const std::string& workflow_id) const = 0;
@@ -186,6 +191,9 @@ public:
   }
   caf::expected<std::string> find_key(const std::string& key) const override {
     return target_->find_key(key);
+  }
+  caf::expected<int64_t> created_ns_bound() const override {
+    return target_->created_ns_bound();
   }
   caf::expected<std::vector<workflow_row>> open_workflows() const override {
     return target_->open_workflows();

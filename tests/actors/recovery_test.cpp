@@ -27,6 +27,7 @@ class counting_journal : public flaky_journal {
 public:
   using flaky_journal::flaky_journal;
   mutable size_t records_read = 0;
+  mutable size_t rows_read = 0;
   size_t appends = 0;
   std::string corrupt_workflow;
   caf::error append(std::vector<journal_write>& batch) override {
@@ -42,6 +43,10 @@ public:
         r->back().payload = "{not json";
     }
     return r;
+  }
+  caf::expected<workflow_row> workflow(const std::string& id) const override {
+    ++rows_read;
+    return flaky_journal::workflow(id);
   }
 };
 
@@ -552,6 +557,27 @@ TEST_CASE_METHOD(fixture, "workflow ids lead with their start time, so later wor
     CHECK(id.size() == std::string{"approval-"}.size() + 20);
   CHECK(std::is_sorted(ids.begin(), ids.end()));
   CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+}
+
+TEST_CASE_METHOD(fixture, "a restarted process with the same random seed and clock mints ids "
+                          "the journal has never seen, without reading it per start") {
+  define(gate_then_step());
+  boot();
+  std::vector<std::string> first;
+  for (int i = 0; i < 3; ++i)
+    first.push_back(start("approval"));
+  boots = 0; // the next boot draws the same random numbers as the first
+  restart();   // and the test clock has not moved
+  auto reads = counted->rows_read;
+  std::vector<std::string> second;
+  for (int i = 0; i < 3; ++i)
+    second.push_back(start("approval"));
+  CHECK(counted->rows_read == reads); // starting reads no workflow row
+  for (auto& id : second) {
+    CHECK(std::find(first.begin(), first.end(), id) == first.end());
+    CHECK(id > first.back()); // later than every row of the journal
+    CHECK(status_of(id) == workflow_status::parked);
+  }
 }
 
 TEST_CASE_METHOD(fixture, "a start still waiting for its first write when the runtime stops "
