@@ -433,6 +433,27 @@ TEST_CASE("open_workflows lists the unfinished workflows, oldest first", "[persi
   CHECK(f.store->open_workflows()->front().status == "parked");
 }
 
+TEST_CASE("no workflow row is created after created_ns_bound", "[persistence]") {
+  auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  store_fixture f{kind};
+  auto bound = [&] {
+    auto b = f.store->created_ns_bound();
+    REQUIRE(b);
+    return *b;
+  };
+  CHECK(bound() == 0);
+  std::vector<journal_write> b1{with_row(row("w1", "", "running", 30)),
+                                with_row(row("w2", "", "completed", 40, 45)),
+                                with_row(row("w3", "", "parked", 20))};
+  REQUIRE_FALSE(f.store->append(b1));
+  CHECK(bound() >= 40); // the newest row, finished
+  CHECK(bound() <= 45); // no later than anything the journal has seen
+  std::vector<journal_write> b2{with_row(row("w4", "", "running", 100))};
+  REQUIRE_FALSE(f.store->append(b2));
+  CHECK(bound() == 100);
+}
+
 TEST_CASE("a snapshot replaces an older one and never a newer one", "[persistence]") {
   auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
   CAPTURE(kind);
