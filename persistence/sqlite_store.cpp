@@ -8,18 +8,20 @@
 //
 // A troupe journal is a SQLite 3 database in WAL mode marked with
 //   PRAGMA application_id = 0x54525550 ("TRUP")
-//   PRAGMA user_version   = the schema version (1, see "Versions")
+//   PRAGMA user_version   = the schema version (2, see "Versions")
 //
 // events         one row per event, append-only
 //   seq          INTEGER PRIMARY KEY   the rowid; global order (I4)
-//   workflow_id  TEXT NOT NULL
+//   workflow     INTEGER NOT NULL   the workflow's workflows.n
 //   wf_seq       INTEGER NOT NULL   1, 2, ... within the workflow (I2)
 //   kind         TEXT NOT NULL      "step_completed", ...
 //   at_ns        INTEGER NOT NULL   event time
 //   payload      TEXT NOT NULL      the event, JSON (event codec)
-//   UNIQUE (workflow_id, wf_seq)    also the index read() walks
+//   UNIQUE (workflow, wf_seq)       also the index read() walks
 // workflows      one row per workflow (I3)
-//   id               TEXT PRIMARY KEY
+//   n                INTEGER PRIMARY KEY   the rowid: the workflow's number,
+//                                          assigned with its row, never changed
+//   id               TEXT NOT NULL UNIQUE
 //   definition       TEXT NOT NULL
 //   version          INTEGER NOT NULL
 //   idempotency_key  TEXT          NULL when the workflow has none
@@ -84,7 +86,12 @@
 // this build's is refused untouched: journal_unusable "... was written by a
 // newer troupe (schema N, this build knows up to M)". A format change edits
 // this comment, then appends a step.
-//   1  the tables above
+//   1  events.workflow_id TEXT (the id itself) and workflows.id TEXT PRIMARY
+//      KEY, no workflows.n
+//   2  events refer to their workflow by workflows.n: an index entry of a
+//      few bytes instead of the id's 30 or so, so the entries of the
+//      workflows in flight share index pages and a commit writes fewer of
+//      them. Step 2 rebuilds both tables (n in created_ns order).
 //
 // Opening. Nothing is written before the file is known to be ours or new:
 // a file that is not SQLite, or SQLite with another application_id, or with
@@ -99,10 +106,9 @@
 // checkpoint each 4000 WAL pages (fewer, larger checkpoints: a commit that
 // runs one takes longer, see bench/bench_journal.cpp).
 //
-// Cost. The index on (workflow_id, wf_seq) makes an append touch one index
-// page per workflow in the batch; with many workflows (random ids) that is
-// about one 4 KiB WAL frame per event, which bounds the rate more than the
-// fsync does.
+// Cost. The index on (workflow, wf_seq) makes an append touch the index
+// pages of the workflows in the batch. Numbers are assigned in start order
+// and entries are small, so the workflows in flight share a few pages.
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -126,7 +132,7 @@ namespace {
 
 constexpr int32_t troupe_application_id = 0x54525550;
 
-/// Bounds sqlite_journal::last_wf_seq_ (about 100 bytes an entry).
+/// Bounds sqlite_journal::known_ (about 100 bytes an entry).
 constexpr size_t max_cached_workflows = 100'000;
 
 const char* const migrations[] = {
@@ -175,6 +181,44 @@ CREATE TABLE dead_letters (
 CREATE TABLE journal_state (
   key TEXT PRIMARY KEY,
   value INTEGER NOT NULL);
+)sql",
+  // 1 -> 2
+  R"sql(
+CREATE TABLE workflows_2 (
+  n INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  definition TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  idempotency_key TEXT,
+  status TEXT NOT NULL CHECK (status IN ('running', 'parked', 'completed', 'failed')),
+  outcome TEXT NOT NULL,
+  created_ns INTEGER NOT NULL,
+  updated_ns INTEGER NOT NULL);
+INSERT INTO workflows_2 (id, definition, version, idempotency_key, status, outcome,
+                         created_ns, updated_ns)
+  SELECT id, definition, version, idempotency_key, status, outcome, created_ns, updated_ns
+  FROM workflows ORDER BY created_ns, id;
+CREATE TABLE events_2 (
+  seq INTEGER PRIMARY KEY,
+  workflow INTEGER NOT NULL,
+  wf_seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  at_ns INTEGER NOT NULL,
+  payload TEXT NOT NULL,
+  UNIQUE (workflow, wf_seq));
+INSERT INTO events_2 (seq, workflow, wf_seq, kind, at_ns, payload)
+  SELECT e.seq, w.n, e.wf_seq, e.kind, e.at_ns, e.payload
+  FROM events e JOIN workflows_2 w ON w.id = e.workflow_id ORDER BY e.seq;
+DROP TABLE events;
+DROP TABLE workflows;
+ALTER TABLE workflows_2 RENAME TO workflows;
+ALTER TABLE events_2 RENAME TO events;
+CREATE UNIQUE INDEX workflows_key ON workflows (idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+CREATE INDEX workflows_open ON workflows (created_ns, id)
+  WHERE status NOT IN ('completed', 'failed');
+CREATE INDEX workflows_done ON workflows (updated_ns)
+  WHERE status IN ('completed', 'failed');
 )sql",
 };
 
@@ -349,7 +393,9 @@ private:
   caf::error migrate();
   caf::error prepare_all();
   caf::error append_write(journal_write& w);
-  caf::error continue_events(const std::vector<journal_record>& events);
+  /// Checks I2 and I3 for the events of one write; sets `n` to their
+  /// workflow's number.
+  caf::error continue_events(const std::vector<journal_record>& events, int64_t& n);
   /// Binds `args` to `s`, steps it to the end and resets it. `doing` is a
   /// C string or a function making one, called only on failure.
   template <class Doing, class... Ts>
@@ -365,10 +411,15 @@ private:
   mutable std::mutex mtx_;
   statements st_;
   uint64_t next_seq_ = 1; ///< I4; guarded by mtx_ like everything below
-  /// The last wf_seq of workflows known to have a row (I2, I3), so that
-  /// appending to a busy workflow needs no lookup. Only this connection
-  /// writes the file; cleared after a failed append and by purge().
-  std::unordered_map<std::string, uint64_t> last_wf_seq_;
+  /// Workflows known to have a row (I3): their number and last wf_seq
+  /// (I2), so that appending to a busy workflow needs no lookup. Only this
+  /// connection writes the file; cleared after a failed append and by
+  /// purge().
+  struct known_workflow {
+    int64_t n = 0;
+    uint64_t last = 0;
+  };
+  std::unordered_map<std::string, known_workflow> known_;
 };
 
 template <class Doing, class... Ts>
@@ -532,11 +583,10 @@ caf::error sqlite_journal::prepare_all() {
     {&st_.begin, "BEGIN IMMEDIATE"},
     {&st_.commit, "COMMIT"},
     {&st_.rollback, "ROLLBACK"},
-    {&st_.insert_event, "INSERT INTO events (seq, workflow_id, wf_seq, kind, at_ns, payload)"
+    {&st_.insert_event, "INSERT INTO events (seq, workflow, wf_seq, kind, at_ns, payload)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
-    {&st_.last_event, "SELECT (SELECT wf_seq FROM events WHERE workflow_id = ?1"
-                      " ORDER BY wf_seq DESC LIMIT 1),"
-                      " EXISTS (SELECT 1 FROM workflows WHERE id = ?1)"},
+    {&st_.last_event, "SELECT n, (SELECT max(wf_seq) FROM events WHERE workflow = n)"
+                      " FROM workflows WHERE id = ?1"},
     {&st_.upsert_workflow,
      "INSERT INTO workflows (id, definition, version, idempotency_key, status, outcome,"
      " created_ns, updated_ns) VALUES (?1, ?2, ?3, NULLIF(?4, ''), ?5, ?6, ?7, ?8)"
@@ -553,7 +603,8 @@ caf::error sqlite_journal::prepare_all() {
     {&st_.insert_dead_letter, "INSERT INTO dead_letters (workflow_id, node, outcome, reason,"
                               " at_ns) VALUES (?1, ?2, ?3, ?4, ?5)"},
     {&st_.read_events, "SELECT seq, wf_seq, kind, at_ns, payload FROM events"
-                       " WHERE workflow_id = ?1 AND wf_seq > ?2 ORDER BY wf_seq"},
+                       " WHERE workflow = (SELECT n FROM workflows WHERE id = ?1)"
+                       " AND wf_seq > ?2 ORDER BY wf_seq"},
     {&st_.read_workflow, "SELECT " TROUPE_ROW_COLUMNS " FROM workflows WHERE id = ?1"},
     // both through their partial indexes (workflows_open, workflows_done)
     {&st_.created_bound,
@@ -568,7 +619,8 @@ caf::error sqlite_journal::prepare_all() {
                              " FROM dead_letters ORDER BY id"},
     {&st_.purge_mark, "INSERT INTO journal_state (key, value) VALUES ('purged_seq', ?1)"
                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value"},
-    {&st_.purge_events, "DELETE FROM events WHERE workflow_id IN " TROUPE_PURGED},
+    {&st_.purge_events, "DELETE FROM events WHERE workflow IN (SELECT n FROM workflows"
+                        " WHERE status IN ('completed', 'failed') AND updated_ns < ?1)"},
     {&st_.purge_snapshots, "DELETE FROM snapshots WHERE workflow_id IN " TROUPE_PURGED},
     {&st_.purge_effects, "DELETE FROM effects WHERE workflow_id IN " TROUPE_PURGED},
     {&st_.purge_workflows, "DELETE FROM workflows"
@@ -607,7 +659,7 @@ caf::error sqlite_journal::append(std::vector<journal_write>& batch) {
   if (err) { // I1: nothing of a failed batch stays
     roll_back();
     next_seq_ = first_seq;
-    last_wf_seq_.clear();
+    known_.clear();
     for (auto& w : batch)
       for (auto& e : w.events)
         e.seq = 0;
@@ -634,23 +686,24 @@ caf::error sqlite_journal::append_write(journal_write& w) {
       return err;
   }
   if (!w.events.empty()) {
-    if (auto err = continue_events(w.events))
+    int64_t n = 0;
+    if (auto err = continue_events(w.events, n))
       return err;
     for (auto& e : w.events) {
       auto doing = [&] {
         return "append: event " + e.workflow_id + "#" + std::to_string(e.wf_seq);
       };
-      auto err = run(st_.insert_event, doing, as_int(next_seq_), e.workflow_id,
-                     as_int(e.wf_seq), e.kind, e.at_ns, e.payload);
+      auto err = run(st_.insert_event, doing, as_int(next_seq_), n, as_int(e.wf_seq), e.kind,
+                     e.at_ns, e.payload);
       if (err)
         return err;
       e.seq = next_seq_++; // I4
     }
-    last_wf_seq_[w.events.front().workflow_id] = w.events.back().wf_seq;
+    known_[w.events.front().workflow_id] = {n, w.events.back().wf_seq};
   }
   for (const auto& row : w.workflow) // a finished workflow takes no more events
     if (row.finished())
-      last_wf_seq_.erase(row.id);
+      known_.erase(row.id);
   for (const auto& snap : w.snapshot) // I7 in the statement's WHERE
     if (auto err = run(st_.upsert_snapshot,
                        [&] { return "append: snapshot of '" + snap.workflow_id + "'"; },
@@ -671,24 +724,27 @@ caf::error sqlite_journal::append_write(journal_write& w) {
 /// I2 across writes and I3: the events continue the workflow's stored ones
 /// and the workflow has a row. One indexed lookup for a workflow not seen
 /// since the store opened (or since the cache was cleared).
-caf::error sqlite_journal::continue_events(const std::vector<journal_record>& events) {
+caf::error sqlite_journal::continue_events(const std::vector<journal_record>& events,
+                                           int64_t& n) {
   const auto& first = events.front();
   uint64_t last = 0;
-  if (auto it = last_wf_seq_.find(first.workflow_id); it != last_wf_seq_.end()) {
-    last = it->second;
+  if (auto it = known_.find(first.workflow_id); it != known_.end()) {
+    n = it->second.n;
+    last = it->second.last;
   } else {
     bool has_row = false;
     auto err = each_row(st_.last_event, "append: read the last event", [&](sqlite3_stmt* s) {
-      last = static_cast<uint64_t>(sqlite3_column_int64(s, 0)); // NULL: 0
-      has_row = sqlite3_column_int(s, 1) != 0;
+      has_row = true;
+      n = sqlite3_column_int64(s, 0);
+      last = static_cast<uint64_t>(sqlite3_column_int64(s, 1)); // NULL: 0
     }, first.workflow_id);
     if (err)
       return err;
     if (!has_row)
       return refuse_write("workflow '" + first.workflow_id
                           + "': has no row (a workflow's row comes with its first event)");
-    if (last_wf_seq_.size() >= max_cached_workflows)
-      last_wf_seq_.clear();
+    if (known_.size() >= max_cached_workflows)
+      known_.clear();
   }
   if (first.wf_seq <= last)
     return refuse_write("workflow '" + first.workflow_id + "': event wf_seq "
@@ -793,7 +849,7 @@ caf::expected<std::vector<dead_letter_record>> sqlite_journal::dead_letters() co
 
 caf::expected<uint64_t> sqlite_journal::purge(int64_t before_ns) {
   std::lock_guard<std::mutex> guard{mtx_};
-  last_wf_seq_.clear();
+  known_.clear();
   auto err = run(st_.begin, "purge: begin");
   if (!err) // I4: the seqs of purged events stay used
     err = run(st_.purge_mark, "purge", as_int(next_seq_ - 1));

@@ -190,7 +190,7 @@ TEST_CASE("a SQLite journal never reuses a seq, even after purging the highest a
   CHECK(next[0].events[0].seq == highest + 1);
 }
 
-TEST_CASE("a SQLite journal is WAL mode, marked as troupe's, schema 1, held exclusively",
+TEST_CASE("a SQLite journal is WAL mode, marked as troupe's, schema 2, held exclusively",
           "[persistence]") {
   temp_dir dir;
   auto path = dir.file("j.db");
@@ -206,7 +206,7 @@ TEST_CASE("a SQLite journal is WAL mode, marked as troupe's, schema 1, held excl
   CHECK(header.compare(0, 16, std::string{"SQLite format 3", 16}) == 0);
   CHECK(header[18] == 2); // WAL read and write versions
   CHECK(header[19] == 2);
-  CHECK(be32(header, 60) == 1);          // user_version
+  CHECK(be32(header, 60) == 2);          // user_version
   CHECK(be32(header, 68) == 0x54525550); // application_id
   auto tables = sql_on(path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM"
                              " sqlite_master WHERE type = 'table' ORDER BY name)");
@@ -275,8 +275,61 @@ TEST_CASE("a journal written by a newer troupe is refused untouched", "[persiste
   temp_dir dir;
   auto path = dir.file("j.db");
   make_journal(path);
-  sql_on(path, "PRAGMA user_version = 2");
-  check_refused(path, "was written by a newer troupe (schema 2, this build knows up to 1)");
+  sql_on(path, "PRAGMA user_version = 3");
+  check_refused(path, "was written by a newer troupe (schema 3, this build knows up to 2)");
+}
+
+// tests/persistence/data/journal-v1.db: written by the schema 1 build
+// (`troupe run ledger --workflows 8`, SIGKILLed at its 25th fsync, then
+// opened and closed once to checkpoint it): 8 workflows with idempotency
+// keys, 7 open and 1 failed, 48 events, recorded effects.
+TEST_CASE("a schema 1 journal opens as schema 2 with every record intact, and takes appends",
+          "[persistence]") {
+  temp_dir dir;
+  auto path = dir.file("v1.db");
+  std::filesystem::copy_file(std::string{TROUPE_TEST_DATA} + "/journal-v1.db", path);
+  REQUIRE(sql_on(path, "PRAGMA user_version") == "1");
+  auto all = [&](const std::string& events_from) {
+    return sql_on(path, "SELECT group_concat(x, '|') FROM (SELECT id || ' ' || seq || ' '"
+                        " || wf_seq || ' ' || kind || ' ' || at_ns || ' ' || payload AS x FROM "
+                        + events_from + " ORDER BY seq)");
+  };
+  const std::string rows_sql =
+    "SELECT group_concat(x, '|') FROM (SELECT id || ' ' || definition || ' ' || version"
+    " || ' ' || ifnull(idempotency_key, '-') || ' ' || status || ' ' || outcome || ' '"
+    " || created_ns || ' ' || updated_ns AS x FROM workflows ORDER BY id)";
+  const std::string effects_sql =
+    "SELECT group_concat(x, '|') FROM (SELECT key || ' ' || workflow_id || ' ' || result"
+    " AS x FROM effects ORDER BY key)";
+  auto events_1 = all("(SELECT workflow_id AS id, * FROM events)");
+  auto rows_1 = sql_on(path, rows_sql);
+  auto effects_1 = sql_on(path, effects_sql);
+  REQUIRE(std::count(events_1.begin(), events_1.end(), '|') == 47);
+  std::string open_id;
+  {
+    auto store = open_ok(at(path));
+    auto open = store->open_workflows();
+    REQUIRE(open);
+    CHECK(open->size() == 7);
+    open_id = open->front().id;
+    auto before = store->read(open_id);
+    REQUIRE(before);
+    REQUIRE(!before->empty());
+    CHECK(store->find_key("order-0").value() == "ledger-01a2024ed0dcdf6d1da8");
+    std::vector<journal_write> more{step(open_id, before->back().wf_seq + 1)};
+    REQUIRE_FALSE(store->append(more));
+    CHECK(more[0].events[0].seq == 49); // after the 48 of schema 1
+    auto after = store->read(open_id);
+    REQUIRE(after);
+    CHECK(after->size() == before->size() + 1);
+    CHECK(after->back().kind == "step_completed");
+  }
+  CHECK(sql_on(path, "PRAGMA user_version") == "2");
+  auto events_2 = all("(SELECT w.id AS id, e.* FROM events e JOIN workflows w ON w.n = e.workflow"
+                      " WHERE e.seq <= 48)");
+  CHECK(events_2 == events_1);
+  CHECK(sql_on(path, rows_sql) == rows_1);
+  CHECK(sql_on(path, effects_sql) == effects_1);
 }
 
 TEST_CASE("a journal open in one store is refused to a second, until the first closes",
