@@ -27,5 +27,6 @@ using purge_atom = caf::atom_constant<caf::atom("purge")>;
 using recover_atom = caf::atom_constant<caf::atom("recover")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+using key_atom = caf::atom_constant<caf::atom("key")>;
 
 } // namespace troupe

@@ -45,11 +45,21 @@ struct entry {
   std::vector<caf::response_promise> starting;
 };
 
+/// A start with an idempotency key, while the journal is asked for the key.
+struct keyed_start {
+  std::string definition;
+  std::string input;
+  std::string key;
+  caf::response_promise rp;
+};
+
 struct manager_state {
   manager_env env;
   std::shared_ptr<agent_runners> runners; ///< every workflow's attempts run there
   std::unordered_map<std::string, entry> workflows;
   std::unordered_map<std::string, std::string> by_key; ///< keys of workflows in memory
+  /// Starts waiting for the journal writer's answer: is their key journaled?
+  std::unordered_map<std::string, std::vector<keyed_start>> key_lookups;
   std::unordered_map<caf::actor_addr, std::string> by_addr;
   std::unordered_map<std::string, std::string> quarantined; ///< id -> why
   std::multimap<int64_t, std::string> wakes; ///< workflows by wake_at
@@ -378,6 +388,94 @@ caf::expected<std::pair<std::string, int64_t>> new_id(self_ptr self, const std::
   }
 }
 
+// A start whose key belongs to a workflow in memory gets that workflow's
+// id, now or once its first write is durable. False: the key is not here.
+bool join_same_key(self_ptr self, const std::string& key, caf::response_promise& rp) {
+  auto& st = self->state;
+  auto i = st.by_key.find(key);
+  if (i == st.by_key.end())
+    return false;
+  auto& e = st.workflows.at(i->second);
+  if (e.durable)
+    rp.deliver(i->second);
+  else
+    e.starting.push_back(rp);
+  return true;
+}
+
+// Starts a new workflow; `rp` gets its id once its first write is durable
+// (see answer_start), or the reason it cannot start.
+void start_new(self_ptr self, const std::string& def_name, const std::string& input_json,
+               const std::string& key, caf::response_promise& rp) {
+  auto& st = self->state;
+  auto def = st.env.reg->find_definition(def_name);
+  if (!def) {
+    rp.deliver(make_error(errc::unknown_definition,
+                          "no definition named '" + def_name + "' is registered"));
+    return;
+  }
+  auto input = nlohmann::json::parse(input_json, nullptr, false);
+  if (input.is_discarded() || !input.is_object()) {
+    rp.deliver(make_error(errc::invalid_input,
+                          "input of a '" + def_name + "' workflow must be a JSON object"));
+    return;
+  }
+  auto minted = new_id(self, def_name);
+  if (!minted) {
+    rp.deliver(minted.error());
+    return;
+  }
+  auto& [id, created_ns] = *minted;
+  workflow_row row;
+  row.id = id;
+  row.definition = def_name;
+  row.version = def->version;
+  row.idempotency_key = key;
+  row.created_ns = created_ns;
+  auto& e = st.workflows[id];
+  e.last.id = id;
+  e.last.definition = def_name;
+  e.idempotency_key = key;
+  e.durable = false;
+  e.starting.push_back(rp);
+  track(self, id, e,
+        spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(input),
+                       st.env.random->next()));
+  if (!key.empty())
+    st.by_key.emplace(key, id);
+}
+
+// Asks the journal writer whether a key not in memory is in the journal:
+// the store's lock is held through every commit, and the manager must not
+// wait on it. Starts with the same key wait for the one answer.
+void look_up_key(self_ptr self, keyed_start s) {
+  auto& st = self->state;
+  auto key = s.key;
+  auto& waiting = st.key_lookups[key];
+  waiting.push_back(std::move(s));
+  if (waiting.size() > 1)
+    return;
+  auto answer = [self, key](caf::expected<std::string> owner) {
+    auto& st = self->state;
+    auto node = st.key_lookups.extract(key);
+    if (node.empty())
+      return; // answered shutting_down by the stop
+    for (auto& w : node.mapped()) {
+      if (!owner)
+        w.rp.deliver(owner.error());
+      else if (!owner->empty())
+        w.rp.deliver(*owner); // in the journal: that workflow, as before a restart
+      else if (st.stopping)
+        w.rp.deliver(make_error(errc::shutting_down, "the runtime is shutting down"));
+      else if (!join_same_key(self, key, w.rp)) // the first one starts it, the rest join
+        start_new(self, w.definition, w.input, key, w.rp);
+    }
+  };
+  self->request(st.env.journal, caf::infinite, key_atom::value, key)
+    .then([answer](std::string& owner) { answer(std::move(owner)); },
+          [answer](caf::error& err) { answer(std::move(err)); });
+}
+
 // Routes a signal to the workflow's actor, waking it if passive. If the
 // actor passivated while the signal was on its way (the signal bounced),
 // it is woken and the signal sent again.
@@ -469,6 +567,10 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
         p.deliver(make_error(errc::shutting_down, "workflow " + id + " was starting"));
       e.starting.clear();
     }
+    for (auto& [key, waiting] : st.key_lookups)
+      for (auto& w : waiting)
+        w.rp.deliver(make_error(errc::shutting_down, "the runtime is shutting down"));
+    st.key_lookups.clear();
     if (st.by_addr.empty())
       self->quit(st.stopping);
   });
@@ -480,51 +582,11 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       auto& st = self->state;
       if (st.stopping)
         return make_error(errc::shutting_down, "the runtime is shutting down");
-      if (!key.empty()) {
-        if (auto i = st.by_key.find(key); i != st.by_key.end()) {
-          auto& e = st.workflows.at(i->second);
-          if (e.durable)
-            return i->second;
-          auto rp = self->make_response_promise();
-          e.starting.push_back(rp);
-          return rp;
-        }
-        auto known = st.env.store->find_key(key);
-        if (!known)
-          return known.error();
-        if (!known->empty())
-          return *known;
-      }
-      auto def = st.env.reg->find_definition(def_name);
-      if (!def)
-        return make_error(errc::unknown_definition,
-                          "no definition named '" + def_name + "' is registered");
-      auto input = nlohmann::json::parse(input_json, nullptr, false);
-      if (input.is_discarded() || !input.is_object())
-        return make_error(errc::invalid_input, "input of a '" + def_name
-                                                   + "' workflow must be a JSON object");
-      auto minted = new_id(self, def_name);
-      if (!minted)
-        return minted.error();
-      auto& [id, created_ns] = *minted;
-      workflow_row row;
-      row.id = id;
-      row.definition = def_name;
-      row.version = def->version;
-      row.idempotency_key = key;
-      row.created_ns = created_ns;
-      auto& e = st.workflows[id];
-      e.last.id = id;
-      e.last.definition = def_name;
-      e.idempotency_key = key;
-      e.durable = false;
       auto rp = self->make_response_promise();
-      e.starting.push_back(rp);
-      track(self, id, e,
-            spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(input),
-                           st.env.random->next()));
-      if (!key.empty())
-        st.by_key.emplace(key, id);
+      if (key.empty())
+        start_new(self, def_name, input_json, key, rp);
+      else if (!join_same_key(self, key, rp)) // not in memory: in the journal?
+        look_up_key(self, {def_name, input_json, key, rp});
       return rp;
     },
     [self](signal_atom, const signal_msg& s) {

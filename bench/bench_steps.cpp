@@ -64,6 +64,7 @@ struct bench_options {
   size_t drivers = 16; ///< threads calling start/await (at most the concurrency)
   std::string journal;              ///< "" = in-memory journal
   std::string synchronous = "full"; ///< with `journal`
+  bool keyed = false; ///< every start() with its own idempotency key
   size_t waiting = 0;   ///< >0: the waiting-agents run instead of the levels
   double hold_s = 2.0;  ///< model latency in the waiting run
 };
@@ -341,8 +342,11 @@ level_result run_level(const bench_options& opt, size_t concurrency, step_timing
       threads.emplace_back([&, d] {
         auto& p = part[d];
         std::deque<std::pair<std::string, size_t>> in_flight; // id, slot
+        size_t starts = 0;
         auto start_one = [&](size_t slot) {
-          auto id = rt.start("bench", json{{"slot", slot}});
+          auto key = opt.keyed ? "k" + std::to_string(d) + "-" + std::to_string(starts) : "";
+          ++starts;
+          auto id = rt.start("bench", json{{"slot", slot}}, key);
           if (id)
             in_flight.emplace_back(std::move(*id), slot);
           else if (p.error.empty())
@@ -475,6 +479,9 @@ int main(int argc, char** argv) {
   app.add_option("--journal", opt.journal,
                  "SQLite journal: level c uses a fresh file PATH.c<c>, deleted afterwards "
                  "(default: the in-memory journal)");
+  app.add_flag("--keyed", opt.keyed,
+               "Start every workflow with an idempotency key of its own (each start then "
+               "looks its key up in the journal)");
   app.add_option("--synchronous", opt.synchronous, "PRAGMA synchronous of --journal")
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();

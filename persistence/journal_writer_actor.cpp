@@ -100,6 +100,12 @@ caf::behavior journal_writer(writer_actor* self, std::shared_ptr<journal_store> 
         return write_failed(found.error(), 0);
       return std::move(*found);
     },
+    [self](key_atom, const std::string& key) -> caf::result<std::string> {
+      auto found = self->state.store->find_key(key);
+      if (!found)
+        return found.error();
+      return std::move(*found);
+    },
     [self](purge_atom, int64_t before_ns) -> caf::result<uint64_t> {
       auto n = self->state.store->purge(before_ns);
       if (!n)

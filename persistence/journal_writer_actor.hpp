@@ -14,6 +14,10 @@
 //       records the effect unless its key is recorded already (group-
 //       committed like any write), then answers with the recorded one: the
 //       first write of a key wins, later ones get the first's result.
+//   (key_atom, std::string key) -> std::string
+//       the id of the workflow started with idempotency key `key`, or "",
+//       read at once (between two batches); the manager asks here so that
+//       it never waits on the store's lock itself.
 //   (purge_atom, int64_t before_ns) -> uint64_t
 //       store->purge(before_ns), between two batches.
 //   (flush_atom)                                 internal: commits one batch.

@@ -48,6 +48,12 @@ public:
     ++rows_read;
     return flaky_journal::workflow(id);
   }
+  bool keys_failing = false;
+  caf::expected<std::string> find_key(const std::string& key) const override {
+    if (keys_failing)
+      return make_error(errc::journal_unusable, "injected: cannot read keys");
+    return flaky_journal::find_key(key);
+  }
 };
 
 struct fixture : actor_fixture {
@@ -542,6 +548,30 @@ TEST_CASE_METHOD(fixture, "two starts with one key before the first is durable b
   auto open = store->open_workflows();
   REQUIRE(open);
   CHECK(open->size() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "starts whose key the journal cannot look up get the error and "
+                          "start nothing; the key works once the journal does") {
+  define(gate_then_step());
+  boot();
+  counted->keys_failing = true;
+  for (int i = 0; i < 2; ++i) // the second joins the first's lookup
+    self->send(manager, start_atom::value, std::string{"approval"}, std::string{"{}"},
+               std::string{"order-4"});
+  sched.run();
+  for (int i = 0; i < 2; ++i) {
+    caf::error err;
+    self->receive([&](std::string&) { FAIL("started without knowing the key is new"); },
+                  [&](caf::error& e) { err = e; },
+                  caf::after(std::chrono::seconds(0)) >> [] { FAIL("start never answered"); });
+    CHECK(is(err, errc::journal_unusable));
+  }
+  CHECK(store->open_workflows()->empty());
+  counted->keys_failing = false;
+  auto id = call<std::string>(start_atom::value, std::string{"approval"}, std::string{"{}"},
+                              std::string{"order-4"});
+  REQUIRE(id);
+  CHECK(store->find_key("order-4").value() == *id);
 }
 
 TEST_CASE_METHOD(fixture, "workflow ids lead with their start time, so later workflows sort "
