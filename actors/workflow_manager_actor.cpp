@@ -355,6 +355,9 @@ caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep,
   return {};
 }
 
+/// Ids minted within one ms of the id clock before it moves on (new_id).
+constexpr size_t max_ids_per_ms = 4096;
+
 // "<definition>-<12 hex: ms><8 hex: random>", and the workflow's created_ns.
 // The ms is the clock's (since the epoch with the runtime's default clock),
 // raised if needed above every row of the journal (created_ns_bound, read
@@ -373,6 +376,10 @@ caf::expected<std::pair<std::string, int64_t>> new_id(self_ptr self, const std::
   }
   auto now = now_ns(self);
   auto ms = std::max({now / 1'000'000, *st.journal_floor_ms + 1, st.id_ms});
+  // A clock that stands still, or reads behind the journal, would keep ms
+  // (and ids_this_ms) forever: past a bound, ids move on to the next ms.
+  if (ms == st.id_ms && st.ids_this_ms.size() >= max_ids_per_ms)
+    ++ms;
   if (ms != st.id_ms) {
     st.id_ms = ms;
     st.ids_this_ms.clear();

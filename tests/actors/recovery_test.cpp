@@ -1,6 +1,8 @@
 // Recovery, passivation, idempotency and effects under deterministic time.
 // A "restart" stops every actor of the runtime (nothing is written on the
 // way down) and boots new ones over the same journal store, then recovers.
+#include <set>
+
 #include "actors/actor_fixture.hpp"
 #include "persistence/recovery.hpp"
 
@@ -548,6 +550,30 @@ TEST_CASE_METHOD(fixture, "two starts with one key before the first is durable b
   auto open = store->open_workflows();
   REQUIRE(open);
   CHECK(open->size() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "under a clock that stands still, ids stay unique and move on to "
+                          "the next ms after 4096 of them") {
+  define(gate_then_step());
+  boot();
+  // The test clock does not move: every start reads the same ms.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4102; ++i)
+    self->send(manager, start_atom::value, std::string{"approval"}, std::string{"{}"},
+               std::string{});
+  sched.run();
+  bool more = true;
+  while (more)
+    self->receive([&](std::string& id) { ids.push_back(id); },
+                  caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+  REQUIRE(ids.size() == 4102);
+  auto ms_of = [](const std::string& id) { return id.substr(id.size() - 20, 12); };
+  std::set<std::string> unique(ids.begin(), ids.end());
+  CHECK(unique.size() == ids.size());
+  std::set<std::string> ms;
+  for (auto& id : ids)
+    ms.insert(ms_of(id));
+  CHECK(ms.size() == 2); // 4096 ids in the clock's ms, the rest in the next
 }
 
 TEST_CASE_METHOD(fixture, "starts whose key the journal cannot look up get the error and "
