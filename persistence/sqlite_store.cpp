@@ -391,6 +391,7 @@ private:
   caf::error query_one(const char* sql, const char* doing, F f);
   caf::error check_file();
   caf::error migrate();
+  caf::error check_migration(int from);
   caf::error prepare_all();
   caf::error append_write(journal_write& w);
   /// Checks I2 and I3 for the events of one write; sets `n` to their
@@ -560,6 +561,8 @@ caf::error sqlite_journal::migrate() {
     return err;
   for (int k = version; k < schema_version; ++k) {
     auto doing = "open: migrate to schema " + std::to_string(k + 1);
+    if (auto err = check_migration(k))
+      return err;
     if (auto err = exec(migrations[k], doing.c_str()))
       return err;
   }
@@ -570,6 +573,26 @@ caf::error sqlite_journal::migrate() {
       return err;
   }
   return exec("COMMIT", "open: commit");
+}
+
+/// Refuses a step that would not carry every record over. Step 1 -> 2
+/// joins each event to its workflow's row, so an event without a row (a
+/// file that breaks I3) would be lost.
+caf::error sqlite_journal::check_migration(int from) {
+  if (from != 1)
+    return {};
+  int64_t orphans = 0;
+  auto err = query_one("SELECT count(*) FROM events e"
+                       " WHERE NOT EXISTS (SELECT 1 FROM workflows w WHERE w.id = e.workflow_id)",
+                       "open: check schema 1 before migrating",
+                       [&](sqlite3_stmt* s) { orphans = sqlite3_column_int64(s, 0); });
+  if (err)
+    return err;
+  if (orphans > 0)
+    return refuse("has " + std::to_string(orphans) + " events without a workflow row (schema 1,"
+                  " invariant I3): migrating it to schema 2 would lose them, so it is left as"
+                  " it is");
+  return {};
 }
 
 caf::error sqlite_journal::prepare_all() {

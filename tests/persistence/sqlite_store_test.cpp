@@ -332,6 +332,17 @@ TEST_CASE("a schema 1 journal opens as schema 2 with every record intact, and ta
   CHECK(sql_on(path, effects_sql) == effects_1);
 }
 
+TEST_CASE("a schema 1 journal with events but no row for their workflow is refused, not "
+          "migrated at a loss", "[persistence]") {
+  temp_dir dir;
+  auto path = dir.file("v1.db");
+  std::filesystem::copy_file(std::string{TROUPE_TEST_DATA} + "/journal-v1.db", path);
+  sql_on(path, "DELETE FROM workflows WHERE id = 'ledger-01a2024ed0dcdf6d1da8'");
+  check_refused(path, "has 6 events without a workflow row");
+  CHECK(sql_on(path, "PRAGMA user_version") == "1");
+  CHECK(sql_on(path, "SELECT count(*) FROM events") == "48");
+}
+
 TEST_CASE("a journal open in one store is refused to a second, until the first closes",
           "[persistence]") {
   temp_dir dir;
