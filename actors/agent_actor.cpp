@@ -15,11 +15,11 @@ namespace troupe {
 
 namespace {
 
-using stop_flag = std::shared_ptr<std::atomic<bool>>;
+using stop_flag = agent_runners::stop_flag;
 
 class agent_runner;
 
-/// One attempt_ctx on a runner: the step_context its agent sees. Every call
+/// One attempt on a runner: the step_context its agent sees. Every call
 /// happens on the runner's actor. Once done it only waits to be erased.
 class attempt_ctx final : public step_context {
 public:
@@ -58,7 +58,7 @@ public:
     report(std::move(r));
   }
 
-  /// Runs agent code; an exception escaping it fails the attempt_ctx as crashed.
+  /// Runs agent code; an exception escaping it fails the attempt as crashed.
   template <class F>
   void guarded(F&& f) {
     try {
@@ -152,7 +152,7 @@ public:
     attempts_.clear();
   }
 
-  /// The attempt_ctx `k` if it is still running (not reported, not cancelled).
+  /// The attempt `k` if it is still running (not reported, not cancelled).
   attempt_ctx* find(const attempt_key& k) {
     auto i = attempts_.find(k);
     return i == attempts_.end() || i->second->done() ? nullptr : i->second.get();
@@ -166,7 +166,7 @@ public:
       attempts_.erase(i);
   }
 
-  /// Runs `f` on the attempt_ctx `k` if it is still running, then settles it.
+  /// Runs `f` on the attempt `k` if it is still running, then settles it.
   template <class F>
   void resume(const attempt_key& k, F&& f) {
     if (auto* a = find(k)) {
@@ -248,7 +248,7 @@ void attempt_ctx::effect(const std::string& name, effect_fn fn, effect_handler t
             rec.result = fn(key).dump();
             rec.key = key;
           });
-          if (rec.key.empty()) { // fn threw: the attempt_ctx has failed
+          if (rec.key.empty()) { // fn threw: the attempt has failed
             --a.pending_;
             return;
           }
@@ -286,8 +286,7 @@ agent_runners::agent_runners(caf::actor_system& sys, caf::actor model, caf::acto
   : sys_(sys), model_(std::move(model)), journal_(std::move(journal)),
     width_(width == 0 ? 1 : width) {}
 
-caf::actor agent_runners::spawn_runner(const agent_ptr& impl,
-                                       const std::shared_ptr<std::atomic<bool>>& stopped) {
+caf::actor agent_runners::spawn_runner(const agent_ptr& impl, const stop_flag& stopped) {
   return sys_.spawn<agent_runner>(impl, model_, journal_, stopped);
 }
 

@@ -22,8 +22,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -60,6 +60,9 @@ namespace troupe {
 /// by the manager (which stops them when it stops) and its workflows.
 class agent_runners {
 public:
+  /// Set by a runner as it exits; pick() then replaces it.
+  using stop_flag = std::shared_ptr<std::atomic<bool>>;
+
   /// `width` runners per agent; `model` answers (ask_atom, llm_request);
   /// `journal` is the journal writer (effects).
   agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal, size_t width);
@@ -75,11 +78,10 @@ public:
 private:
   struct slot {
     caf::actor runner;
-    std::shared_ptr<std::atomic<bool>> stopped; ///< set when the runner exits
+    stop_flag stopped;
   };
 
-  caf::actor spawn_runner(const agent_ptr& impl,
-                          const std::shared_ptr<std::atomic<bool>>& stopped);
+  caf::actor spawn_runner(const agent_ptr& impl, const stop_flag& stopped);
 
   caf::actor_system& sys_;
   caf::actor model_;
