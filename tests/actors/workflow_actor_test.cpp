@@ -2,6 +2,7 @@
 // bad output, budgets, gates, stale replies and journal failures, each
 // caused on purpose and asserted against the journal.
 #include "actors/actor_fixture.hpp"
+#include "actors/workflow_actor.hpp"
 
 using namespace troupe;
 using namespace troupe::testing;
@@ -570,4 +571,38 @@ TEST_CASE_METHOD(fixture, "a journal writer that dies stops its workflows with "
   CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
   CHECK(s.outcome == "journal_write_failed");
   CHECK(s.reason.find("request_receiver_down") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "an attempt whose agent's runners have stopped fails as crashed and is "
+                          "routed like any crash") {
+  define(retry_then_gate("asker").build());
+  boot();
+  // A workflow spawned over a pool already stopped (the manager stops its
+  // pool only after every workflow is down, so this is the guard's case).
+  auto runners = std::make_shared<agent_runners>(sys, model, journal, 1);
+  runners->stop();
+  workflow_env env;
+  env.def = reg->find_definition("retry");
+  env.agents = reg->agents();
+  env.runners = runners;
+  env.journal = journal;
+  env.model = model;
+  env.timers = timers;
+  workflow_row row;
+  row.id = "retry-orphan";
+  row.definition = "retry";
+  row.version = env.def->version;
+  auto wf = spawn_workflow(sys, env, row, nlohmann::json::object(), 1);
+  sched.run();
+  while (trigger_timeout()) // the retries' backoff
+    sched.run();
+  CHECK(trace(row.id) == std::vector<std::string>{
+                           "workflow_started", "step_scheduled a#1", "step_failed a#1 crashed",
+                           "timer_fired retry_backoff", "step_scheduled a#2",
+                           "step_failed a#2 crashed", "timer_fired retry_backoff",
+                           "step_scheduled a#3", "step_failed a#3 crashed"});
+  auto failed = std::get<kernel::step_failed>(events(row.id).at(2));
+  CHECK_THAT(failed.reason, Catch::Contains("agent runners stopped"));
+  caf::anon_send_exit(wf, caf::exit_reason::user_shutdown);
+  sched.run();
 }
