@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <optional>
 #include <unordered_map>
@@ -69,10 +70,19 @@ struct manager_state {
   int64_t id_ms = 0;                       ///< the ms of the last id minted
   std::unordered_set<std::string> ids_this_ms;
   uint64_t next_waiter = 1;
+  /// The last workflows to finish, answered from here: an await or status
+  /// just after the end (the usual case) does not read the journal on this
+  /// thread, where it would wait for the store behind a commit. Terminal
+  /// infos never change; a purge clears it.
+  std::unordered_map<std::string, info_msg> finished_recently;
+  std::deque<std::string> finished_order; ///< oldest first
   static inline const char* name = "troupe.workflow_manager";
 };
 
 using self_ptr = caf::stateful_actor<manager_state>*;
+
+/// How many finished workflows finished_recently keeps.
+constexpr size_t finished_kept = 1024;
 
 int64_t now_ns(self_ptr self) {
   if (auto& c = self->state.env.clock)
@@ -211,6 +221,17 @@ bool answer_start(self_ptr self, const std::string& id, entry& e, const info_msg
   return false;
 }
 
+void remember_finished(self_ptr self, const info_msg& m) {
+  auto& st = self->state;
+  if (!st.finished_recently.emplace(m.id, m).second)
+    return;
+  st.finished_order.push_back(m.id);
+  if (st.finished_order.size() > finished_kept) {
+    st.finished_recently.erase(st.finished_order.front());
+    st.finished_order.pop_front();
+  }
+}
+
 void update(self_ptr self, const std::string& id, entry& e, info_msg m) {
   if (!e.durable && !answer_start(self, id, e, m))
     return;
@@ -229,8 +250,10 @@ void update(self_ptr self, const std::string& id, entry& e, info_msg m) {
   if (finished(e.last) || passive)
     untrack(self, e);
   if (finished(e.last)) {
-    if (!e.last.stopped) // else kept: the journal still has it open
+    if (!e.last.stopped) { // else kept: the journal still has it open
+      remember_finished(self, e.last);
       forget(self, id);
+    }
     return;
   }
   if (passive) {
@@ -267,6 +290,8 @@ caf::expected<info_msg> from_journal(self_ptr self, const std::string& id) {
   auto& st = self->state;
   if (auto q = st.quarantined.find(id); q != st.quarantined.end())
     return make_error(errc::journal_corrupt, "workflow '" + id + "' is quarantined: " + q->second);
+  if (auto f = st.finished_recently.find(id); f != st.finished_recently.end())
+    return f->second;
   auto row = st.env.store->workflow(id);
   if (!row)
     return row.error();
@@ -711,6 +736,20 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
           (void) wake(self, id); // quarantined (and logged) on error
       }
       arm_wakes(self);
+    },
+    // Purges through the journal writer, then forgets the finished
+    // workflows it remembers: any of them may be gone from the journal now.
+    [self](purge_atom, int64_t before_ns) -> caf::result<uint64_t> {
+      auto rp = self->make_response_promise<uint64_t>();
+      self->request(self->state.env.journal, caf::infinite, purge_atom::value, before_ns)
+        .then(
+          [self, rp](uint64_t n) mutable {
+            self->state.finished_recently.clear();
+            self->state.finished_order.clear();
+            rp.deliver(n);
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
     },
     [self](recover_atom) -> caf::result<recovery_report> {
       auto& st = self->state;

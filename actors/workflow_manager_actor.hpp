@@ -6,7 +6,8 @@
 // Which workflows it holds in memory: live ones (an actor) and passive ones
 // (parked at a gate, no actor: id, definition, last status and wake time).
 // A finished workflow is forgotten once its waiters are answered; status and
-// await of it are answered from the journal.
+// await of it are answered from the journal, or for the last 1024 to finish
+// from memory (until a purge).
 //
 // Protocol:
 //   (start_atom, definition, input_json, idempotency_key) -> std::string id
@@ -16,6 +17,7 @@
 //   (status_atom, id)            -> info_msg now
 //   (recover_atom)               -> recovery_report: rebuilds every workflow
 //        the journal has open and not yet in memory
+//   (purge_atom, before_ns)      -> uint64_t: the journal writer's purge
 // Errors: unknown_definition, invalid_input, unknown_workflow,
 // workflow_finished, bad_signal, journal_corrupt (a quarantined workflow),
 // shutting_down, and storage errors from the journal.

@@ -187,7 +187,7 @@ caf::expected<uint64_t> runtime::purge(std::chrono::nanoseconds older_than) {
   auto before = impl_->cfg.clock->now() - older_than;
   caf::scoped_actor self{impl_->sys};
   caf::expected<uint64_t> result{caf::error{}};
-  self->request(impl_->journal, caf::infinite, purge_atom::value, int64_t{before.count()})
+  self->request(impl_->manager, caf::infinite, purge_atom::value, int64_t{before.count()})
     .receive([&](uint64_t n) { result = n; }, [&](caf::error& e) { result = std::move(e); });
   return result;
 }

@@ -636,6 +636,29 @@ TEST_CASE_METHOD(fixture, "a restarted process with the same random seed and clo
   }
 }
 
+TEST_CASE_METHOD(fixture, "a workflow that just finished is answered from memory without a "
+                          "journal read, until a purge removes it from the journal") {
+  define(gate_then_step());
+  boot();
+  auto id = start("approval");
+  REQUIRE(!signal(id, "review", "approve"));
+  sched.run();
+  auto reads = counted->rows_read;
+  auto done = call<info_msg>(await_atom::value, id, false, uint64_t{0});
+  REQUIRE(done);
+  CHECK(static_cast<workflow_status>(done->status) == workflow_status::completed);
+  CHECK(status(id).outcome == done->outcome);
+  CHECK(counted->rows_read == reads); // answered from the manager's memory
+  advance_time(1s);
+  auto purged = call<uint64_t>(purge_atom::value, now().count());
+  REQUIRE(purged);
+  CHECK(*purged == 1);
+  auto gone = call<info_msg>(status_atom::value, id);
+  REQUIRE(!gone);
+  CHECK(is(gone.error(), errc::unknown_workflow));
+  CHECK(counted->rows_read == reads + 1); // forgotten by the purge: asked the journal
+}
+
 TEST_CASE_METHOD(fixture, "a start still waiting for its first write when the runtime stops "
                           "answers shutting_down, and its key tells later whether it landed") {
   define(gate_then_step());
