@@ -435,9 +435,8 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
       auto tokens = st.attempt_tokens + r.tokens;
       auto at = now(self);
       if (!r.ok) {
-        auto kind = r.kind <= static_cast<uint8_t>(failure_kind::circuit_open)
-                      ? static_cast<failure_kind>(r.kind)
-                      : failure_kind::crashed;
+        auto kind = r.kind < std::size(all_failure_kinds) ? all_failure_kinds[r.kind]
+                                                           : failure_kind::crashed;
         enqueue(self, {kernel::step_failed{at, st.agent_node, st.agent_attempt, kind, r.reason,
                                            tokens},
                        {}, r.token, 0});

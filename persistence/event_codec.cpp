@@ -18,9 +18,6 @@ using json = nlohmann::json;
 /// Version of each kind's payload this build writes and reads (invariant 3).
 constexpr uint64_t format_version = 1;
 
-constexpr failure_kind all_failure_kinds[] = {failure_kind::timeout, failure_kind::crashed,
-                                              failure_kind::bad_output,
-                                              failure_kind::circuit_open};
 
 // -- encoding -----------------------------------------------------------------
 

@@ -32,6 +32,8 @@ failure_kind failure_of(const caf::error& err) {
     return failure_kind::bad_output;
   if (is(err, errc::circuit_open))
     return failure_kind::circuit_open;
+  if (is(err, errc::llm_rejected))
+    return failure_kind::rejected;
   return failure_kind::crashed;
 }
 

@@ -95,7 +95,8 @@ using agent_ptr = std::shared_ptr<const agent>;
 agent_ptr make_agent(agent_fn fn);
 
 /// The failure kind a model error maps to: llm_timeout -> timeout,
-/// bad_output -> bad_output, circuit_open -> circuit_open, else crashed.
+/// bad_output -> bad_output, circuit_open -> circuit_open, llm_rejected ->
+/// rejected, else crashed.
 failure_kind failure_of(const caf::error& err);
 
 /// Convenience: asks for JSON and calls `then` with the parsed document.

@@ -33,7 +33,16 @@ constexpr const char* edit = "edit";
 } // namespace outcome
 
 /// The failure kinds an attempt can end with.
-enum class failure_kind : uint8_t { timeout, crashed, bad_output, circuit_open };
+/// How an attempt failed. `rejected`: the model provider refused the request
+/// (bad request, bad key, unknown model, context too large); retrying the
+/// same request cannot help, so it is not retried by default.
+enum class failure_kind : uint8_t { timeout, crashed, bad_output, circuit_open, rejected };
+
+/// Every failure kind, in declaration order: what validation covers and
+/// what the journal decodes. A new kind is appended here too.
+inline constexpr failure_kind all_failure_kinds[] = {
+  failure_kind::timeout, failure_kind::crashed, failure_kind::bad_output,
+  failure_kind::circuit_open, failure_kind::rejected};
 
 const char* to_string(failure_kind k);
 
@@ -109,7 +118,9 @@ struct failure_decision {
 /// The single routing rule for failures, used by validation and the kernel.
 /// A retryable kind with attempts left is retried; once they run out it goes
 /// to route "exhausted", else its own route, else the fallback. A kind that
-/// is not retryable goes to its own route, else the fallback.
+/// is not retryable goes to its own route, else the fallback; `rejected`
+/// (the step cannot succeed as asked) goes to its own route, else
+/// "exhausted", else the fallback.
 failure_decision failure_route(const node& n, failure_kind kind, uint32_t attempt);
 
 /// Fluent construction of a definition; build() validates it.

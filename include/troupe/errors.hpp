@@ -63,6 +63,11 @@ enum class errc : uint8_t {
   journal_unusable,
   /// The journal's disk is full; the failed batch is rolled back.
   journal_full,
+  // -- the model, continued ---------------------------------------------------
+  /// The model provider refused the request and would refuse it again: bad
+  /// request, bad or missing key, unknown model, a prompt larger than the
+  /// model's context window. Not retryable; fix the request or the config.
+  llm_rejected,
 };
 
 /// Builds a caf::error in troupe's category with `context` as its message.

@@ -18,6 +18,7 @@ const char* to_string(failure_kind k) {
     case failure_kind::crashed: return "crashed";
     case failure_kind::bad_output: return "bad_output";
     case failure_kind::circuit_open: return "circuit_open";
+    case failure_kind::rejected: return "rejected";
   }
   return "unknown";
 }
@@ -42,6 +43,9 @@ failure_decision failure_route(const node& n, failure_kind kind, uint32_t attemp
       return {false, *r, label};
   if (auto r = route(to_string(kind)))
     return {false, *r, to_string(kind)};
+  if (kind == failure_kind::rejected)
+    if (auto r = route(outcome::exhausted))
+      return {false, *r, label};
   if (!n.policy.fallback.empty())
     return {false, n.policy.fallback, label};
   return {false, {}, label};
@@ -169,8 +173,7 @@ std::string check_node(const definition& d, const node& n) {
     return where + "fallback leads to unknown node '" + p.fallback + "'";
   if (!n.routes.count(outcome::ok))
     return where + "outcome 'ok' has no route";
-  for (auto k : {failure_kind::timeout, failure_kind::crashed, failure_kind::bad_output,
-                 failure_kind::circuit_open}) {
+  for (auto k : all_failure_kinds) {
     auto dec = failure_route(n, k, p.retry.max_attempts);
     if (dec.target.empty())
       return where + "outcome '" + dec.label + "' (after failure '" + to_string(k)

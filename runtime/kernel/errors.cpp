@@ -33,6 +33,7 @@ const char* to_string(errc code) {
     case errc::journal_corrupt: return "journal_corrupt";
     case errc::journal_unusable: return "journal_unusable";
     case errc::journal_full: return "journal_full";
+    case errc::llm_rejected: return "llm_rejected";
     case errc::shutting_down: return "shutting_down";
   }
   return "unknown_errc";

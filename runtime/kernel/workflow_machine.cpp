@@ -41,6 +41,8 @@
 //   4. A finished state has no timers and takes no events.
 #include "kernel/workflow_machine.hpp"
 
+#include <iterator>
+
 #include "troupe/errors.hpp"
 
 namespace troupe::kernel {
@@ -255,7 +257,7 @@ caf::error on(builder& b, const event& e, const step_failed& ev) {
   if (auto why = misfit(b.s, phase::running, "no attempt is running", ev.node, ev.attempt);
       !why.empty())
     return refuse(b.s, e, why);
-  if (ev.kind > failure_kind::circuit_open)
+  if (static_cast<size_t>(ev.kind) >= std::size(all_failure_kinds))
     return refuse(b.s, e, "unknown failure kind " + std::to_string(static_cast<int>(ev.kind)));
   b.s.tokens += ev.tokens;
   if (ev.kind == failure_kind::timeout)

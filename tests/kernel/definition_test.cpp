@@ -270,7 +270,8 @@ TEST_CASE("failure_route: retry, specific route, exhausted route, fallback", "[d
     failure_decision expected;
   };
   const auto timeout = failure_kind::timeout, crashed = failure_kind::crashed,
-             bad = failure_kind::bad_output, circuit = failure_kind::circuit_open;
+             bad = failure_kind::bad_output, circuit = failure_kind::circuit_open,
+             rejected = failure_kind::rejected;
   std::vector<row> table = {
     {&full, crashed, 1, {true, "", ""}},
     {&full, crashed, 2, {true, "", ""}},
@@ -288,6 +289,11 @@ TEST_CASE("failure_route: retry, specific route, exhausted route, fallback", "[d
     {&once, crashed, 1, {false, "ex", "exhausted"}},
     {&strict, crashed, 1, {false, "cr", "crashed"}},
     {&strict, timeout, 1, {false, "fb", "timeout"}},
+    // rejected is never retried by default: its own route, else exhausted's,
+    // else the fallback
+    {&full, rejected, 1, {false, "ex", "rejected"}},
+    {&own, rejected, 1, {false, "fb", "rejected"}},
+    {&bare, rejected, 1, {false, "", "rejected"}},
   };
   for (auto& r : table) {
     INFO(r.n->name << "/" << to_string(r.kind) << "/attempt " << r.attempt << " (max "
