@@ -1,7 +1,7 @@
 // The model seam: what an agent asks a model and what comes back. Agents
 // reach the model through their step_context; the runtime routes requests
-// to a model actor speaking this protocol. Today that is the embedded
-// scripted model; the HTTP gateway plugs in at the same seam.
+// to its gateway actor (troupe/gateway.hpp), which fronts the HTTP
+// providers and the embedded scripted model.
 #pragma once
 
 #include <cstdint>
@@ -26,13 +26,18 @@ typename Inspector::result_type inspect(Inspector& f, chat_message& x) {
   return f(caf::meta::type_name("chat_message"), x.role, x.content);
 }
 
-/// One model call. `script` selects the scripted model's rule (by default
-/// the agent's name); real providers ignore it.
+/// One model call. `model` picks the provider and model (see
+/// troupe/gateway.hpp). `script` selects the scripted model's rule (by
+/// default the agent's name); real providers ignore it.
 struct llm_request {
   std::string model;
   std::vector<chat_message> messages;
   uint32_t max_tokens = 1024;
-  bool json_output = false;    ///< reply must be a JSON document
+  double temperature = -1;     ///< < 0: the provider's default
+  bool json_output = false;    ///< reply must be a JSON object
+  /// With json_output: fields the object must have (its declared shape);
+  /// a reply without one of them is bad_output.
+  std::vector<std::string> required_fields;
   std::string idempotency_key; ///< of the step making the call
   std::string request_id;      ///< unique per call: "<key>:<attempt>:<call>"
   std::string script;
@@ -40,22 +45,25 @@ struct llm_request {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, llm_request& x) {
-  return f(caf::meta::type_name("llm_request"), x.model, x.messages, x.max_tokens, x.json_output,
-           x.idempotency_key, x.request_id, x.script);
+  return f(caf::meta::type_name("llm_request"), x.model, x.messages, x.max_tokens, x.temperature,
+           x.json_output, x.required_fields, x.idempotency_key, x.request_id, x.script);
 }
 
 struct llm_reply {
   std::string text;
   uint32_t prompt_tokens = 0;
   uint32_t completion_tokens = 0;
-  std::string provider;
+  std::string provider;   ///< the provider's name
+  std::string model;      ///< the model that answered
+  uint64_t latency_us = 0; ///< from sending the request to its reply
+  double cost_usd = 0;     ///< from the provider's price table
   uint32_t total_tokens() const { return prompt_tokens + completion_tokens; }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, llm_reply& x) {
   return f(caf::meta::type_name("llm_reply"), x.text, x.prompt_tokens, x.completion_tokens,
-           x.provider);
+           x.provider, x.model, x.latency_us, x.cost_usd);
 }
 
 /// The embedded scripted model: deterministic replies with injectable
@@ -74,8 +82,9 @@ struct scripted_model_config {
   uint64_t seed = 42;
 };
 
-/// Approximate token count of `text` (words + punctuation runs), used by the
-/// scripted model so budgets see realistic figures.
+/// Approximate token count of `text` (words + punctuation runs): the
+/// scripted model's usage, the gateway's context-window and rate-limit
+/// estimates, and the usage of a provider reply that reports none.
 uint32_t count_tokens(const std::string& text);
 
 } // namespace troupe
