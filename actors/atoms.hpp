@@ -28,5 +28,6 @@ using recover_atom = caf::atom_constant<caf::atom("recover")>;
 using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using key_atom = caf::atom_constant<caf::atom("key")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
 } // namespace troupe

@@ -16,8 +16,14 @@ set_target_properties(CAF::io PROPERTIES
   INTERFACE_LINK_LIBRARIES CAF::core)
 
 find_package(SQLite3 REQUIRED)
+find_package(CURL 7.68 REQUIRED) # curl_multi_poll / curl_multi_wakeup
 find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(spdlog 1.10 CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(Catch2 2 CONFIG REQUIRED)
 include(Catch)
+
+# cpp-httplib (Debian ships a compiled library and a pkg-config file): the
+# fake model server the gateway tests talk to.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)

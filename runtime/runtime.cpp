@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/atoms.hpp"
+#include "actors/gateway_actor.hpp"
 #include "actors/messages.hpp"
 #include "actors/scripted_model_actor.hpp"
 #include "actors/timer_service.hpp"
@@ -57,6 +58,8 @@ config checked(config cfg) {
     throw std::invalid_argument("troupe config: model fault rates add up to more than 1");
   if (cfg.model.latency < duration::zero())
     throw std::invalid_argument("troupe config: model.latency must not be negative");
+  if (auto err = validate(cfg.gateway))
+    throw std::invalid_argument("troupe config: " + describe(err));
   if (cfg.journal_batch == 0)
     throw std::invalid_argument("troupe config: journal_batch must be at least 1");
   auto level = spdlog::level::from_str(cfg.log_level);
@@ -79,7 +82,14 @@ struct runtime::impl {
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
     journal = persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch,
                                                 cfg.journal->blocks());
-    model = spawn_scripted_model(sys, cfg.model);
+    scripted = spawn_scripted_model(sys, cfg.model);
+    auto gw = spawn_gateway(sys, {cfg.gateway, scripted, cfg.clock});
+    if (!gw) {
+      caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(scripted, caf::exit_reason::user_shutdown);
+      throw std::invalid_argument("troupe config: " + describe(gw.error()));
+    }
+    model = std::move(*gw);
     timers = spawn_timer_service(sys, cfg.clock);
     manager = spawn_workflow_manager(sys, {reg, journal, model, cfg.clock, cfg.random,
                                            cfg.journal, cfg.snapshot_every, cfg.passivate,
@@ -104,7 +114,8 @@ struct runtime::impl {
   caf::actor_system sys;
   std::shared_ptr<registry> reg = std::make_shared<registry>();
   caf::actor journal;
-  caf::actor model;
+  caf::actor scripted; ///< behind the gateway
+  caf::actor model;    ///< the gateway
   caf::actor timers;
   caf::actor manager;
   std::atomic<bool> stopped{false};
@@ -208,10 +219,21 @@ void runtime::shutdown() {
   // services the workflows were using.
   self->send_exit(i.manager, caf::exit_reason::user_shutdown);
   self->wait_for(i.manager);
-  for (auto& a : {i.model, i.journal, i.timers})
+  for (auto& a : {i.model, i.scripted, i.journal, i.timers})
     self->send_exit(a, caf::exit_reason::user_shutdown);
-  self->wait_for(i.model, i.journal, i.timers);
-  i.manager = i.model = i.journal = i.timers = nullptr;
+  self->wait_for(i.model, i.scripted, i.journal, i.timers);
+  i.manager = i.model = i.scripted = i.journal = i.timers = nullptr;
+}
+
+caf::expected<std::vector<lane_stats>> runtime::model_lanes() {
+  if (impl_->stopped)
+    return make_error(errc::shutting_down, "the runtime is shut down");
+  caf::scoped_actor self{impl_->sys};
+  caf::expected<std::vector<lane_stats>> result{caf::error{}};
+  self->request(impl_->model, caf::infinite, status_atom::value)
+    .receive([&](std::vector<lane_stats>& x) { result = std::move(x); },
+             [&](caf::error& e) { result = std::move(e); });
+  return result;
 }
 
 const char* to_string(workflow_status s) {

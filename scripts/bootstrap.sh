@@ -7,6 +7,8 @@ packages=(
   g++ cmake make pkg-config
   libcaf-dev            # CAF 0.17.6: actors, scheduler, test DSL
   libsqlite3-dev        # the durable journal
+  libcurl4-openssl-dev  # the model gateway's HTTP transport
+  libcpp-httplib-dev    # the fake model server in the tests
   nlohmann-json3-dev    # workflow state, event payloads
   libspdlog-dev         # runtime log
   libcli11-dev          # the troupe command line

@@ -16,6 +16,7 @@
 
 #include "troupe/agent.hpp"
 #include "troupe/definition.hpp"
+#include "troupe/gateway.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/model.hpp"
 #include "troupe/seams.hpp"
@@ -31,8 +32,11 @@ struct config {
   /// workflows on 2 cores) or "stealing" (CAF's default: a queue per
   /// thread, idle threads steal; can pay off with many cores).
   std::string scheduler = "sharing";
-  /// The embedded model agents talk to.
+  /// The embedded scripted model (provider "scripted").
   scripted_model_config model;
+  /// The model providers agents reach through the gateway; with none, the
+  /// scripted model is the default (troupe/gateway.hpp).
+  gateway_config gateway;
   // -- seams (production defaults when null) --
   std::shared_ptr<clock_source> clock;   ///< system clock
   std::shared_ptr<random_source> random; ///< random_device-seeded
@@ -136,6 +140,9 @@ public:
   /// `older_than` ago from the journal (events, snapshots, effects; dead
   /// letters stay). Returns how many went.
   caf::expected<uint64_t> purge(std::chrono::nanoseconds older_than);
+  /// The model gateway's lanes (provider + model) used so far: breaker
+  /// state, queue, counts, tokens and cost.
+  caf::expected<std::vector<lane_stats>> model_lanes();
   /// Stops taking work, stops every actor, waits for them. Idempotent.
   void shutdown();
 

@@ -1,0 +1,173 @@
+// Workflows over real HTTP: the runtime's gateway in front of a fake model
+// server. A provider whose circuit opens is routed around to a fallback
+// model; a model that keeps asking for another round is stopped by the
+// workflow's budget; a provider that refuses the request fails the step
+// at once, without retries.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "support/fake_model_server.hpp"
+#include "troupe/errors.hpp"
+#include "troupe/runtime.hpp"
+
+using namespace troupe;
+using namespace troupe::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto patience = 10000ms; // only reached when a test is broken
+
+// Asks the model named in the node's state key "model" (default provider
+// if absent) and stores the reply's "answer"; routes the reply's "next"
+// label when it has one.
+void asker(step_context& ctx) {
+  llm_request req;
+  req.model = ctx.state().value("model_" + ctx.node(), "");
+  req.messages.push_back({"user", "question for " + ctx.node()});
+  ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
+    step_outcome o;
+    o.label = reply.value("next", std::string{outcome::ok});
+    o.patch = {{c.node(), reply.value("answer", "")}};
+    c.finish(o);
+  });
+}
+
+struct fixture {
+  fake_model_server server;
+  std::unique_ptr<runtime> rt;
+
+  void boot(provider_config primary) {
+    config cfg;
+    cfg.random = seeded_random(3);
+    cfg.model.rules["asker"] = [](const llm_request&) {
+      return std::string{R"({"answer": "from the scripted model"})"};
+    };
+    cfg.gateway.providers.push_back(std::move(primary));
+    rt = std::make_unique<runtime>(cfg);
+    REQUIRE(!rt->register_agent("asker", asker));
+  }
+
+  provider_config primary() {
+    provider_config p;
+    p.name = "primary";
+    p.protocol = wire_protocol::openai;
+    p.base_url = server.base_url();
+    p.model = "fake-1";
+    p.breaker.consecutive_failures = 2;
+    p.breaker.cool_down = 1h; // stays open for the whole test
+    return p;
+  }
+
+  workflow_info run(const std::string& def, nlohmann::json input = nlohmann::json::object()) {
+    auto id = rt->start(def, std::move(input));
+    REQUIRE(id);
+    auto info = rt->await(*id, patience);
+    REQUIRE(info);
+    return *info;
+  }
+};
+
+agent_policy retry_crashes(uint32_t attempts) {
+  agent_policy p;
+  p.timeout = 5s;
+  p.retry.max_attempts = attempts;
+  p.retry.base_backoff = 1ms;
+  p.retry.max_backoff = 1ms;
+  p.retry.retryable = {failure_kind::crashed, failure_kind::timeout};
+  p.fallback = "failed"; // what no route names (bad_output, circuit_open)
+  return p;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "a workflow routes circuit_open to a node asking a fallback model",
+                 "[gateway]") {
+  boot(primary());
+  REQUIRE(!rt->register_definition(definition_builder{"answer"}
+                                       .agent("ask", "asker", retry_crashes(5))
+                                       .on("ok", "done")
+                                       .on("circuit_open", "ask_fallback")
+                                       .on("exhausted", "failed")
+                                       .agent("ask_fallback", "asker", retry_crashes(1))
+                                       .on("ok", "done")
+                                       .on("exhausted", "failed")
+                                       .completed("done")
+                                       .failed("failed")
+                                       .build()
+                                       .value()));
+  fake_response down;
+  down.status = 503;
+  server.set_default(down);
+  auto info = run("answer", {{"model_ask", "primary"}, {"model_ask_fallback", "scripted"}});
+  CHECK(info.status == workflow_status::completed);
+  CHECK(info.state["ask_fallback"] == "from the scripted model");
+  CHECK(server.count() == 2); // two 503s opened the circuit; the third attempt failed fast
+  auto lanes = rt->model_lanes();
+  REQUIRE(lanes);
+  bool seen = false;
+  for (auto& l : *lanes)
+    if (l.lane == "primary/fake-1") {
+      seen = true;
+      CHECK(l.breaker == "open");
+      CHECK(l.failed == 2);
+      CHECK(l.rejected == 1);
+    }
+  CHECK(seen);
+  // A second workflow does not even try: the circuit is still open.
+  auto again = run("answer", {{"model_ask", "primary"}, {"model_ask_fallback", "scripted"}});
+  CHECK(again.status == workflow_status::completed);
+  CHECK(server.count() == 2);
+}
+
+TEST_CASE_METHOD(fixture, "a model that always asks for another round is stopped by the step "
+                          "budget",
+                 "[gateway]") {
+  boot(primary());
+  budgets b;
+  b.max_steps = 6;
+  REQUIRE(!rt->register_definition(definition_builder{"loop"}
+                                       .limits(b)
+                                       .agent("think", "asker", retry_crashes(1))
+                                       .on("ok", "done")
+                                       .on("retry", "think")
+                                       .on("exhausted", "failed")
+                                       .on("budget", "failed")
+                                       .completed("done")
+                                       .failed("failed")
+                                       .build()
+                                       .value()));
+  fake_response again;
+  again.text = R"({"next": "retry", "answer": "let me call the tool once more"})";
+  server.set_default(again);
+  auto info = run("loop", {{"model_think", "primary"}});
+  CHECK(info.status == workflow_status::failed);
+  CHECK(info.outcome == "budget");
+  CHECK(info.steps == 6);
+  CHECK(server.count() == 6);
+}
+
+TEST_CASE_METHOD(fixture, "a request the provider refuses fails the step at once as rejected",
+                 "[gateway]") {
+  boot(primary());
+  REQUIRE(!rt->register_definition(definition_builder{"refused"}
+                                       .agent("ask", "asker", retry_crashes(5))
+                                       .on("ok", "done")
+                                       .on("circuit_open", "failed")
+                                       .on("exhausted", "failed")
+                                       .completed("done")
+                                       .failed("failed")
+                                       .build()
+                                       .value()));
+  fake_response unauthorized;
+  unauthorized.status = 401;
+  unauthorized.error_message = "Invalid API key";
+  server.set_default(unauthorized);
+  auto info = run("refused", {{"model_ask", "primary"}});
+  CHECK(info.status == workflow_status::failed);
+  INFO(info.reason);
+  CHECK(info.reason.find("Invalid API key") != std::string::npos);
+  CHECK(server.count() == 1); // not retried: retrying cannot help
+  CHECK(info.steps == 1);
+}
