@@ -1,5 +1,5 @@
 // The gateway's HTTP transport: libcurl's multi interface driven by one I/O
-// thread. Requests are submitted from any thread; each ends in exactly one
+// thread (epoll handing ready sockets to curl_multi_socket_action). Requests are submitted from any thread; each ends in exactly one
 // callback, run on the I/O thread (keep it short: the gateway's sends a
 // message). Connections are reused across requests to the same host (the
 // multi handle's connection cache); TLS is curl's (OpenSSL). No thread per
