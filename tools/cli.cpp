@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "troupe/errors.hpp"
+#include "troupe/gateway.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/seams.hpp"
 
@@ -201,6 +202,43 @@ std::string check_rates(const triage_options& opt) {
   return {};
 }
 
+/// Points triage at a real provider when --provider is given; "" when the
+/// flags fit together.
+std::string apply_provider(const std::string& provider, const std::string& base_url,
+                           const std::string& model, const std::string& key_env,
+                           double timeout_s, const std::string& example, const CLI::App& cmd,
+                           examples::triage_options& opt) {
+  bool any = false;
+  for (const char* f : {"--base-url", "--model", "--api-key-env", "--request-timeout"})
+    any = any || cmd.count(f) > 0;
+  if (provider.empty())
+    return any ? "--base-url, --model, --api-key-env and --request-timeout need --provider" : "";
+  if (example != "triage")
+    return "--provider works with the triage example only";
+  if (model.empty())
+    return "--provider needs --model";
+  provider_config p;
+  p.name = provider;
+  bool openai = provider == "openai";
+  p.protocol = openai ? wire_protocol::openai : wire_protocol::anthropic;
+  p.base_url = !base_url.empty() ? base_url
+               : openai          ? "https://api.openai.com/v1"
+                                 : "https://api.anthropic.com/v1";
+  p.model = model;
+  p.api_key_env = key_env != "-" ? key_env : openai ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
+  p.request_timeout = std::chrono::duration_cast<duration>(std::chrono::duration<double>(timeout_s));
+  p.max_concurrent = 4; // be gentle with a real provider
+  if (auto err = validate(gateway_config{{p}}))
+    return describe(err);
+  opt.gateway.providers = {p};
+  // Model calls take seconds: each step may take the request timeout and a
+  // bit, and a workflow up to all its steps and retries.
+  opt.step_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.request_timeout)
+                     + std::chrono::seconds{5};
+  opt.await_timeout = opt.step_timeout * 10;
+  return {};
+}
+
 } // namespace
 
 std::vector<std::string> example_names() {
@@ -247,6 +285,23 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       ->capture_default_str();
   run_cmd->add_option("--threads", opt.threads, "Scheduler worker threads")
       ->check(count_in(1, 256))
+      ->capture_default_str();
+  // triage against a real model instead of the scripted one
+  std::string provider, base_url, model, key_env = "-";
+  double request_timeout_s = 60;
+  run_cmd->add_option("--provider", provider,
+                      "triage: ask a real model: openai (any OpenAI-compatible server: vLLM, "
+                      "llama.cpp, Ollama's /v1) or anthropic")
+      ->check(CLI::IsMember({"openai", "anthropic"}));
+  run_cmd->add_option("--base-url", base_url,
+                      "with --provider: the API's base URL (default: the provider's public API)");
+  run_cmd->add_option("--model", model, "with --provider: the model to ask")->check(non_empty());
+  run_cmd->add_option("--api-key-env", key_env,
+                      "with --provider: the environment variable holding the API key, '' for "
+                      "none (default OPENAI_API_KEY or ANTHROPIC_API_KEY)");
+  run_cmd->add_option("--request-timeout", request_timeout_s,
+                      "with --provider: seconds a model call may take")
+      ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   examples::ledger_options ledger; // the ledger example's own flags
   run_cmd->add_option("--journal", ledger.journal_path, "ledger: the troupe journal (SQLite file)")
@@ -303,6 +358,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return exit_usage;
   }
   if (auto problem = check_example_flags(name, *run_cmd); !problem.empty()) {
+    err << "troupe run " << name << ": " << problem << '\n';
+    return exit_usage;
+  }
+  if (auto problem = apply_provider(provider, base_url, model, key_env, request_timeout_s, name,
+                                    *run_cmd, opt);
+      !problem.empty()) {
     err << "troupe run " << name << ": " << problem << '\n';
     return exit_usage;
   }

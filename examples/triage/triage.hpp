@@ -47,6 +47,12 @@ struct triage_options {
   size_t threads = 2;
   /// How long the driver waits for one workflow to settle before giving up.
   std::chrono::milliseconds await_timeout{30000};
+  /// Each step's timeout (the scripted model answers at once; a real model
+  /// needs seconds).
+  std::chrono::milliseconds step_timeout{200};
+  /// Real model providers; with one, the agents ask it instead of the
+  /// scripted model (whose fault rates then do not apply).
+  gateway_config gateway;
 };
 
 /// Analyses below this confidence are routed to the review gate.
@@ -61,7 +67,8 @@ constexpr double triage_confidence_threshold = 0.3;
 ///   report   --ok--> done     report  --exhausted--> failed
 ///
 /// `done` is the completed terminal; `rejected` and `failed` are failed ones.
-caf::expected<definition> triage_definition();
+caf::expected<definition> triage_definition(
+  std::chrono::milliseconds step_timeout = std::chrono::milliseconds{200});
 
 /// A runtime config whose scripted model answers the three triage agents,
 /// with the fault rates, seed and thread count of `opt`.
@@ -69,7 +76,8 @@ config triage_config(const triage_options& opt);
 
 /// Registers the agents "extractor", "analyzer", "reporter" and the
 /// "triage" definition; the first registration error, if any.
-caf::error register_triage(runtime& rt);
+caf::error register_triage(runtime& rt,
+                           std::chrono::milliseconds step_timeout = std::chrono::milliseconds{200});
 
 /// The ticket text of ticket number `i` (deterministic).
 std::string triage_ticket(size_t i);

@@ -224,9 +224,9 @@ void reporter(step_context& ctx) {
   });
 }
 
-agent_policy policy(uint32_t attempts, std::string fallback) {
+agent_policy policy(uint32_t attempts, std::string fallback, milliseconds timeout) {
   agent_policy p;
-  p.timeout = milliseconds{200};
+  p.timeout = timeout;
   p.retry.max_attempts = attempts;
   p.retry.base_backoff = milliseconds{20};
   p.retry.max_backoff = milliseconds{200};
@@ -237,23 +237,23 @@ agent_policy policy(uint32_t attempts, std::string fallback) {
 
 } // namespace
 
-caf::expected<definition> triage_definition() {
+caf::expected<definition> triage_definition(milliseconds step_timeout) {
   budgets limits;
   limits.max_steps = 20;
   limits.max_tokens = 5000;
   return definition_builder{"triage"}
-      .agent("extract", "extractor", policy(3, "review"))
+      .agent("extract", "extractor", policy(3, "review", step_timeout))
       .on(outcome::ok, "analyze")
       .on(outcome::exhausted, "review")
       .gate("review")
       .on(outcome::approve, "analyze")
       .on(outcome::edit, "analyze")
       .on(outcome::reject, "rejected")
-      .agent("analyze", "analyzer", policy(2, "failed"))
+      .agent("analyze", "analyzer", policy(2, "failed", step_timeout))
       .on(outcome::ok, "report")
       .on("low_confidence", "review")
       .on(outcome::exhausted, "failed")
-      .agent("report", "reporter", policy(2, "failed"))
+      .agent("report", "reporter", policy(2, "failed", step_timeout))
       .on(outcome::ok, "done")
       .on(outcome::exhausted, "failed")
       .completed("done")
@@ -275,17 +275,18 @@ config triage_config(const triage_options& opt) {
   cfg.model.seed = opt.seed;
   cfg.random = seeded_random(opt.seed);
   cfg.log_level = "error";
+  cfg.gateway = opt.gateway;
   return cfg;
 }
 
-caf::error register_triage(runtime& rt) {
+caf::error register_triage(runtime& rt, milliseconds step_timeout) {
   if (auto err = rt.register_agent("extractor", agent_fn{extractor}))
     return err;
   if (auto err = rt.register_agent("analyzer", agent_fn{analyzer}))
     return err;
   if (auto err = rt.register_agent("reporter", agent_fn{reporter}))
     return err;
-  auto def = triage_definition();
+  auto def = triage_definition(step_timeout);
   if (!def)
     return std::move(def.error());
   return rt.register_definition(std::move(*def));

@@ -317,7 +317,7 @@ caf::expected<triage_summary> run_triage(const triage_options& opt) {
   } catch (const std::invalid_argument& e) {
     return make_error(errc::invalid_config, e.what());
   }
-  if (auto err = register_triage(*rt))
+  if (auto err = register_triage(*rt, opt.step_timeout))
     return err;
   triage_summary s;
   auto t0 = steady::now();

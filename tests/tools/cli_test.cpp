@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "support/fake_model_server.hpp"
 #include "support/temp_dir.hpp"
 #include "tools/cli.hpp"
 #include "troupe/errors.hpp"
@@ -94,6 +95,48 @@ TEST_CASE("cli runs a small fault-free triage", "[tools][cli]") {
   CHECK(r.code == troupe::cli::exit_ok);
   CHECK_THAT(r.out, Catch::Contains("3 tickets"));
   CHECK(r.err.empty());
+}
+
+TEST_CASE("cli runs triage against a real model server with --provider", "[tools][cli]") {
+  troupe::testing::fake_model_server server;
+  troupe::testing::fake_response answer; // fits all three agents
+  answer.text = R"({"customer": "Ada", "product": "router", "category": "network",)"
+                R"( "problem": "drops", "severity": "high", "confidence": 0.9,)"
+                R"( "headline": "Router drops connections"})";
+  server.set_default(answer);
+  auto r = run_cli({"run", "triage", "--workflows", "2", "--provider", "openai", "--base-url",
+                    server.base_url(), "--model", "fake-1", "--api-key-env", ""});
+  INFO(r.out << r.err);
+  CHECK(r.code == troupe::cli::exit_ok);
+  CHECK_THAT(r.out, Catch::Contains("2 tickets"));
+  CHECK(server.count() == 6); // extract, analyze, report per ticket
+  auto first = server.received().at(0);
+  CHECK(first.path == "/v1/chat/completions");
+  CHECK(first.headers.count("authorization") == 0);
+}
+
+TEST_CASE("cli refuses provider flags that do not fit together", "[tools][cli]") {
+  struct bad {
+    std::vector<std::string> args;
+    const char* says;
+  };
+  std::vector<bad> cases = {
+      {{"run", "triage", "--model", "m"}, "need --provider"},
+      {{"run", "triage", "--provider", "openai"}, "--provider needs --model"},
+      {{"run", "triage", "--provider", "mistral", "--model", "m"}, "--provider"},
+      {{"run", "triage", "--provider", "openai", "--model", "m", "--base-url", "localhost:1"},
+       "base_url must start with http"},
+      {{"run", "ledger", "--journal", "j", "--ledger", "l", "--provider", "openai", "--model",
+        "m"},
+       "triage example only"},
+  };
+  for (const auto& c : cases) {
+    auto r = run_cli(c.args);
+    INFO(r.err);
+    CHECK(r.code == troupe::cli::exit_usage);
+    CHECK_THAT(r.err, Catch::Contains(c.says));
+    CHECK(r.out.empty());
+  }
 }
 
 namespace {
