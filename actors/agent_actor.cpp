@@ -91,6 +91,8 @@ private:
   caf::actor workflow_;
   step_input in_;
   uint32_t calls_ = 0;
+  uint64_t spent_ = 0;    ///< tokens of this attempt's answered calls
+  uint64_t reserved_ = 0; ///< estimates of its calls in flight
   bool done_ = false;
 };
 
@@ -195,6 +197,20 @@ void attempt_ctx::report(agent_report r) {
 void attempt_ctx::ask(llm_request req, reply_handler then) {
   if (done_)
     return;
+  // Reserve the call's estimate against the workflow's token budget; one
+  // that does not fit is never sent.
+  uint64_t estimate = uint64_t{estimate_prompt_tokens(req)} + req.max_tokens;
+  auto left = in_.budget.tokens;
+  if (left != budgets_left::unlimited && spent_ + reserved_ + estimate > left) {
+    auto err = make_error(errc::over_budget,
+                          "a model call of about " + std::to_string(estimate)
+                            + " tokens (prompt + max_tokens) does not fit the "
+                            + std::to_string(left - std::min(left, spent_ + reserved_))
+                            + " tokens left of the workflow's budget");
+    guarded([&] { then(*this, std::move(err)); });
+    return;
+  }
+  reserved_ += estimate;
   req.idempotency_key = in_.key;
   req.request_id = in_.key + ":" + std::to_string(in_.attempt) + ":" + std::to_string(calls_++);
   if (req.script.empty())
@@ -204,17 +220,20 @@ void attempt_ctx::ask(llm_request req, reply_handler then) {
   auto* r = &runner_;
   runner_.request(runner_.model(), caf::infinite, ask_atom::value, std::move(req))
     .then(
-      [r, k, then](llm_reply& rep) {
+      [r, k, then, estimate](llm_reply& rep) {
         r->resume(k, [&](attempt_ctx& a) {
           --a.pending_;
+          a.reserved_ -= estimate;
+          a.spent_ += rep.total_tokens();
           r->send(a.workflow(), usage_atom::value, a.token(), uint64_t{rep.total_tokens()});
           a.guarded([&] { then(a, std::move(rep)); });
           a.check_idle();
         });
       },
-      [r, k, then](caf::error& e) {
+      [r, k, then, estimate](caf::error& e) {
         r->resume(k, [&](attempt_ctx& a) {
           --a.pending_;
+          a.reserved_ -= estimate;
           a.guarded([&] { then(a, std::move(e)); });
           a.check_idle();
         });

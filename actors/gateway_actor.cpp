@@ -104,13 +104,6 @@ caf::error on_lane(const lane& l, const caf::error& err) {
   return make_error(static_cast<errc>(err.code()), l.name + ": " + context_of(err));
 }
 
-uint32_t prompt_estimate(const llm_request& req) {
-  uint32_t n = 0;
-  for (auto& m : req.messages)
-    n += count_tokens(m.content) + 4; // role and framing
-  return n;
-}
-
 // -- routing and admission -----------------------------------------------------
 
 std::string provider_names(const gateway_state& st) {
@@ -161,7 +154,7 @@ caf::error fit_context(const lane& l, llm_request& req) {
   auto window = cfg.context_window;
   if (window == 0)
     return {};
-  auto too_big = [&] { return prompt_estimate(req) + req.max_tokens > window; };
+  auto too_big = [&] { return estimate_prompt_tokens(req) + req.max_tokens > window; };
   if (too_big() && cfg.overflow == overflow_policy::truncate_oldest) {
     auto non_system = [](const chat_message& m) { return m.role != "system"; };
     while (too_big()
@@ -171,7 +164,7 @@ caf::error fit_context(const lane& l, llm_request& req) {
   if (!too_big())
     return {};
   return make_error(errc::llm_rejected,
-                    l.name + ": request of about " + std::to_string(prompt_estimate(req))
+                    l.name + ": request of about " + std::to_string(estimate_prompt_tokens(req))
                       + " prompt tokens + max_tokens " + std::to_string(req.max_tokens)
                       + " exceeds the context window of " + std::to_string(window)
                       + (cfg.overflow == overflow_policy::refuse ? " (overflow policy: refuse)"
@@ -387,7 +380,7 @@ caf::behavior gateway_behavior(self_ptr self, gateway_env env, std::map<std::str
       }
       auto rp = self->make_response_promise<llm_reply>();
       waiting w;
-      w.tokens_estimate = prompt_estimate(req) + req.max_tokens;
+      w.tokens_estimate = estimate_prompt_tokens(req) + req.max_tokens;
       w.req = std::move(req);
       w.rp = rp;
       ln.queue.push_back(std::move(w));

@@ -34,6 +34,8 @@ failure_kind failure_of(const caf::error& err) {
     return failure_kind::circuit_open;
   if (is(err, errc::llm_rejected))
     return failure_kind::rejected;
+  if (is(err, errc::over_budget))
+    return failure_kind::budget;
   return failure_kind::crashed;
 }
 
@@ -51,6 +53,13 @@ void ask_json(step_context& ctx, llm_request req,
     }
     then(c, std::move(doc));
   });
+}
+
+uint32_t estimate_prompt_tokens(const llm_request& req) {
+  uint32_t n = 0;
+  for (auto& m : req.messages)
+    n += count_tokens(m.content) + 4;
+  return n;
 }
 
 uint32_t count_tokens(const std::string& text) {

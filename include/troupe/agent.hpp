@@ -60,7 +60,12 @@ public:
 
   /// Asks the model; `then` runs later on the attempt's runner actor with the
   /// reply or an error. The request's idempotency key and (if empty) script
-  /// are filled in. Does not block.
+  /// are filled in. Does not block. The call's estimate (prompt tokens +
+  /// max_tokens) is reserved against the workflow's max_tokens budget: one
+  /// that does not fit what is left (after this attempt's earlier calls) is
+  /// not sent, and `then` gets over_budget at once, inside ask(); failing
+  /// the attempt with it (failure_of) ends the workflow with its `budget`
+  /// outcome. After the reply the actual tokens are charged instead.
   virtual void ask(llm_request req, reply_handler then) = 0;
   /// Runs a side effect (a payment, an email, a ticket) at most once per
   /// visit of this node and `name` once its result is journaled: if the
@@ -96,7 +101,7 @@ agent_ptr make_agent(agent_fn fn);
 
 /// The failure kind a model error maps to: llm_timeout -> timeout,
 /// bad_output -> bad_output, circuit_open -> circuit_open, llm_rejected ->
-/// rejected, else crashed.
+/// rejected, over_budget -> budget, else crashed.
 failure_kind failure_of(const caf::error& err);
 
 /// Convenience: asks for JSON and calls `then` with the parsed document.

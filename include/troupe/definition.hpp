@@ -35,14 +35,17 @@ constexpr const char* edit = "edit";
 /// The failure kinds an attempt can end with.
 /// How an attempt failed. `rejected`: the model provider refused the request
 /// (bad request, bad key, unknown model, context too large); retrying the
-/// same request cannot help, so it is not retried by default.
-enum class failure_kind : uint8_t { timeout, crashed, bad_output, circuit_open, rejected };
+/// same request cannot help, so it is not retried by default. `budget`: a
+/// model call would have taken the workflow past its max_tokens budget (its
+/// estimate is reserved before sending); not routed as a failure: the
+/// workflow takes its `budget` outcome.
+enum class failure_kind : uint8_t { timeout, crashed, bad_output, circuit_open, rejected, budget };
 
 /// Every failure kind, in declaration order: what validation covers and
 /// what the journal decodes. A new kind is appended here too.
 inline constexpr failure_kind all_failure_kinds[] = {
-  failure_kind::timeout, failure_kind::crashed, failure_kind::bad_output,
-  failure_kind::circuit_open, failure_kind::rejected};
+  failure_kind::timeout,      failure_kind::crashed,  failure_kind::bad_output,
+  failure_kind::circuit_open, failure_kind::rejected, failure_kind::budget};
 
 const char* to_string(failure_kind k);
 

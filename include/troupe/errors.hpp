@@ -68,6 +68,9 @@ enum class errc : uint8_t {
   /// request, bad or missing key, unknown model, a prompt larger than the
   /// model's context window. Not retryable; fix the request or the config.
   llm_rejected,
+  /// A model call was not sent: its estimate (prompt + max_tokens) does not
+  /// fit what is left of the workflow's max_tokens budget.
+  over_budget,
 };
 
 /// Builds a caf::error in troupe's category with `context` as its message.

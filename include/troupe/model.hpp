@@ -87,4 +87,9 @@ struct scripted_model_config {
 /// estimates, and the usage of a provider reply that reports none.
 uint32_t count_tokens(const std::string& text);
 
+/// Approximate prompt tokens of a request: count_tokens of each message
+/// plus 4 for its role and framing. What budgets, context windows and rate
+/// limits reserve before a call (with max_tokens for the reply).
+uint32_t estimate_prompt_tokens(const llm_request& req);
+
 } // namespace troupe

@@ -19,6 +19,7 @@ const char* to_string(failure_kind k) {
     case failure_kind::bad_output: return "bad_output";
     case failure_kind::circuit_open: return "circuit_open";
     case failure_kind::rejected: return "rejected";
+    case failure_kind::budget: return "budget";
   }
   return "unknown";
 }
@@ -174,6 +175,8 @@ std::string check_node(const definition& d, const node& n) {
   if (!n.routes.count(outcome::ok))
     return where + "outcome 'ok' has no route";
   for (auto k : all_failure_kinds) {
+    if (k == failure_kind::budget)
+      continue; // the workflow's budget outcome, routed as such
     auto dec = failure_route(n, k, p.retry.max_attempts);
     if (dec.target.empty())
       return where + "outcome '" + dec.label + "' (after failure '" + to_string(k)

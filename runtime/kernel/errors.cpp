@@ -34,6 +34,7 @@ const char* to_string(errc code) {
     case errc::journal_unusable: return "journal_unusable";
     case errc::journal_full: return "journal_full";
     case errc::llm_rejected: return "llm_rejected";
+    case errc::over_budget: return "over_budget";
     case errc::shutting_down: return "shutting_down";
   }
   return "unknown_errc";

@@ -10,7 +10,9 @@
 //                                                label not routed, or patch not an object:
 //                                                as step_failed(bad_output)
 //   running      step_failed{kind}              cancel_timer(step_timeout); kind timeout:
-//                                                cancel_step; fail(kind)
+//                                                cancel_step; kind budget (a model call
+//                                                refused by the token budget): budget;
+//                                                else fail(kind)
 //   (a step_timeout timer that fires is reported as step_failed{timeout} with the
 //    tokens the attempt spent; timer_fired{step_timeout} is refused)
 //   backoff      timer_fired{retry_backoff}     schedule(attempt + 1)
@@ -260,6 +262,10 @@ caf::error on(builder& b, const event& e, const step_failed& ev) {
   if (static_cast<size_t>(ev.kind) >= std::size(all_failure_kinds))
     return refuse(b.s, e, "unknown failure kind " + std::to_string(static_cast<int>(ev.kind)));
   b.s.tokens += ev.tokens;
+  if (ev.kind == failure_kind::budget) {
+    b.budget("max_tokens budget: " + ev.reason);
+    return {};
+  }
   if (ev.kind == failure_kind::timeout)
     b.out.emplace_back(cancel_step{b.s.node, b.s.attempt}); // it may still be running
   b.failed_attempt(ev.kind, ev.reason);

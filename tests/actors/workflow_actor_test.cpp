@@ -239,24 +239,61 @@ TEST_CASE_METHOD(fixture, "an idempotency key is stable across the attempts of o
   CHECK(seen_keys == std::vector<std::string>{id + "/a#1", id + "/a#1"});
 }
 
-TEST_CASE_METHOD(fixture, "max_tokens stops a workflow once its model calls spent the budget") {
+namespace {
+
+// A linear workflow of four asker steps under token budget `max_tokens`.
+definition spender(uint64_t max_tokens) {
   budgets b;
-  b.max_tokens = 20; // each asker call costs ~10 tokens
+  b.max_tokens = max_tokens;
   b.max_steps = 100;
-  define(definition_builder{"spend"}
-           .agent("a", "asker", policy(5s, 1)).on("ok", "b").on("exhausted", "done")
-           .agent("b", "asker", policy(5s, 1)).on("ok", "c").on("exhausted", "done")
-           .agent("c", "asker", policy(5s, 1)).on("ok", "d").on("exhausted", "done")
-           .agent("d", "asker", policy(5s, 1)).on("ok", "done").on("exhausted", "done")
-           .completed("done")
-           .limits(b)
-           .build());
+  return definition_builder{"spend"}
+    .agent("a", "asker", policy(5s, 1)).on("ok", "b").on("exhausted", "done")
+    .agent("b", "asker", policy(5s, 1)).on("ok", "c").on("exhausted", "done")
+    .agent("c", "asker", policy(5s, 1)).on("ok", "d").on("exhausted", "done")
+    .agent("d", "asker", policy(5s, 1)).on("ok", "done").on("exhausted", "done")
+    .completed("done")
+    .limits(b)
+    .build()
+    .value();
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "a model call whose estimate does not fit the token budget is never "
+                          "sent and the workflow takes its budget outcome") {
+  size_t calls = 0;
+  model_cfg.rules["json"] = [&calls](const llm_request&) {
+    ++calls;
+    return std::string{R"({"v": 1})"};
+  };
+  define(spender(20)); // an asker call reserves its prompt + max_tokens 1024
   boot();
   auto id = start("spend");
   auto s = run_to_end(id);
   CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
   CHECK(s.outcome == "budget");
-  CHECK(s.tokens >= 20);
+  CHECK(calls == 0);
+  CHECK(s.tokens == 0);
+  CHECK(s.steps == 1);
+  INFO(s.reason);
+  CHECK(s.reason.find("over_budget: a model call of about 1030 tokens") != std::string::npos);
+  CHECK(s.reason.find("does not fit the 20 tokens left") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "max_tokens stops a workflow once its model calls spent the budget, "
+                          "without ever spending past it") {
+  // Room for the first call's reservation and a little more: each call
+  // spends a few tokens, so a later call's reservation no longer fits.
+  uint64_t limit = 1030 + 12;
+  define(spender(limit));
+  boot();
+  auto id = start("spend");
+  auto s = run_to_end(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.outcome == "budget");
+  CHECK(s.tokens > 0);
+  CHECK(s.tokens <= limit); // reserved before, charged after: never past it
+  CHECK(s.steps >= 2);
   CHECK(s.steps < 4);
   CHECK(s.reason.find("max_tokens") != std::string::npos);
 }

@@ -285,6 +285,19 @@ std::vector<row> accepted_rows() {
      R + history{failed(1100, "extract", 1, failure_kind::crashed, 150)},
      retry_fired(1300, 2), phase::failed, {"fail(,budget)"},
      [](const workflow_state& s) { CHECK(has(s.reason, "max_tokens budget of 100 spent")); }},
+    {"a call refused for the token budget ends the step as budget, not as a failure, even "
+     "with retries left",
+     triage(with_tokens(100)), R, failed(1100, "extract", 1, failure_kind::budget, 3,
+                                         "over_budget: no room"),
+     phase::failed, {"cancel_timer(1)", "fail(,budget)"},
+     [](const workflow_state& s) {
+       CHECK(s.outcome == "budget");
+       CHECK(s.tokens == 3);
+       CHECK(has(s.reason, "node 'extract': max_tokens budget: over_budget: no room"));
+     }},
+    {"a call refused for the token budget takes the node's budget route", triage(with_tokens(100)),
+     A, failed(1500, "analyze", 1, failure_kind::budget), phase::at_gate,
+     {"cancel_timer(2)", "await_signal(signoff)"}},
     {"deadline while running: cancel_step, no budget route: fail", DL, R, deadline_fired(1500, 1),
      phase::failed, {"cancel_step(extract,1)", "cancel_timer(2)", "fail(,budget)"},
      [](const workflow_state& s) {
