@@ -3,7 +3,8 @@
 #   make test SANITIZE=1   ASan + UBSan build in build-asan/
 #   make bench             the benchmarks (same -O2 build as the demo): steps/s in
 #                          memory and on SQLite, the journal alone, recovery of 10k
-#                          workflows; README has the commands for the larger runs
+#                          workflows, the model gateway at 1/100/10,000 in flight;
+#                          README has the commands for the larger runs
 #   make soak              the long crash test: SIGKILLs `troupe run ledger` over
 #                          SOAK_SEEDS seeds x SOAK_WORKFLOWS workflows (tests/crash/)
 MAKEFLAGS  += --no-print-directory
@@ -44,6 +45,7 @@ bench: build
 	@$(BUILD_DIR)/bench/troupe_bench --journal /tmp/troupe-bench.db --drivers 64
 	@$(BUILD_DIR)/bench/troupe_bench_journal
 	@$(BUILD_DIR)/bench/troupe_bench_recovery --workflows 10000
+	@$(BUILD_DIR)/bench/troupe_bench_gateway
 
 soak: build
 	@$(BUILD_DIR)/tests/troupe_crash_driver --troupe $(BUILD_DIR)/tools/troupe \
