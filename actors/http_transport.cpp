@@ -148,9 +148,11 @@ struct http_transport::impl {
     epoll_event ev{};
     ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
     ev.data.fd = s;
+    // Our set and epoll's can disagree when a socket was closed and its
+    // number reused: try the other operation then.
     auto op = self->watched.insert(s).second ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    if (epoll_ctl(self->epoll, op, s, &ev) != 0 && op == EPOLL_CTL_ADD)
-      epoll_ctl(self->epoll, EPOLL_CTL_MOD, s, &ev); // curl reused a socket we still watch
+    if (epoll_ctl(self->epoll, op, s, &ev) != 0)
+      epoll_ctl(self->epoll, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
     return 0;
   }
 
