@@ -221,11 +221,12 @@ bool answer_start(self_ptr self, const std::string& id, entry& e, const info_msg
   return false;
 }
 
-void remember_finished(self_ptr self, const info_msg& m) {
+void remember_finished(self_ptr self, info_msg m) {
   auto& st = self->state;
-  if (!st.finished_recently.emplace(m.id, m).second)
+  auto id = m.id;
+  if (!st.finished_recently.emplace(id, std::move(m)).second)
     return;
-  st.finished_order.push_back(m.id);
+  st.finished_order.push_back(std::move(id));
   if (st.finished_order.size() > finished_kept) {
     st.finished_recently.erase(st.finished_order.front());
     st.finished_order.pop_front();
@@ -251,7 +252,7 @@ void update(self_ptr self, const std::string& id, entry& e, info_msg m) {
     untrack(self, e);
   if (finished(e.last)) {
     if (!e.last.stopped) { // else kept: the journal still has it open
-      remember_finished(self, e.last);
+      remember_finished(self, std::move(e.last)); // e goes with forget()
       forget(self, id);
     }
     return;

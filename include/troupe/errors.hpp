@@ -85,6 +85,10 @@ bool is_retryable(errc code);
 /// True if `err` belongs to troupe's category and has code `code`.
 bool is(const caf::error& err, errc code);
 
+/// The error's context as text, without its code's name: what follows
+/// "code: " in describe().
+std::string context_of(const caf::error& err);
+
 /// Renders any caf::error for people: "invalid_definition: node 'x': ...".
 /// Works without an actor system (CAF's own categories render by name).
 std::string describe(const caf::error& err);

@@ -57,15 +57,17 @@ bool is(const caf::error& err, errc code) {
   return err && err.category() == error_category && err.code() == static_cast<uint8_t>(code);
 }
 
+std::string context_of(const caf::error& err) {
+  const auto& msg = err.context();
+  if (msg.size() == 1 && msg.match_element<std::string>(0))
+    return msg.get_as<std::string>(0);
+  return msg.empty() ? std::string{} : caf::to_string(msg);
+}
+
 std::string describe(const caf::error& err) {
   if (!err)
     return "no error";
-  std::string ctx;
-  const auto& msg = err.context();
-  if (msg.size() == 1 && msg.match_element<std::string>(0))
-    ctx = msg.get_as<std::string>(0);
-  else if (!msg.empty())
-    ctx = caf::to_string(msg);
+  auto ctx = context_of(err);
   std::string name;
   if (err.category() == error_category)
     name = to_string(static_cast<errc>(err.code()));
