@@ -90,14 +90,6 @@ duration now_of(self_ptr self) {
   return std::chrono::duration_cast<duration>(steady::now().time_since_epoch());
 }
 
-// The error's context without its code's name, for rewrapping.
-std::string context_of(const caf::error& err) {
-  const auto& msg = err.context();
-  if (msg.size() == 1 && msg.match_element<std::string>(0))
-    return msg.get_as<std::string>(0);
-  return describe(err);
-}
-
 caf::error on_lane(const lane& l, const caf::error& err) {
   if (err.category() != error_category)
     return make_error(errc::llm_unavailable, l.name + ": " + describe(err));
@@ -122,9 +114,12 @@ caf::expected<lane*> lane_for(self_ptr self, const std::string& model_ref) {
     return make_error(errc::llm_rejected, "unknown model '" + model_ref + "': no provider named '"
                                             + pname + "' (configured: " + provider_names(st)
                                             + ")");
-  auto model = slash == std::string::npos ? p->second.cfg.model : model_ref.substr(slash + 1);
+  // "provider" and "provider/" both mean the provider's default model.
+  auto model = slash == std::string::npos ? std::string{} : model_ref.substr(slash + 1);
   if (model.empty())
-    model = p->second.cfg.protocol == wire_protocol::scripted ? "scripted" : "";
+    model = p->second.cfg.model;
+  if (model.empty()) // a scripted provider configured without a model name
+    model = "scripted";
   auto name = pname + "/" + model;
   auto i = st.lanes.find(name);
   if (i != st.lanes.end())
@@ -188,9 +183,12 @@ void send_scripted(self_ptr self, uint64_t id, lane& l, const llm_request& req) 
     l.provider->cfg.request_timeout);
   self->request(self->state.scripted, timeout, ask_atom::value, req)
     .then(
-      [self, id, req](llm_reply& r) {
+      [self, id](llm_reply& r) {
+        auto f = self->state.flights.find(id);
+        if (f == self->state.flights.end())
+          return;
         gateway::decoded d;
-        if (auto why = gateway::check_output(req, r.text); !why.empty())
+        if (auto why = gateway::check_output(f->second.w.req, r.text); !why.empty())
           d.reply = make_error(errc::bad_output, why);
         else
           d.reply = std::move(r);

@@ -202,6 +202,35 @@ TEST_CASE_METHOD(fixture, "the scripted model is always a provider, and unknown 
   CHECK(server.count() == 0);
 }
 
+TEST_CASE_METHOD(fixture, "a provider name with an empty model part asks the provider's default "
+                          "model",
+                 "[gateway]") {
+  REQUIRE(!boot({provider("openai", wire_protocol::openai, server.base_url())}));
+  REQUIRE(ask(question("openai/")));
+  CHECK(nlohmann::json::parse(server.received().at(0).body)["model"] == "fake-1");
+  CHECK(lane("openai/fake-1").succeeded == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a scripted model that never answers is llm_timeout after the "
+                          "provider's request timeout",
+                 "[gateway]") {
+  // A fresh scripted model whose every call is a timeout fault.
+  caf::anon_send_exit(scripted, caf::exit_reason::user_shutdown);
+  scripted_model_config m;
+  m.timeout_rate = 1.0;
+  scripted = spawn_scripted_model(*sys, m);
+  provider_config p;
+  p.name = "mock";
+  p.protocol = wire_protocol::scripted;
+  p.request_timeout = 100ms;
+  REQUIRE(!boot({p}));
+  auto r = ask(question());
+  REQUIRE(!r);
+  CHECK(is(r.error(), errc::llm_timeout));
+  CHECK(describe(r.error()).find("mock/scripted") != std::string::npos);
+  CHECK(lane("mock/scripted").failed == 1);
+}
+
 TEST_CASE_METHOD(fixture, "a key variable that is not set stops the gateway from starting, "
                           "naming the variable",
                  "[gateway]") {

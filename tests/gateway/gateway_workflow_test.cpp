@@ -171,3 +171,23 @@ TEST_CASE_METHOD(fixture, "a request the provider refuses fails the step at once
   CHECK(server.count() == 1); // not retried: retrying cannot help
   CHECK(info.steps == 1);
 }
+
+TEST_CASE("a runtime whose provider's key variable is not set refuses to start, naming it",
+          "[gateway]") {
+  unsetenv("TROUPE_TEST_NO_SUCH_KEY");
+  config cfg;
+  provider_config p;
+  p.name = "openai";
+  p.base_url = "https://api.openai.com/v1";
+  p.model = "gpt-4o-mini";
+  p.api_key_env = "TROUPE_TEST_NO_SUCH_KEY";
+  cfg.gateway.providers.push_back(p);
+  try {
+    runtime rt{cfg};
+    FAIL("the runtime started without its key");
+  } catch (const std::invalid_argument& e) {
+    CHECK_THAT(e.what(), Catch::Contains("TROUPE_TEST_NO_SUCH_KEY is not set"));
+  }
+  cfg.gateway.providers[0].base_url = "api.openai.com";
+  CHECK_THROWS_WITH(runtime{cfg}, Catch::Contains("provider 'openai': base_url"));
+}
