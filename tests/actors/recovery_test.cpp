@@ -168,7 +168,7 @@ auto gate_then_step() {
 } // namespace
 
 TEST_CASE_METHOD(fixture, "an attempt running when the process died fails as crashed at "
-                          "recovery and its retry runs; completed steps never run again") {
+                          "recovery and its retry runs, and completed steps never run again") {
   model_cfg.latency = 5s;
   define(two_steps());
   boot();
@@ -577,7 +577,7 @@ TEST_CASE_METHOD(fixture, "under a clock that stands still, ids stay unique and 
 }
 
 TEST_CASE_METHOD(fixture, "starts whose key the journal cannot look up get the error and "
-                          "start nothing; the key works once the journal does") {
+                          "start nothing, and the key works once the journal does") {
   define(gate_then_step());
   boot();
   counted->keys_failing = true;

@@ -54,7 +54,7 @@ TEST_CASE("a breaker opens when the failure share of its window reaches the rate
   CHECK(c.state() == breaker_state::closed);
 }
 
-TEST_CASE("after the cool-down one probe goes through; its result closes or reopens",
+TEST_CASE("after the cool-down one probe goes through and its result closes or reopens",
           "[breaker]") {
   circuit_breaker b{policy(1, 0, 0.5, 10s)};
   REQUIRE(b.record(false, 0s) == breaker_state::open);
