@@ -2,6 +2,7 @@
 #include "actors/agent_actor.hpp"
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <unordered_map>
 
@@ -93,6 +94,8 @@ private:
   uint32_t calls_ = 0;
   uint64_t spent_ = 0;    ///< tokens of this attempt's answered calls
   uint64_t reserved_ = 0; ///< estimates of its calls in flight
+  uint64_t spent_nusd_ = 0;    ///< cost of its answered calls
+  uint64_t reserved_nusd_ = 0; ///< cost estimates of its calls in flight
   bool done_ = false;
 };
 
@@ -114,11 +117,12 @@ struct attempt_key_hash {
 class agent_runner final : public caf::event_based_actor {
 public:
   agent_runner(caf::actor_config& cfg, agent_ptr impl, caf::actor model, caf::actor journal,
-               stop_flag stopped)
+               std::shared_ptr<const gateway_config> models, stop_flag stopped)
     : caf::event_based_actor(cfg),
       impl_(std::move(impl)),
       model_(std::move(model)),
       journal_(std::move(journal)),
+      models_(std::move(models)),
       stopped_(std::move(stopped)) {}
 
   const char* name() const override { return "troupe.agent_runner"; }
@@ -180,10 +184,19 @@ public:
   const caf::actor& model() const { return model_; }
   const caf::actor& journal() const { return journal_; }
 
+  /// What a call to `model_ref` costs per token (zero when unpriced).
+  model_price price_of(const std::string& model_ref) const {
+    if (!models_)
+      return {};
+    auto r = resolve_model(*models_, model_ref);
+    return r ? r->price : model_price{};
+  }
+
 private:
   agent_ptr impl_;
   caf::actor model_;
   caf::actor journal_;
+  std::shared_ptr<const gateway_config> models_;
   stop_flag stopped_;
   std::unordered_map<attempt_key, std::unique_ptr<attempt_ctx>, attempt_key_hash> attempts_;
 };
@@ -194,23 +207,46 @@ void attempt_ctx::report(agent_report r) {
   caf::anon_send(workflow_, std::move(r));
 }
 
+/// `need` more on top of `used` does not fit `limit` (unlimited never binds).
+bool over(uint64_t limit, uint64_t used, uint64_t need) {
+  return limit != budgets_left::unlimited && used + need > limit;
+}
+
+std::string usd(uint64_t nano) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "$%.6f", to_usd(nano));
+  return buf;
+}
+
 void attempt_ctx::ask(llm_request req, reply_handler then) {
   if (done_)
     return;
-  // Reserve the call's estimate against the workflow's token budget; one
-  // that does not fit is never sent.
-  uint64_t estimate = uint64_t{estimate_prompt_tokens(req)} + req.max_tokens;
-  auto left = in_.budget.tokens;
-  if (left != budgets_left::unlimited && spent_ + reserved_ + estimate > left) {
-    auto err = make_error(errc::over_budget,
-                          "a model call of about " + std::to_string(estimate)
-                            + " tokens (prompt + max_tokens) does not fit the "
-                            + std::to_string(left - std::min(left, spent_ + reserved_))
-                            + " tokens left of the workflow's budget");
-    guarded([&] { then(*this, std::move(err)); });
+  // Reserve the call's estimate against the workflow's token and cost
+  // budgets; one that does not fit is never sent.
+  uint64_t prompt = estimate_prompt_tokens(req);
+  uint64_t estimate = prompt + req.max_tokens;
+  uint64_t estimate_nusd = to_nano_usd(cost_usd(runner_.price_of(req.model), prompt, req.max_tokens));
+  caf::error refused;
+  auto& left = in_.budget;
+  if (over(left.tokens, spent_ + reserved_, estimate))
+    refused = make_error(errc::over_budget,
+                         "a model call of about " + std::to_string(estimate)
+                           + " tokens (prompt + max_tokens) does not fit the "
+                           + std::to_string(left.tokens - std::min(left.tokens, spent_ + reserved_))
+                           + " tokens left of the workflow's budget");
+  else if (over(left.cost_nusd, spent_nusd_ + reserved_nusd_, estimate_nusd))
+    refused = make_error(errc::over_budget,
+                         "a model call of up to " + usd(estimate_nusd)
+                           + " (prompt + max_tokens at the model's price) does not fit the "
+                           + usd(left.cost_nusd
+                                 - std::min(left.cost_nusd, spent_nusd_ + reserved_nusd_))
+                           + " left of the workflow's cost budget");
+  if (refused) {
+    guarded([&] { then(*this, std::move(refused)); });
     return;
   }
   reserved_ += estimate;
+  reserved_nusd_ += estimate_nusd;
   req.idempotency_key = in_.key;
   req.request_id = in_.key + ":" + std::to_string(in_.attempt) + ":" + std::to_string(calls_++);
   if (req.script.empty())
@@ -218,22 +254,28 @@ void attempt_ctx::ask(llm_request req, reply_handler then) {
   ++pending_;
   attempt_key k{workflow_.id(), in_.token};
   auto* r = &runner_;
+  auto unreserve = [estimate, estimate_nusd](attempt_ctx& a) {
+    --a.pending_;
+    a.reserved_ -= estimate;
+    a.reserved_nusd_ -= estimate_nusd;
+  };
   runner_.request(runner_.model(), caf::infinite, ask_atom::value, std::move(req))
     .then(
-      [r, k, then, estimate](llm_reply& rep) {
+      [r, k, then, unreserve](llm_reply& rep) {
         r->resume(k, [&](attempt_ctx& a) {
-          --a.pending_;
-          a.reserved_ -= estimate;
-          a.spent_ += rep.total_tokens();
-          r->send(a.workflow(), usage_atom::value, a.token(), uint64_t{rep.total_tokens()});
+          unreserve(a);
+          uint64_t tokens = rep.total_tokens();
+          uint64_t nusd = to_nano_usd(rep.cost_usd);
+          a.spent_ += tokens;
+          a.spent_nusd_ += nusd;
+          r->send(a.workflow(), usage_atom::value, a.token(), tokens, nusd);
           a.guarded([&] { then(a, std::move(rep)); });
           a.check_idle();
         });
       },
-      [r, k, then, estimate](caf::error& e) {
+      [r, k, then, unreserve](caf::error& e) {
         r->resume(k, [&](attempt_ctx& a) {
-          --a.pending_;
-          a.reserved_ -= estimate;
+          unreserve(a);
           a.guarded([&] { then(a, std::move(e)); });
           a.check_idle();
         });
@@ -301,12 +343,12 @@ void attempt_ctx::effect_done(const effect_handler& then, const std::string& res
 } // namespace
 
 agent_runners::agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal,
-                             size_t width)
+                             size_t width, std::shared_ptr<const gateway_config> models)
   : sys_(sys), model_(std::move(model)), journal_(std::move(journal)),
-    width_(width == 0 ? 1 : width) {}
+    models_(std::move(models)), width_(width == 0 ? 1 : width) {}
 
 caf::actor agent_runners::spawn_runner(const agent_ptr& impl, const stop_flag& stopped) {
-  return sys_.spawn<agent_runner>(impl, model_, journal_, stopped);
+  return sys_.spawn<agent_runner>(impl, model_, journal_, models_, stopped);
 }
 
 caf::actor agent_runners::pick(const std::string& agent, const agent_ptr& impl,

@@ -11,8 +11,8 @@
 //   (cancel_atom, uint64_t token) abandons the sender's attempt `token`
 //                                (timed out, or the workflow moved on): its
 //                                late model replies are dropped, no report
-// Runner -> workflow: agent_report, and (usage_atom, token, tokens) after
-// each model reply.
+// Runner -> workflow: agent_report, and (usage_atom, token, tokens,
+// cost_nusd) after each model reply.
 //
 // If a runner stops while attempts are in flight (killed, or the runtime
 // shutting down), each of them reports `crashed` ("agent runner stopped:
@@ -33,6 +33,7 @@
 #include <caf/fwd.hpp>
 
 #include "troupe/agent.hpp"
+#include "troupe/gateway.hpp"
 
 namespace troupe {
 
@@ -64,8 +65,10 @@ public:
   using stop_flag = std::shared_ptr<std::atomic<bool>>;
 
   /// `width` runners per agent; `model` answers (ask_atom, llm_request);
-  /// `journal` is the journal writer (effects).
-  agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal, size_t width);
+  /// `journal` is the journal writer (effects); `models` prices a call
+  /// before it is sent, for the cost budget (null: every model is free).
+  agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal, size_t width,
+                std::shared_ptr<const gateway_config> models = nullptr);
 
   /// A runner of `agent` for the attempt `token`: attempts spread over the
   /// agent's runners. A runner that has stopped is replaced first.
@@ -86,6 +89,7 @@ private:
   caf::actor_system& sys_;
   caf::actor model_;
   caf::actor journal_;
+  std::shared_ptr<const gateway_config> models_;
   size_t width_;
   std::mutex mtx_;
   bool closed_ = false;

@@ -57,6 +57,7 @@ struct lane {
   kernel::circuit_breaker breaker;
   kernel::token_bucket requests;
   kernel::token_bucket tokens;
+  model_price price;
   std::deque<waiting> queue;
   size_t in_flight = 0;
   duration held_until{0}; ///< a 429 hold
@@ -72,7 +73,7 @@ struct flight {
 
 struct gateway_state {
   std::map<std::string, provider_rt> providers;
-  std::string default_provider;
+  gateway_config cfg; ///< as configured (resolve_model adds the scripted provider)
   std::map<std::string, lane> lanes; ///< by name; map nodes keep lane* valid
   std::unordered_map<uint64_t, flight> flights;
   uint64_t next_flight = 1;
@@ -80,6 +81,18 @@ struct gateway_state {
   caf::actor scripted;
   std::shared_ptr<clock_source> clock;
   static inline const char* name = "troupe.gateway";
+
+  /// Runs as the gateway exits: every request it still holds, sent or
+  /// queued, is answered shutting_down instead of never.
+  ~gateway_state() {
+    transport.reset(); // stops the I/O thread; its last callbacks go nowhere
+    auto err = make_error(errc::shutting_down, "the model gateway stopped");
+    for (auto& [id, f] : flights)
+      f.w.rp.deliver(err);
+    for (auto& [name, l] : lanes)
+      for (auto& w : l.queue)
+        w.rp.deliver(err);
+  }
 };
 
 using self_ptr = caf::stateful_actor<gateway_state>*;
@@ -98,29 +111,16 @@ caf::error on_lane(const lane& l, const caf::error& err) {
 
 // -- routing and admission -----------------------------------------------------
 
-std::string provider_names(const gateway_state& st) {
-  std::string out;
-  for (auto& [name, p] : st.providers)
-    out += (out.empty() ? "" : ", ") + name;
-  return out;
-}
-
 caf::expected<lane*> lane_for(self_ptr self, const std::string& model_ref) {
   auto& st = self->state;
-  auto slash = model_ref.find('/');
-  auto pname = model_ref.empty() ? st.default_provider : model_ref.substr(0, slash);
-  auto p = st.providers.find(pname);
-  if (p == st.providers.end())
-    return make_error(errc::llm_rejected, "unknown model '" + model_ref + "': no provider named '"
-                                            + pname + "' (configured: " + provider_names(st)
-                                            + ")");
-  // "provider" and "provider/" both mean the provider's default model.
-  auto model = slash == std::string::npos ? std::string{} : model_ref.substr(slash + 1);
-  if (model.empty())
-    model = p->second.cfg.model;
-  if (model.empty()) // a scripted provider configured without a model name
-    model = "scripted";
-  auto name = pname + "/" + model;
+  auto route = resolve_model(st.cfg, model_ref);
+  if (!route)
+    return std::move(route.error());
+  auto p = st.providers.find(route->provider);
+  if (p == st.providers.end()) // resolve_model knows the same providers
+    return make_error(errc::llm_rejected, "no provider named '" + route->provider + "'");
+  auto& model = route->model;
+  auto name = route->lane();
   auto i = st.lanes.find(name);
   if (i != st.lanes.end())
     return &i->second;
@@ -138,6 +138,7 @@ caf::expected<lane*> lane_for(self_ptr self, const std::string& model_ref) {
   l.breaker = kernel::circuit_breaker{cfg.breaker};
   l.requests = kernel::token_bucket{cfg.requests_per_minute / 60.0, cfg.requests_per_minute};
   l.tokens = kernel::token_bucket{cfg.tokens_per_minute / 60.0, cfg.tokens_per_minute};
+  l.price = route->price;
   l.stats.lane = name;
   return &l;
 }
@@ -328,9 +329,7 @@ void finish(self_ptr self, uint64_t id, gateway::decoded d) {
       r.model = l.ep.model;
     r.latency_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - f.sent).count());
-    if (auto p = cfg.prices.find(l.ep.model); p != cfg.prices.end())
-      r.cost_usd = (r.prompt_tokens * p->second.prompt + r.completion_tokens * p->second.completion)
-                   / 1e6;
+    r.cost_usd = cost_usd(l.price, r.prompt_tokens, r.completion_tokens);
     ++l.stats.succeeded;
     l.stats.prompt_tokens += r.prompt_tokens;
     l.stats.completion_tokens += r.completion_tokens;
@@ -344,18 +343,17 @@ void finish(self_ptr self, uint64_t id, gateway::decoded d) {
   pump(self, l);
 }
 
-caf::behavior gateway_behavior(self_ptr self, gateway_env env, std::map<std::string, provider_rt> providers,
-                      std::string default_provider) {
+caf::behavior gateway_behavior(self_ptr self, gateway_env env,
+                               std::map<std::string, provider_rt> providers) {
   auto& st = self->state;
   st.providers = std::move(providers);
-  st.default_provider = std::move(default_provider);
+  st.cfg = std::move(env.cfg);
   st.scripted = std::move(env.scripted);
   st.clock = std::move(env.clock);
   for (auto& [name, p] : st.providers)
     if (p.cfg.protocol != wire_protocol::scripted && !st.transport)
       st.transport = std::make_unique<http_transport>();
-  // The transport dies with the state; its last callbacks (shutting_down)
-  // go to an address that no longer takes messages.
+  // The transport dies with the state (~gateway_state).
   return {
     [self](ask_atom, llm_request& req) -> caf::result<llm_reply> {
       auto l = lane_for(self, req.model);
@@ -432,7 +430,6 @@ caf::expected<caf::actor> spawn_gateway(caf::actor_system& sys, gateway_env env)
   if (auto err = validate(env.cfg))
     return err;
   std::map<std::string, provider_rt> providers;
-  std::string default_provider;
   for (auto& p : env.cfg.providers) {
     provider_rt rt{p, {}};
     if (!p.api_key_env.empty()) {
@@ -443,8 +440,6 @@ caf::expected<caf::actor> spawn_gateway(caf::actor_system& sys, gateway_env env)
                                                   + p.api_key_env + " is not set");
       rt.api_key = key;
     }
-    if (default_provider.empty())
-      default_provider = p.name;
     providers.emplace(p.name, std::move(rt));
   }
   if (!providers.count("scripted")) {
@@ -460,11 +455,9 @@ caf::expected<caf::actor> spawn_gateway(caf::actor_system& sys, gateway_env env)
     s.max_queue = 1'000'000;
     providers.emplace("scripted", provider_rt{s, {}});
   }
-  if (default_provider.empty())
-    default_provider = "scripted";
   if (providers.at("scripted").cfg.protocol == wire_protocol::scripted && !env.scripted)
     return make_error(errc::invalid_config, "gateway: no scripted model actor");
-  return sys.spawn(gateway_behavior, std::move(env), std::move(providers), std::move(default_provider));
+  return sys.spawn(gateway_behavior, std::move(env), std::move(providers));
 }
 
 } // namespace troupe

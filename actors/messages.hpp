@@ -40,6 +40,7 @@ struct info_msg {
   std::string state_json;
   uint64_t steps = 0;
   uint64_t tokens = 0;
+  uint64_t cost_nusd = 0;
   /// Workflow -> manager: the workflow parked and its actor quits; wake it
   /// (from the journal) on a signal, or at `wake_at_ns` if not 0.
   bool passive = false;
@@ -53,7 +54,7 @@ struct info_msg {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, info_msg& x) {
   return f(caf::meta::type_name("info_msg"), x.id, x.definition, x.status, x.node, x.outcome,
-           x.reason, x.state_json, x.steps, x.tokens, x.passive, x.wake_at_ns, x.stopped);
+           x.reason, x.state_json, x.steps, x.tokens, x.cost_nusd, x.passive, x.wake_at_ns, x.stopped);
 }
 
 workflow_info to_info(const info_msg& m);

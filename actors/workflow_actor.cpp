@@ -50,6 +50,7 @@ struct workflow_actor_state {
   uint32_t agent_attempt = 0;
   uint64_t next_token = 1;
   uint64_t attempt_tokens = 0;
+  uint64_t attempt_nusd = 0; ///< that attempt's model cost so far
   workflow_status reported = workflow_status::running; ///< last status the manager saw
   static inline const char* name = "troupe.workflow";
 };
@@ -86,6 +87,7 @@ info_msg info(self_ptr self) {
   m.state_json = st.wf.data.dump();
   m.steps = st.wf.steps;
   m.tokens = st.wf.tokens;
+  m.cost_nusd = st.wf.cost_nusd;
   return m;
 }
 
@@ -104,6 +106,10 @@ budgets_left budgets_of(self_ptr self) {
     left.steps = b.max_steps > st.wf.steps ? b.max_steps - st.wf.steps : 0;
   if (b.max_tokens > 0)
     left.tokens = b.max_tokens > st.wf.tokens ? b.max_tokens - st.wf.tokens : 0;
+  if (b.max_cost_usd > 0) {
+    auto max = to_nano_usd(b.max_cost_usd);
+    left.cost_nusd = max > st.wf.cost_nusd ? max - st.wf.cost_nusd : 0;
+  }
   if (st.wf.deadline > instant::zero())
     left.time = std::max(duration::zero(), st.wf.deadline - now(self));
   return left;
@@ -137,6 +143,7 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   st.agent_node = c.node;
   st.agent_attempt = c.attempt;
   st.attempt_tokens = 0;
+  st.attempt_nusd = 0;
   st.agent_reported = false;
   st.runner = st.env.runners->pick(c.agent, impl, in.token);
   if (!st.runner) { // the runtime is stopping: this attempt cannot run
@@ -434,28 +441,28 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
       st.agent_reported = true;
       auto tokens = st.attempt_tokens + r.tokens;
       auto at = now(self);
-      if (!r.ok) {
-        auto kind = r.kind < std::size(all_failure_kinds) ? all_failure_kinds[r.kind]
-                                                           : failure_kind::crashed;
-        enqueue(self, {kernel::step_failed{at, st.agent_node, st.agent_attempt, kind, r.reason,
-                                           tokens},
-                       {}, r.token, 0});
-        return;
-      }
+      auto failed = [&](failure_kind kind, std::string reason) {
+        kernel::step_failed e{at, st.agent_node, st.agent_attempt, kind, std::move(reason), tokens};
+        e.cost_nusd = st.attempt_nusd;
+        enqueue(self, {std::move(e), {}, r.token, 0});
+      };
+      if (!r.ok)
+        return failed(r.kind < std::size(all_failure_kinds) ? all_failure_kinds[r.kind]
+                                                            : failure_kind::crashed,
+                      r.reason);
       auto patch = nlohmann::json::parse(r.patch_json, nullptr, false);
-      if (patch.is_discarded()) {
-        enqueue(self, {kernel::step_failed{at, st.agent_node, st.agent_attempt,
-                                           failure_kind::bad_output, "patch is not JSON", tokens},
-                       {}, r.token, 0});
-        return;
-      }
-      enqueue(self, {kernel::step_completed{at, st.agent_node, st.agent_attempt, r.label,
-                                            std::move(patch), tokens},
-                     {}, r.token, 0});
+      if (patch.is_discarded())
+        return failed(failure_kind::bad_output, "patch is not JSON");
+      kernel::step_completed e{at, st.agent_node, st.agent_attempt, r.label, std::move(patch),
+                               tokens};
+      e.cost_nusd = st.attempt_nusd;
+      enqueue(self, {std::move(e), {}, r.token, 0});
     },
-    [self](usage_atom, uint64_t token, uint64_t tokens) {
-      if (token == self->state.agent_token)
+    [self](usage_atom, uint64_t token, uint64_t tokens, uint64_t cost_nusd) {
+      if (token == self->state.agent_token) {
         self->state.attempt_tokens += tokens;
+        self->state.attempt_nusd += cost_nusd;
+      }
     },
     [self](timer_atom, uint64_t id) {
       auto& st = self->state;
@@ -469,11 +476,11 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
       // The attempt ran out of time: a failure of that attempt, with what it spent.
       auto limit = st.env.def->find(st.agent_node)->policy.timeout;
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(limit).count();
-      enqueue(self, {kernel::step_failed{now(self), st.agent_node, st.agent_attempt,
-                                         failure_kind::timeout,
-                                         "no outcome within " + std::to_string(ms) + " ms",
-                                         st.attempt_tokens},
-                     {}, st.agent_token, id});
+      kernel::step_failed e{now(self), st.agent_node, st.agent_attempt, failure_kind::timeout,
+                            "no outcome within " + std::to_string(ms) + " ms",
+                            st.attempt_tokens};
+      e.cost_nusd = st.attempt_nusd;
+      enqueue(self, {std::move(e), {}, st.agent_token, id});
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

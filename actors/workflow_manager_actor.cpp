@@ -282,6 +282,7 @@ info_msg info_of(const workflow_row& row, const persistence::loaded_workflow* wf
     m.state_json = wf->state.data.dump();
     m.steps = wf->state.steps;
     m.tokens = wf->state.tokens;
+    m.cost_nusd = wf->state.cost_nusd;
   }
   return m;
 }
@@ -559,7 +560,7 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
   auto& sys = self->system();
   self->state.runners = std::make_shared<agent_runners>(
     sys, self->state.env.model, self->state.env.journal,
-    std::max<size_t>(1, sys.scheduler().num_workers()));
+    std::max<size_t>(1, sys.scheduler().num_workers()), self->state.env.models);
   // The runners stop with the manager, after every workflow is down.
   self->attach_functor(
     [runners = self->state.runners](const caf::error&) { runners->stop(); });
@@ -802,6 +803,7 @@ workflow_info to_info(const info_msg& m) {
   w.state = nlohmann::json::parse(m.state_json.empty() ? "{}" : m.state_json, nullptr, false);
   w.steps = m.steps;
   w.tokens = m.tokens;
+  w.cost_usd = to_usd(m.cost_nusd);
   return w;
 }
 

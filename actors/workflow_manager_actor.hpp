@@ -29,6 +29,7 @@
 #include <caf/actor_system.hpp>
 
 #include "runtime/registry.hpp"
+#include "troupe/gateway.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/seams.hpp"
 
@@ -38,6 +39,7 @@ struct manager_env {
   std::shared_ptr<registry> reg;
   caf::actor journal;                    ///< the journal writer
   caf::actor model;
+  std::shared_ptr<const gateway_config> models; ///< prices calls for cost budgets; null: free
   std::shared_ptr<clock_source> clock;   ///< null: the actor clock
   std::shared_ptr<random_source> random; ///< ids and jitter seeds
   std::shared_ptr<journal_store> store;  ///< reads only (writes go through `journal`)

@@ -15,8 +15,11 @@ namespace {
 
 using json = nlohmann::json;
 
-/// Version of each kind's payload this build writes and reads (invariant 3).
-constexpr uint64_t format_version = 1;
+/// The payload version this build writes for each kind (invariant 3): 2 for
+/// step_completed and step_failed (which gained cost_nusd), 1 for the rest.
+/// It reads every version up to these.
+constexpr uint64_t v1 = 1;
+constexpr uint64_t v2 = 2;
 
 
 // -- encoding -----------------------------------------------------------------
@@ -72,34 +75,35 @@ private:
 
 std::string encode(const kernel::workflow_started& e) {
   return payload_writer{}.field("input", e.input).field("seed", e.seed)
-    .field("v", format_version).done();
+    .field("v", v1).done();
 }
 
 std::string encode(const kernel::step_scheduled& e) {
   return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("node", e.node)
-    .field("v", format_version).done();
+    .field("v", v1).done();
 }
 
 std::string encode(const kernel::step_completed& e) {
-  return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("label", e.label)
+  return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("cost_nusd", e.cost_nusd)
+    .field("label", e.label)
     .field("node", e.node).field("patch", e.patch).field("tokens", e.tokens)
-    .field("v", format_version).done();
+    .field("v", v2).done();
 }
 
 std::string encode(const kernel::step_failed& e) {
-  return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("kind", to_string(e.kind))
-    .field("node", e.node).field("reason", e.reason).field("tokens", e.tokens)
-    .field("v", format_version).done();
+  return payload_writer{}.field("attempt", uint64_t{e.attempt}).field("cost_nusd", e.cost_nusd)
+    .field("kind", to_string(e.kind)).field("node", e.node).field("reason", e.reason)
+    .field("tokens", e.tokens).field("v", v2).done();
 }
 
 std::string encode(const kernel::timer_fired& e) {
   return payload_writer{}.field("kind", kernel::to_string(e.kind)).field("timer", e.timer)
-    .field("v", format_version).done();
+    .field("v", v1).done();
 }
 
 std::string encode(const kernel::signal_received& e) {
   return payload_writer{}.field("by", e.by).field("decision", e.decision).field("gate", e.gate)
-    .field("patch", e.patch).field("v", format_version).done();
+    .field("patch", e.patch).field("v", v1).done();
 }
 
 // -- decoding -----------------------------------------------------------------
@@ -224,40 +228,46 @@ kernel::timer_kind read_timer_kind(field_reader& in) {
   return kernel::timer_kind::step_timeout;
 }
 
-/// Reads one kind's fields (invariants 4-7); problems stay in the reader.
-using field_decoder = kernel::event (*)(kernel::instant at, field_reader& in);
+/// Reads one kind's fields of payload version `v` (invariants 4-7);
+/// problems stay in the reader.
+using field_decoder = kernel::event (*)(kernel::instant at, uint64_t v, field_reader& in);
 
 struct kind_entry {
   const char* name;
+  uint64_t version; ///< the newest version: written, and read with all older ones
   field_decoder decode;
 };
 
 // Braced initializers evaluate left to right, so fields are read in order.
 const kind_entry kinds[] = {
-  {"workflow_started",
-   [](kernel::instant at, field_reader& in) -> kernel::event {
+  {"workflow_started", v1,
+   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
      return kernel::workflow_started{at, in.any("input"), in.u64("seed")};
    }},
-  {"step_scheduled",
-   [](kernel::instant at, field_reader& in) -> kernel::event {
+  {"step_scheduled", v1,
+   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
      return kernel::step_scheduled{at, in.str("node"), in.u32("attempt")};
    }},
-  {"step_completed",
-   [](kernel::instant at, field_reader& in) -> kernel::event {
-     return kernel::step_completed{at,           in.str("node"),  in.u32("attempt"),
-                                   in.str("label"), in.any("patch"), in.u64("tokens")};
+  {"step_completed", v2,
+   [](kernel::instant at, uint64_t v, field_reader& in) -> kernel::event {
+     kernel::step_completed e{at,              in.str("node"),  in.u32("attempt"),
+                              in.str("label"), in.any("patch"), in.u64("tokens")};
+     e.cost_nusd = v >= v2 ? in.u64("cost_nusd") : 0;
+     return e;
    }},
-  {"step_failed",
-   [](kernel::instant at, field_reader& in) -> kernel::event {
-     return kernel::step_failed{at,                    in.str("node"),   in.u32("attempt"),
-                                read_failure_kind(in), in.str("reason"), in.u64("tokens")};
+  {"step_failed", v2,
+   [](kernel::instant at, uint64_t v, field_reader& in) -> kernel::event {
+     kernel::step_failed e{at,                    in.str("node"),   in.u32("attempt"),
+                           read_failure_kind(in), in.str("reason"), in.u64("tokens")};
+     e.cost_nusd = v >= v2 ? in.u64("cost_nusd") : 0;
+     return e;
    }},
-  {"timer_fired",
-   [](kernel::instant at, field_reader& in) -> kernel::event {
+  {"timer_fired", v1,
+   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
      return kernel::timer_fired{at, in.u64("timer"), read_timer_kind(in)};
    }},
-  {"signal_received",
-   [](kernel::instant at, field_reader& in) -> kernel::event {
+  {"signal_received", v1,
+   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
      return kernel::signal_received{at, in.str("gate"), in.str("decision"), in.any("patch"),
                                     in.str("by")};
    }},
@@ -295,10 +305,12 @@ caf::expected<kernel::event> from_record(const journal_record& r) {
   auto version = in.u64("v"); // invariant 3
   if (in.failed())
     return corrupt(r, in.problem());
-  if (version != format_version)
+  if (version < v1 || version > entry->version)
     return corrupt(r, "unknown version " + std::to_string(version) + " (this build reads " +
-                          std::to_string(format_version) + ")");
-  auto out = entry->decode(kernel::instant{r.at_ns}, in);
+                          (entry->version == v1 ? std::string{"1"}
+                                                : "1 to " + std::to_string(entry->version)) +
+                          ")");
+  auto out = entry->decode(kernel::instant{r.at_ns}, version, in);
   in.check_all_read();
   if (in.failed())
     return corrupt(r, in.problem());

@@ -2,19 +2,21 @@
 // Pure (no I/O, no actors). The workflow actor encodes each event before it
 // is journaled; recovery, tests and the CLI decode a workflow's history.
 //
-// FORMAT (version 1 of every kind). A record carries the event's kind in
-// `kind`, its time in `at_ns` (instant::count()) and every other field in
-// `payload`, a compact JSON object (UTF-8, no whitespace):
+// FORMAT. A record carries the event's kind in `kind`, its time in `at_ns`
+// (instant::count()) and every other field in `payload`, a compact JSON
+// object (UTF-8, no whitespace):
 //
 //   kind               payload fields (JSON type)
 //   ----------------   ------------------------------------------------------
 //   workflow_started   v (1), input (any JSON), seed (unsigned 64)
 //   step_scheduled     v (1), node (string), attempt (unsigned 32)
-//   step_completed     v (1), node (string), attempt (unsigned 32),
-//                      label (string), patch (any JSON), tokens (unsigned 64)
-//   step_failed        v (1), node (string), attempt (unsigned 32),
-//                      kind (string: "timeout" | "crashed" | "bad_output" |
-//                      "circuit_open"), reason (string), tokens (unsigned 64)
+//   step_completed     v (2), node (string), attempt (unsigned 32),
+//                      label (string), patch (any JSON), tokens (unsigned 64),
+//                      cost_nusd (unsigned 64: nano-dollars)
+//   step_failed        v (2), node (string), attempt (unsigned 32),
+//                      kind (string: a failure_kind name, to_string()),
+//                      reason (string), tokens (unsigned 64),
+//                      cost_nusd (unsigned 64: nano-dollars)
 //   timer_fired        v (1), timer (unsigned 64), kind (string: step_timeout |
 //                      retry_backoff | workflow_deadline)
 //   signal_received    v (1), gate (string), decision (string),
@@ -26,10 +28,11 @@
 // with context "<workflow id> #<wf_seq> (<kind>): <what is wrong>"):
 //   (1) `kind` is one of the six names above.
 //   (2) `payload` parses as a JSON object.
-//   (3) `v` is the version of that kind this build knows (1 for all today).
-//       A format change bumps `v` of the kinds it touches and edits this
-//       comment first; old versions stay decodable.
-//   (4) Every field listed for the kind is present with its type; "any JSON"
+//   (3) `v` is a version of that kind this build knows: 1 up to the one
+//       above. A format change bumps `v` of the kinds it touches and edits
+//       this comment first; old versions stay decodable. History: v1 of
+//       step_completed and step_failed had no cost_nusd (it decodes as 0).
+//   (4) Every field listed for the kind (and version) is present with its type; "any JSON"
 //       includes null but the key must exist. Nothing is defaulted.
 //   (5) No field other than those listed is present.
 //   (6) Unsigned fields are non-negative integers within their width.

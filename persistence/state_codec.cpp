@@ -18,8 +18,8 @@ namespace {
 
 using json = nlohmann::json;
 
-/// The snapshot version this build writes and reads (invariant 3).
-constexpr uint64_t format_version = 1;
+/// The snapshot version this build writes; it reads 1 to this (invariant 3).
+constexpr uint64_t format_version = 2;
 
 // The reverse of kernel::to_string. A value missing here cannot be decoded;
 // the tests round-trip every value to_string names.
@@ -277,6 +277,7 @@ std::map<std::string, uint32_t> read_visits(field_reader& in) {
 std::string encode_state(const kernel::workflow_state& s) {
   json out = {
     {"attempt", s.attempt},
+    {"cost_nusd", s.cost_nusd},
     {"data", s.data},
     {"deadline_ns", s.deadline.count()},
     {"events", s.events},
@@ -318,11 +319,13 @@ caf::expected<kernel::workflow_state> decode_state(const std::string& text,
   auto version = in.u64("v"); // invariant 3
   if (in.failed())
     return corrupt(problem);
-  if (version != format_version)
-    return corrupt("unknown version " + std::to_string(version) + " (this build reads "
+  if (version < 1 || version > format_version)
+    return corrupt("unknown version " + std::to_string(version) + " (this build reads 1 to "
                    + std::to_string(format_version) + ")");
   kernel::workflow_state s;
   s.attempt = in.u32("attempt");
+  if (version >= 2)
+    s.cost_nusd = in.u64("cost_nusd");
   if (const json* data = in.of_type("data", json::value_t::object)) // invariant 9
     s.data = *data;
   s.deadline = in.nanoseconds("deadline_ns");

@@ -3,12 +3,13 @@
 // journals it as snapshot_record{workflow_id, wf_seq, state}; recovery decodes
 // the latest snapshot and replays only the events after wf_seq.
 //
-// FORMAT (version 1). One compact JSON object (UTF-8, no whitespace, keys in
+// FORMAT (version 2). One compact JSON object (UTF-8, no whitespace, keys in
 // the alphabetical order json::dump writes), one key per workflow_state field:
 //
 //   key              JSON type                       workflow_state field
 //   ---------------  ------------------------------  ----------------------
 //   attempt          unsigned 32                     attempt
+//   cost_nusd        unsigned 64 (nano-dollars)      cost_nusd (since v2)
 //   data             object                          data
 //   deadline_ns      signed 64 (instant::count())    deadline (0 = none)
 //   events           unsigned 64                     events
@@ -25,7 +26,7 @@
 //   timers           array of timer objects,         timers
 //                    ascending by id
 //   tokens           unsigned 64                     tokens
-//   v                unsigned (1)                    -
+//   v                unsigned (2)                    -
 //   visits           object: node name -> unsigned   visits
 //                    32
 //
@@ -33,21 +34,21 @@
 //                    kind (string: step_timeout | retry_backoff |
 //                    workflow_deadline)
 //
-//   e.g. {"attempt":1,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,
+//   e.g. {"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,
 //         "next_timer":2,"node":"extract","outcome":"","phase":"running",
 //         "reason":"","seed":7,"started_at_ns":1000000,"steps":1,"timers":
 //         [{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],
-//         "tokens":0,"v":1,"visits":{"extract":1}}
+//         "tokens":0,"v":2,"visits":{"extract":1}}
 //   (one line in the journal)
 //
 // Invariants (decoding enforces each; a violation is errc::journal_corrupt
 // with context "<workflow id> snapshot @<wf_seq>: <what is wrong>"):
 //   (1) The text parses as JSON and is an object.
 //   (2) No object anywhere in the text has the same key twice.
-//   (3) `v` is the version this build knows (1), checked before any other
+//   (3) `v` is a version this build knows (1 or 2), checked before any other
 //       field. A format change bumps `v` and edits this comment first; old
-//       versions stay decodable.
-//   (4) Every key listed above is present with its type, in the snapshot and
+//       versions stay decodable. Version 1 had no cost_nusd (it decodes as 0).
+//   (4) Every key listed above (for the snapshot's version) is present with its type, in the snapshot and
 //       in each timer object. Nothing is defaulted.
 //   (5) No other key is present, in the snapshot or in a timer object.
 //   (6) Unsigned values are non-negative integers within their width; signed
@@ -70,7 +71,7 @@
 
 namespace troupe::persistence {
 
-/// Encodes `s` as a version 1 snapshot (see FORMAT above). Equal states give
+/// Encodes `s` as a version 2 snapshot (see FORMAT above). Equal states give
 /// equal text. Never fails. Pure; any thread.
 std::string encode_state(const kernel::workflow_state& s);
 

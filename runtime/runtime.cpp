@@ -91,9 +91,9 @@ struct runtime::impl {
     }
     model = std::move(*gw);
     timers = spawn_timer_service(sys, cfg.clock);
-    manager = spawn_workflow_manager(sys, {reg, journal, model, cfg.clock, cfg.random,
-                                           cfg.journal, cfg.snapshot_every, cfg.passivate,
-                                           timers});
+    manager = spawn_workflow_manager(
+      sys, {reg, journal, model, std::make_shared<const gateway_config>(cfg.gateway), cfg.clock,
+            cfg.random, cfg.journal, cfg.snapshot_every, cfg.passivate, timers});
   }
 
   // Sends one request to the manager and waits for its answer.

@@ -33,6 +33,7 @@ struct budgets_left {
   static constexpr uint64_t unlimited = std::numeric_limits<uint64_t>::max();
   uint64_t steps = unlimited;
   uint64_t tokens = unlimited;
+  uint64_t cost_nusd = unlimited; ///< nano-dollars (to_usd() converts)
   duration time = duration::max();
 };
 
@@ -61,11 +62,12 @@ public:
   /// Asks the model; `then` runs later on the attempt's runner actor with the
   /// reply or an error. The request's idempotency key and (if empty) script
   /// are filled in. Does not block. The call's estimate (prompt tokens +
-  /// max_tokens) is reserved against the workflow's max_tokens budget: one
-  /// that does not fit what is left (after this attempt's earlier calls) is
-  /// not sent, and `then` gets over_budget at once, inside ask(); failing
-  /// the attempt with it (failure_of) ends the workflow with its `budget`
-  /// outcome. After the reply the actual tokens are charged instead.
+  /// max_tokens, and their cost at the model's price) is reserved against
+  /// the workflow's max_tokens and max_cost_usd budgets: one that does not
+  /// fit what is left (after this attempt's earlier calls) is not sent, and
+  /// `then` gets over_budget at once, inside ask(); failing the attempt with
+  /// it (failure_of) ends the workflow with its `budget` outcome. After the
+  /// reply the actual tokens and cost are charged instead.
   virtual void ask(llm_request req, reply_handler then) = 0;
   /// Runs a side effect (a payment, an email, a ticket) at most once per
   /// visit of this node and `name` once its result is journaled: if the

@@ -85,15 +85,24 @@ struct node {
 };
 
 /// Per-workflow limits; 0 means unlimited. Before each attempt is scheduled,
-/// a budget reached (steps or tokens used >= the limit, or the deadline
-/// passed) is the outcome "budget": the current node's "budget" route if it
-/// has one, else failure. The deadline also fires by itself, mid-attempt or
-/// at a gate.
+/// a budget reached (steps, tokens or cost used >= the limit, or the
+/// deadline passed) is the outcome "budget": the current node's "budget"
+/// route if it has one, else failure. The deadline also fires by itself,
+/// mid-attempt or at a gate. Tokens and cost are also reserved before each
+/// model call (step_context::ask), so a workflow overspends by at most the
+/// difference between one call's estimate and its actual usage.
 struct budgets {
   uint64_t max_steps = 0;   ///< agent attempts, retries included
   uint64_t max_tokens = 0;  ///< model tokens, failed attempts included
+  double max_cost_usd = 0;  ///< model cost by the gateway's price tables, failed attempts included
   duration deadline{0};     ///< wall-clock time from start
 };
+
+/// Costs are journaled and summed as whole nano-dollars (1e-9 USD), so a
+/// replay adds them exactly. Rounds to nearest; negative or NaN is 0; too
+/// large saturates.
+uint64_t to_nano_usd(double usd);
+inline double to_usd(uint64_t nano_usd) { return static_cast<double>(nano_usd) / 1e9; }
 
 /// A validated workflow graph. Build it with definition_builder.
 struct definition {

@@ -116,4 +116,20 @@ struct lane_stats {
 /// (invalid_config) names the provider and the field.
 caf::error validate(const gateway_config& cfg);
 
+/// Where a model reference leads.
+struct model_route {
+  std::string provider;
+  std::string model;
+  model_price price; ///< zero when the provider has no price for the model
+  std::string lane() const { return provider + "/" + model; }
+};
+
+/// Resolves a model reference ("", "provider", "provider/", "provider/model")
+/// exactly as the gateway routes it; the scripted provider is always there.
+/// A provider that is not configured is llm_rejected naming the ones that are.
+caf::expected<model_route> resolve_model(const gateway_config& cfg, const std::string& model_ref);
+
+/// US dollars for a call's tokens at `p`.
+double cost_usd(const model_price& p, uint64_t prompt_tokens, uint64_t completion_tokens);
+
 } // namespace troupe

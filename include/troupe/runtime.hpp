@@ -69,6 +69,7 @@ struct workflow_info {
   nlohmann::json state;
   uint64_t steps = 0;
   uint64_t tokens = 0;
+  double cost_usd = 0;   ///< model cost, by the gateway's price tables
   bool finished() const {
     return status == workflow_status::completed || status == workflow_status::failed;
   }

@@ -63,4 +63,51 @@ caf::error validate(const gateway_config& cfg) {
   return {};
 }
 
+caf::expected<model_route> resolve_model(const gateway_config& cfg,
+                                         const std::string& model_ref) {
+  auto slash = model_ref.find('/');
+  const provider_config* p = nullptr;
+  std::string pname;
+  if (model_ref.empty()) {
+    p = cfg.providers.empty() ? nullptr : &cfg.providers.front();
+    pname = p ? p->name : "scripted";
+  } else {
+    pname = model_ref.substr(0, slash);
+    for (auto& c : cfg.providers)
+      if (c.name == pname)
+        p = &c;
+    if (!p && pname != "scripted") {
+      std::string names;
+      bool scripted = false;
+      for (auto& c : cfg.providers) {
+        names += c.name + ", ";
+        scripted = scripted || c.name == "scripted";
+      }
+      names = scripted ? names.substr(0, names.size() - 2) : names + "scripted";
+      return make_error(errc::llm_rejected, "unknown model '" + model_ref
+                                              + "': no provider named '" + pname
+                                              + "' (configured: " + names + ")");
+    }
+  }
+  model_route r;
+  r.provider = pname;
+  // "provider" and "provider/" both mean the provider's default model.
+  if (slash != std::string::npos)
+    r.model = model_ref.substr(slash + 1);
+  if (r.model.empty() && p)
+    r.model = p->model;
+  if (r.model.empty()) // the embedded model, or a scripted provider without a model name
+    r.model = "scripted";
+  if (p)
+    if (auto i = p->prices.find(r.model); i != p->prices.end())
+      r.price = i->second;
+  return r;
+}
+
+double cost_usd(const model_price& p, uint64_t prompt_tokens, uint64_t completion_tokens) {
+  return (static_cast<double>(prompt_tokens) * p.prompt
+          + static_cast<double>(completion_tokens) * p.completion)
+         / 1e6;
+}
+
 } // namespace troupe

@@ -3,8 +3,10 @@
 #include "troupe/definition.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -111,6 +113,15 @@ definition_builder& definition_builder::on(std::string label, std::string target
 definition_builder& definition_builder::start(std::string name) {
   def_.start = std::move(name);
   return *this;
+}
+
+uint64_t to_nano_usd(double usd) {
+  if (!(usd > 0)) // negative, zero or NaN
+    return 0;
+  double nano = std::round(usd * 1e9);
+  if (nano >= 18446744073709551615.0)
+    return std::numeric_limits<uint64_t>::max();
+  return static_cast<uint64_t>(nano);
 }
 
 definition_builder& definition_builder::limits(budgets b) {
@@ -239,6 +250,9 @@ caf::error validate(const definition& d) {
       if (d.nodes[j].name == d.nodes[i].name)
         return refuse("node '" + d.nodes[i].name + "' is defined twice");
   }
+  if (!(d.limits.max_cost_usd >= 0) || !std::isfinite(d.limits.max_cost_usd))
+    return refuse("budget max_cost_usd must be a finite number >= 0 (got "
+                  + std::to_string(d.limits.max_cost_usd) + ")");
   if (!d.find(d.start))
     return refuse("start node '" + d.start + "' does not exist");
   bool has_terminal = std::any_of(d.nodes.begin(), d.nodes.end(),

@@ -48,7 +48,7 @@ const char* to_string(phase p) {
 
 bool workflow_state::operator==(const workflow_state& o) const {
   return at == o.at && node == o.node && attempt == o.attempt && data == o.data
-         && steps == o.steps && tokens == o.tokens && seed == o.seed && started_at == o.started_at
+         && steps == o.steps && tokens == o.tokens && cost_nusd == o.cost_nusd && seed == o.seed && started_at == o.started_at
          && deadline == o.deadline && events == o.events && next_timer == o.next_timer
          && timers == o.timers && visits == o.visits && outcome == o.outcome && reason == o.reason;
 }

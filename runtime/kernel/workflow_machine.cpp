@@ -11,7 +11,8 @@
 //                                                as step_failed(bad_output)
 //   running      step_failed{kind}              cancel_timer(step_timeout); kind timeout:
 //                                                cancel_step; kind budget (a model call
-//                                                refused by the token budget): budget;
+//                                                refused by the token or cost budget):
+//                                                budget;
 //                                                else fail(kind)
 //   (a step_timeout timer that fires is reported as step_failed{timeout} with the
 //    tokens the attempt spent; timer_fired{step_timeout} is refused)
@@ -26,7 +27,8 @@
 //                failed terminal    -> failed: cancel timers, fail
 //                gate               -> at_gate: await_signal
 //                agent              -> schedule(1)
-//   schedule(a): a budget is spent (max_steps, max_tokens, deadline) -> budget;
+//   schedule(a): a budget is spent (max_steps, max_tokens, max_cost_usd, deadline)
+//                -> budget;
 //                else -> scheduling: schedule_step{node, a}
 //   fail(kind):  failure_route(node, kind, attempt): retry -> backoff: start_timer(
 //                retry_backoff, now + backoff_delay); else enter(target)
@@ -39,7 +41,8 @@
 //      is matched by one timer_fired or one cancel_timer.
 //   2. Only `running` has an attempt in flight; leaving it always cancels its
 //      step_timeout timer (and cancel_step when it did not end by itself).
-//   3. steps counts step_scheduled events; tokens counts every attempt's tokens.
+//   3. steps counts step_scheduled events; tokens and cost_nusd count every
+//      attempt's tokens and cost.
 //   4. A finished state has no timers and takes no events.
 #include "kernel/workflow_machine.hpp"
 
@@ -50,6 +53,12 @@
 namespace troupe::kernel {
 
 namespace {
+
+/// "$0.000123": nano-dollars shown to the nano.
+std::string usd(uint64_t nano) {
+  auto frac = std::to_string(nano % 1'000'000'000);
+  return "$" + std::to_string(nano / 1'000'000'000) + "." + std::string(9 - frac.size(), '0') + frac;
+}
 
 struct builder {
   const definition& def;
@@ -135,6 +144,9 @@ struct builder {
     if (b.max_tokens > 0 && s.tokens >= b.max_tokens)
       return "max_tokens budget of " + std::to_string(b.max_tokens) + " spent ("
              + std::to_string(s.tokens) + " used)";
+    if (b.max_cost_usd > 0 && s.cost_nusd >= to_nano_usd(b.max_cost_usd))
+      return "max_cost_usd budget of " + usd(to_nano_usd(b.max_cost_usd)) + " spent ("
+             + usd(s.cost_nusd) + " used)";
     if (s.deadline > instant::zero() && at >= s.deadline)
       return "deadline passed";
     return {};
@@ -238,6 +250,7 @@ caf::error on(builder& b, const event& e, const step_completed& ev) {
       !why.empty())
     return refuse(b.s, e, why);
   b.s.tokens += ev.tokens;
+  b.s.cost_nusd += ev.cost_nusd;
   const node& n = b.current();
   auto route = n.routes.find(ev.label);
   if (is_builtin_failure(ev.label) || route == n.routes.end()) {
@@ -262,8 +275,9 @@ caf::error on(builder& b, const event& e, const step_failed& ev) {
   if (static_cast<size_t>(ev.kind) >= std::size(all_failure_kinds))
     return refuse(b.s, e, "unknown failure kind " + std::to_string(static_cast<int>(ev.kind)));
   b.s.tokens += ev.tokens;
+  b.s.cost_nusd += ev.cost_nusd;
   if (ev.kind == failure_kind::budget) {
-    b.budget("max_tokens budget: " + ev.reason);
+    b.budget("budget: " + ev.reason);
     return {};
   }
   if (ev.kind == failure_kind::timeout)

@@ -40,6 +40,7 @@ struct step_completed {
   std::string label;    ///< "ok" or one of the agent's own labels
   nlohmann::json patch; ///< merged into the state (RFC 7386 merge patch)
   uint64_t tokens = 0;
+  uint64_t cost_nusd = 0; ///< the attempt's model cost, nano-dollars (to_nano_usd)
 };
 struct step_failed {
   instant at;
@@ -48,6 +49,7 @@ struct step_failed {
   failure_kind kind = failure_kind::crashed;
   std::string reason;
   uint64_t tokens = 0;
+  uint64_t cost_nusd = 0; ///< the attempt's model cost, nano-dollars (to_nano_usd)
 };
 enum class timer_kind : uint8_t { step_timeout, retry_backoff, workflow_deadline };
 const char* to_string(timer_kind k);
@@ -147,6 +149,7 @@ struct workflow_state {
   nlohmann::json data = nlohmann::json::object();
   uint64_t steps = 0;   ///< attempts scheduled so far
   uint64_t tokens = 0;  ///< tokens spent so far
+  uint64_t cost_nusd = 0; ///< model cost so far, nano-dollars
   uint64_t seed = 0;
   instant started_at{0};
   instant deadline{0};  ///< 0 = none

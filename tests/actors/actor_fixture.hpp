@@ -66,7 +66,7 @@ struct actor_fixture : test_coordinator_fixture<> {
   /// The manager's environment over this fixture's actors and store.
   manager_env manager_config() {
     // a new seed per boot, as a restarted process has: ids must not repeat
-    return {reg,   journal,        model,     nullptr, seeded_random(++boots),
+    return {reg,   journal,        model,     nullptr, nullptr, seeded_random(++boots),
             store, snapshot_every, passivate, timers};
   }
 

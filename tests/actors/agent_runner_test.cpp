@@ -49,7 +49,7 @@ struct fixture : actor_fixture {
     bool more = true;
     while (more)
       self->receive([&](agent_report& r) { got.reports.push_back(std::move(r)); },
-                    [&](usage_atom, uint64_t, uint64_t) { ++got.usage; },
+                    [&](usage_atom, uint64_t, uint64_t, uint64_t) { ++got.usage; },
                     caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
     return got;
   }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <future>
+#include <thread>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -356,6 +357,30 @@ TEST_CASE_METHOD(fixture, "a reply held past the request timeout is llm_timeout"
   REQUIRE(!r);
   CHECK(is(r.error(), errc::llm_timeout));
   CHECK(describe(r.error()).find("within 200 ms") != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "requests a stopping gateway still holds, sent or queued, are "
+                          "answered shutting_down",
+                 "[gateway]") {
+  auto p = provider("openai", wire_protocol::openai, server.base_url());
+  p.max_concurrent = 1;
+  REQUIRE(!boot({p}));
+  fake_response held;
+  held.hold = true;
+  server.set_default(held);
+  auto sent = ask_later(question());
+  REQUIRE(server.wait_for(1));
+  auto queued = ask_later(question());
+  REQUIRE(lane_when("openai/fake-1", [](const lane_stats& l) { return l.queued == 1; }).queued
+          == 1); // the second waits behind the first
+  caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+  for (auto* f : {&sent, &queued}) {
+    REQUIRE(f->wait_for(patience) == std::future_status::ready);
+    auto r = f->get();
+    REQUIRE(!r);
+    CHECK(is(r.error(), errc::shutting_down));
+  }
+  gateway = nullptr;
 }
 
 TEST_CASE_METHOD(fixture, "a 429 holds the lane for its Retry-After and the request is sent "

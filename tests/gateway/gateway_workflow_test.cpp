@@ -26,6 +26,7 @@ void asker(step_context& ctx) {
   llm_request req;
   req.model = ctx.state().value("model_" + ctx.node(), "");
   req.messages.push_back({"user", "question for " + ctx.node()});
+  req.max_tokens = ctx.state().value("max_tokens", 1024u);
   ask_json(ctx, req, [](step_context& c, nlohmann::json reply) {
     step_outcome o;
     o.label = reply.value("next", std::string{outcome::ok});
@@ -146,6 +147,68 @@ TEST_CASE_METHOD(fixture, "a model that always asks for another round is stopped
   CHECK(info.outcome == "budget");
   CHECK(info.steps == 6);
   CHECK(server.count() == 6);
+}
+
+TEST_CASE_METHOD(fixture, "model cost is charged by the price table, journaled with each step, "
+                          "and the cost budget refuses the call that would overspend",
+                 "[gateway]") {
+  auto p = primary();
+  p.prices["fake-1"] = {1000, 1000}; // $0.001 per token either way
+  boot(p);
+  budgets b;
+  b.max_steps = 100;
+  b.max_cost_usd = 0.1;
+  REQUIRE(!rt->register_definition(definition_builder{"spender"}
+                                       .limits(b)
+                                       .agent("think", "asker", retry_crashes(1))
+                                       .on("ok", "done")
+                                       .on("retry", "think")
+                                       .on("exhausted", "failed")
+                                       .on("budget", "over")
+                                       .completed("done")
+                                       .failed("failed")
+                                       .failed("over")
+                                       .build()
+                                       .value()));
+  fake_response again; // 11 + 7 tokens: $0.018 a call
+  again.text = R"({"next": "retry"})";
+  server.set_default(again);
+  // Each call reserves its estimate first: 7 prompt tokens + 10 max_tokens,
+  // $0.017. After five calls $0.090 is spent and the sixth does not fit.
+  auto id = rt->start("spender", {{"model_think", "primary"}, {"max_tokens", 10}});
+  REQUIRE(id);
+  auto info = rt->await(*id, patience);
+  REQUIRE(info);
+  CHECK(info->status == workflow_status::failed);
+  CHECK(info->node == "over");
+  CHECK(info->outcome == "budget");
+  INFO(info->reason);
+  CHECK_THAT(info->reason, Catch::Contains("a model call of up to $0.017000")
+                             && Catch::Contains("does not fit the $0.010000 left of the "
+                                                "workflow's cost budget"));
+  CHECK(server.count() == 5);
+  CHECK(info->steps == 6);
+  CHECK(info->cost_usd == Approx(0.09));
+  CHECK(info->tokens == 5 * 18);
+  // The cost is in the journal, per attempt: a replay adds it up again.
+  auto history = rt->history(*id);
+  REQUIRE(history);
+  uint64_t journaled = 0;
+  size_t costed_steps = 0;
+  for (auto& r : *history)
+    if (r.kind == "step_completed") {
+      auto payload = nlohmann::json::parse(r.payload);
+      CHECK(payload.at("cost_nusd") == 18'000'000);
+      journaled += payload.at("cost_nusd").get<uint64_t>();
+      ++costed_steps;
+    }
+  CHECK(costed_steps == 5);
+  CHECK(journaled == 90'000'000);
+  auto lanes = rt->model_lanes();
+  REQUIRE(lanes);
+  for (auto& l : *lanes)
+    if (l.lane == "primary/fake-1")
+      CHECK(l.cost_usd == Approx(0.09));
 }
 
 TEST_CASE_METHOD(fixture, "a request the provider refuses fails the step at once as rejected",

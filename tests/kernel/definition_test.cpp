@@ -1,7 +1,9 @@
 // Definition building and validation: every refusal is invalid_definition and
 // names the node at fault and the problem; the failure routing rule
 // (failure_route) as a table. Pure; no actor system.
+#include <cmath>
 #include <functional>
+#include <limits>
 
 #include "kernel/kernel_support.hpp"
 
@@ -180,6 +182,14 @@ TEST_CASE("validation refuses a broken definition, naming node and problem", "[d
      [] { return B{"t"}.agent("a", "worker", with_fallback("a")).on("ok", "done")
                    .completed("done").build(); },
      {"node 'a' is on a cycle of agent nodes"}},
+    {"negative cost budget",
+     [] { budgets b; b.max_cost_usd = -1; B d{"t"};
+          return covered(d, "a").on("ok", "done").completed("done").limits(b).build(); },
+     {"budget max_cost_usd must be a finite number >= 0"}},
+    {"NaN cost budget",
+     [] { budgets b; b.max_cost_usd = std::nan(""); B d{"t"};
+          return covered(d, "a").on("ok", "done").completed("done").limits(b).build(); },
+     {"budget max_cost_usd must be a finite number >= 0"}},
     {"route given twice",
      [] { B b{"t"}; return covered(b, "a").on("ok", "done").on("ok", "other")
                              .completed("done").completed("other").build(); },
@@ -303,4 +313,15 @@ TEST_CASE("failure_route: retry, specific route, exhausted route, fallback", "[d
     CHECK(d.target == r.expected.target);
     CHECK(d.label == r.expected.label);
   }
+}
+
+TEST_CASE("costs convert to whole nano-dollars, rounding to nearest", "[definition]") {
+  CHECK(to_nano_usd(0) == 0);
+  CHECK(to_nano_usd(-3) == 0);
+  CHECK(to_nano_usd(std::nan("")) == 0);
+  CHECK(to_nano_usd(1) == 1'000'000'000);
+  CHECK(to_nano_usd(0.0000000014) == 1);
+  CHECK(to_nano_usd(0.0000000016) == 2);
+  CHECK(to_nano_usd(1e30) == std::numeric_limits<uint64_t>::max());
+  CHECK(to_usd(2'500'000'000) == 2.5);
 }

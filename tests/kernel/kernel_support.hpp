@@ -42,6 +42,19 @@ inline event failed(int64_t at, std::string node, uint32_t attempt, failure_kind
                     uint64_t tokens = 0, std::string reason = "boom") {
   return step_failed{ms(at), std::move(node), attempt, kind, std::move(reason), tokens};
 }
+/// An attempt that cost `usd` (and `tokens`).
+inline event completed_costing(int64_t at, std::string node, uint32_t attempt, double usd,
+                               uint64_t tokens = 0) {
+  step_completed e{ms(at), std::move(node), attempt, "ok", json::object(), tokens};
+  e.cost_nusd = to_nano_usd(usd);
+  return e;
+}
+inline event failed_costing(int64_t at, std::string node, uint32_t attempt, failure_kind kind,
+                            double usd) {
+  step_failed e{ms(at), std::move(node), attempt, kind, "boom", 0};
+  e.cost_nusd = to_nano_usd(usd);
+  return e;
+}
 inline event fired(instant at, uint64_t timer, timer_kind kind) {
   timer_fired e{at, timer};
   e.kind = kind;
@@ -198,6 +211,11 @@ inline budgets with_steps(uint64_t n) {
 inline budgets with_tokens(uint64_t n) {
   budgets b;
   b.max_tokens = n;
+  return b;
+}
+inline budgets with_cost(double usd) {
+  budgets b;
+  b.max_cost_usd = usd;
   return b;
 }
 inline budgets with_deadline(int64_t ms_) {

@@ -293,7 +293,26 @@ std::vector<row> accepted_rows() {
      [](const workflow_state& s) {
        CHECK(s.outcome == "budget");
        CHECK(s.tokens == 3);
-       CHECK(has(s.reason, "node 'extract': max_tokens budget: over_budget: no room"));
+       CHECK(has(s.reason, "node 'extract': budget: over_budget: no room"));
+     }},
+    {"max_cost_usd spent by a completed attempt", triage(with_cost(0.01)), R,
+     completed_costing(1200, "extract", 1, 0.01), phase::at_gate,
+     {"cancel_timer(1)", "await_signal(signoff)"},
+     [](const workflow_state& s) {
+       CHECK(s.cost_nusd == 10'000'000);
+       CHECK(s.reason == "node 'analyze': max_cost_usd budget of $0.010000000 spent "
+                         "($0.010000000 used)");
+     }},
+    {"max_cost_usd not yet spent", triage(with_cost(0.01)), R,
+     completed_costing(1200, "extract", 1, 0.009999999), phase::scheduling,
+     {"cancel_timer(1)", "schedule_step(analyze,1)"},
+     [](const workflow_state& s) { CHECK(s.cost_nusd == 9'999'999); }},
+    {"max_cost_usd spent by a failed attempt stops its retry", triage(with_cost(0.5)),
+     R + history{failed_costing(1100, "extract", 1, failure_kind::crashed, 0.75)},
+     retry_fired(1300, 2), phase::failed, {"fail(,budget)"},
+     [](const workflow_state& s) {
+       CHECK(s.cost_nusd == 750'000'000);
+       CHECK(has(s.reason, "max_cost_usd budget of $0.500000000 spent ($0.750000000 used)"));
      }},
     {"a call refused for the token budget takes the node's budget route", triage(with_tokens(100)),
      A, failed(1500, "analyze", 1, failure_kind::budget), phase::at_gate,

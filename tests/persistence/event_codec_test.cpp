@@ -28,11 +28,11 @@ bool same(const step_scheduled& a, const step_scheduled& b) {
 }
 bool same(const step_completed& a, const step_completed& b) {
   return a.at == b.at && a.node == b.node && a.attempt == b.attempt && a.label == b.label &&
-         a.patch == b.patch && a.tokens == b.tokens;
+         a.patch == b.patch && a.tokens == b.tokens && a.cost_nusd == b.cost_nusd;
 }
 bool same(const step_failed& a, const step_failed& b) {
   return a.at == b.at && a.node == b.node && a.attempt == b.attempt && a.kind == b.kind &&
-         a.reason == b.reason && a.tokens == b.tokens;
+         a.reason == b.reason && a.tokens == b.tokens && a.cost_nusd == b.cost_nusd;
 }
 bool same(const timer_fired& a, const timer_fired& b) {
   return a.at == b.at && a.timer == b.timer && a.kind == b.kind;
@@ -52,17 +52,29 @@ const json nested_patch = json::parse(R"({
   "résumé": {"naïve": ["😀", null, 1.5, -3, true, {"深い": {"x": []}}]},
   "remove_me": null, "n": 18446744073709551615})");
 
+step_failed costly_failure() {
+  step_failed e{instant{3'000}, "extract_ステップ", 1, failure_kind::circuit_open,
+                "quote \" backslash \\ newline \n tab \t ctl \x01", 17};
+  e.cost_nusd = std::numeric_limits<uint64_t>::max();
+  return e;
+}
+
+step_completed costly_completion() {
+  step_completed e{instant{5'000}, "extract_ステップ", std::numeric_limits<uint32_t>::max(),
+                   "low_confidence", nested_patch, 1234};
+  e.cost_nusd = 4'560;
+  return e;
+}
+
 /// One event of every kind, with every field set to a non-default value.
 std::vector<event> sample_history() {
   return {
     workflow_started{instant{1'000}, json{{"ticket", "Größe: 42 — ✓"}, {"tags", {"a", "b"}}},
                      std::numeric_limits<uint64_t>::max()},
     step_scheduled{instant{2'000}, "extract_ステップ", 1},
-    step_failed{instant{3'000}, "extract_ステップ", 1, failure_kind::circuit_open,
-                "quote \" backslash \\ newline \n tab \t ctl \x01", 17},
+    costly_failure(),
     step_scheduled{instant{4'000}, "extract_ステップ", std::numeric_limits<uint32_t>::max()},
-    step_completed{instant{5'000}, "extract_ステップ", std::numeric_limits<uint32_t>::max(),
-                   "low_confidence", nested_patch, 1234},
+    costly_completion(),
     timer_fired{instant{-6}, std::numeric_limits<uint64_t>::max()},
     timer_fired{instant{6}, 2, troupe::kernel::timer_kind::retry_backoff},
     timer_fired{instant{7}, 3, troupe::kernel::timer_kind::workflow_deadline},
@@ -104,7 +116,8 @@ TEST_CASE("every event kind round-trips with all its fields") {
     CHECK(r.wf_seq == wf_seq);
     CHECK(r.kind == kind_of(e));
     CHECK(r.at_ns == time_of(e).count());
-    CHECK(json::parse(r.payload).at("v") == 1);
+    bool costed = r.kind == "step_completed" || r.kind == "step_failed";
+    CHECK(json::parse(r.payload).at("v") == (costed ? 2 : 1));
     // canonical: sorted keys, compact, exactly what json::dump writes
     CHECK(json::parse(r.payload).dump() == r.payload);
     auto back = from_record(r);
@@ -125,8 +138,8 @@ TEST_CASE("strings that need escaping or UTF-8 repair encode like json::dump") {
                           std::string{"bad \xff byte"}, std::string{""}}) {
     INFO(odd);
     auto r = to_record("wf", 1, step_failed{instant{1}, odd, 1, failure_kind::crashed, odd, 0});
-    auto expect = json{{"attempt", 1}, {"kind", "crashed"}, {"node", odd}, {"reason", odd},
-                       {"tokens", 0}, {"v", 1}}
+    auto expect = json{{"attempt", 1}, {"cost_nusd", 0}, {"kind", "crashed"}, {"node", odd},
+                       {"reason", odd}, {"tokens", 0}, {"v", 2}}
                     .dump(-1, ' ', false, json::error_handler_t::replace);
     CHECK(r.payload == expect);
   }
@@ -136,9 +149,15 @@ TEST_CASE("payloads are compact JSON with exactly the documented fields") {
   auto r = to_record("wf", 1, step_scheduled{instant{5}, "extract", 2});
   CHECK(r.kind == "step_scheduled");
   CHECK(r.payload == R"({"attempt":2,"node":"extract","v":1})");
-  auto f = to_record("wf", 2, step_failed{instant{6}, "x", 1, failure_kind::bad_output, "r", 3});
-  CHECK(f.payload ==
-        R"({"attempt":1,"kind":"bad_output","node":"x","reason":"r","tokens":3,"v":1})");
+  step_failed sf{instant{6}, "x", 1, failure_kind::bad_output, "r", 3};
+  sf.cost_nusd = 70;
+  auto f = to_record("wf", 2, sf);
+  CHECK(f.payload == R"({"attempt":1,"cost_nusd":70,"kind":"bad_output","node":"x","reason":"r",)"
+                     R"("tokens":3,"v":2})");
+  step_completed sc{instant{6}, "x", 1, "ok", json::object(), 3};
+  sc.cost_nusd = 9;
+  CHECK(to_record("wf", 2, sc).payload
+        == R"({"attempt":1,"cost_nusd":9,"label":"ok","node":"x","patch":{},"tokens":3,"v":2})");
   CHECK(to_record("wf", 3, timer_fired{instant{7}, 9}).payload
         == R"({"kind":"step_timeout","timer":9,"v":1})");
   auto s = to_record("wf", 4, workflow_started{instant{8}, json::object(), 5});
@@ -181,7 +200,7 @@ TEST_CASE("a payload that is not JSON is journal_corrupt") {
 
 TEST_CASE("a missing field is journal_corrupt, never defaulted") {
   auto base = json::parse(valid_failed().payload);
-  for (const char* key : {"v", "node", "attempt", "kind", "reason", "tokens"}) {
+  for (const char* key : {"v", "node", "attempt", "kind", "reason", "tokens", "cost_nusd"}) {
     INFO(key);
     auto payload = base;
     payload.erase(key);
@@ -229,10 +248,24 @@ TEST_CASE("a wrongly typed field is journal_corrupt") {
 
 TEST_CASE("an unknown version, failure kind or extra field is journal_corrupt") {
   auto base = json::parse(valid_failed().payload);
-  auto v2 = base;
-  v2["v"] = 2;
-  check_corrupt(from_record(with_payload(valid_failed(), v2)), "wf-7 #3 (step_failed)",
-                "unknown version 2");
+  auto v3 = base;
+  v3["v"] = 3;
+  check_corrupt(from_record(with_payload(valid_failed(), v3)), "wf-7 #3 (step_failed)",
+                "unknown version 3 (this build reads 1 to 2)");
+  auto v0 = base;
+  v0["v"] = 0;
+  check_corrupt(from_record(with_payload(valid_failed(), v0)), "wf-7 #3 (step_failed)",
+                "unknown version 0");
+  auto sched = to_record("wf-7", 1, step_scheduled{instant{1}, "a", 1});
+  auto sched_v2 = json::parse(sched.payload);
+  sched_v2["v"] = 2;
+  check_corrupt(from_record(with_payload(sched, sched_v2)), "wf-7 #1 (step_scheduled)",
+                "unknown version 2 (this build reads 1)");
+  // v1 of step_failed has no cost_nusd: the field is unexpected there.
+  auto v1_with_cost = base;
+  v1_with_cost["v"] = 1;
+  check_corrupt(from_record(with_payload(valid_failed(), v1_with_cost)), "wf-7 #3 (step_failed)",
+                "unexpected field 'cost_nusd'");
   auto melted = base;
   melted["kind"] = "melted";
   check_corrupt(from_record(with_payload(valid_failed(), melted)), "wf-7 #3 (step_failed)",
@@ -241,6 +274,28 @@ TEST_CASE("an unknown version, failure kind or extra field is journal_corrupt") 
   extra["colour"] = "blue";
   check_corrupt(from_record(with_payload(valid_failed(), extra)), "wf-7 #3 (step_failed)",
                 "unexpected field 'colour'");
+}
+
+TEST_CASE("version 1 step records, written before costs were journaled, decode with cost 0") {
+  journal_record done;
+  done.workflow_id = "wf-old";
+  done.wf_seq = 4;
+  done.kind = "step_completed";
+  done.at_ns = 11;
+  done.payload = R"({"attempt":1,"label":"ok","node":"a","patch":{"x":1},"tokens":7,"v":1})";
+  auto e = from_record(done);
+  REQUIRE(e);
+  auto& c = std::get<step_completed>(*e);
+  CHECK(c.tokens == 7);
+  CHECK(c.patch == json{{"x", 1}});
+  CHECK(c.cost_nusd == 0);
+  journal_record failed = done;
+  failed.kind = "step_failed";
+  failed.payload = R"({"attempt":2,"kind":"timeout","node":"a","reason":"slow","tokens":3,"v":1})";
+  auto f = from_record(failed);
+  REQUIRE(f);
+  CHECK(std::get<step_failed>(*f).kind == failure_kind::timeout);
+  CHECK(std::get<step_failed>(*f).cost_nusd == 0);
 }
 
 namespace {

@@ -43,6 +43,7 @@ workflow_state full_state(phase p) {
   s.data = nested_data;
   s.steps = 12;
   s.tokens = u64_max;
+  s.cost_nusd = u64_max - 1;
   s.seed = 0x9e3779b97f4a7c15ull;
   s.started_at = instant{-1'500};
   s.deadline = instant{i64_max};
@@ -127,9 +128,9 @@ TEST_CASE("every timer kind round-trips") {
 
 TEST_CASE("the initial state round-trips") {
   auto text = encode_state(workflow_state{});
-  CHECK(text == R"({"attempt":0,"data":{},"deadline_ns":0,"events":0,"next_timer":1,)"
+  CHECK(text == R"({"attempt":0,"cost_nusd":0,"data":{},"deadline_ns":0,"events":0,"next_timer":1,)"
                 R"("node":"","outcome":"","phase":"not_started","reason":"","seed":0,)"
-                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"v":1,"visits":{}})");
+                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"v":2,"visits":{}})");
   auto back = decode_state(text, "wf-1", 0);
   REQUIRE(back);
   CHECK(*back == workflow_state{});
@@ -140,11 +141,11 @@ TEST_CASE("a snapshot is the documented one-line JSON") {
   auto t = replay(triage(), {started(1, {{"ticket", "T-1"}}), scheduled(1, "extract", 1)});
   REQUIRE(t);
   const std::string expected =
-    R"({"attempt":1,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,)"
+    R"({"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,)"
     R"("next_timer":2,"node":"extract","outcome":"","phase":"running",)"
     R"("reason":"","seed":7,"started_at_ns":1000000,"steps":1,"timers":)"
     R"([{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],)"
-    R"("tokens":0,"v":1,"visits":{"extract":1}})";
+    R"("tokens":0,"v":2,"visits":{"extract":1}})";
   CHECK(encode_state(t->state) == expected);
   auto back = decode_state(expected, "wf-1", 2);
   REQUIRE(back);
@@ -249,10 +250,10 @@ TEST_CASE("(2) a key repeated in any object is journal_corrupt") {
 }
 
 TEST_CASE("(3) an unknown version is journal_corrupt, whatever else the snapshot holds") {
-  auto v2 = valid_snapshot();
-  v2["v"] = 2;
-  check_corrupt(decode(v2), "unknown version 2 (this build reads 1)");
-  check_corrupt(decode(json{{"v", 2}, {"shape", "new"}}), "unknown version 2");
+  auto v3 = valid_snapshot();
+  v3["v"] = 3;
+  check_corrupt(decode(v3), "unknown version 3 (this build reads 1 to 2)");
+  check_corrupt(decode(json{{"v", 3}, {"shape", "new"}}), "unknown version 3");
   auto v0 = valid_snapshot();
   v0["v"] = 0;
   check_corrupt(decode(v0), "unknown version 0");
@@ -267,13 +268,25 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
     snapshot.erase(item.key());
     check_corrupt(decode(snapshot), "missing field '" + item.key() + "'");
   }
-  CHECK(base.size() == 16);
+  CHECK(base.size() == 17);
   for (const char* key : {"fire_at_ns", "id", "kind"}) {
     INFO(key);
     auto snapshot = base;
     snapshot["timers"][0].erase(key);
     check_corrupt(decode(snapshot), std::string{"missing field 'timers[0]."} + key + "'");
   }
+}
+
+TEST_CASE("a version 1 snapshot, written before costs were kept, decodes with cost 0") {
+  auto v1 = valid_snapshot();
+  v1.erase("cost_nusd");
+  v1["v"] = 1;
+  auto s = decode(v1);
+  REQUIRE(s);
+  CHECK(s->cost_nusd == 0);
+  CHECK(s->node == "extract");
+  v1["cost_nusd"] = 5; // not a field of version 1
+  check_corrupt(decode(v1), "unexpected field 'cost_nusd'");
 }
 
 TEST_CASE("(4) a wrongly typed field is journal_corrupt") {
