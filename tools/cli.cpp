@@ -206,13 +206,19 @@ std::string check_rates(const triage_options& opt) {
 /// flags fit together.
 std::string apply_provider(const std::string& provider, const std::string& base_url,
                            const std::string& model, const std::string& key_env,
-                           double timeout_s, const std::string& example, const CLI::App& cmd,
+                           double timeout_s, const std::vector<double>& price,
+                           const std::string& example, const CLI::App& cmd,
                            examples::triage_options& opt) {
   bool any = false;
-  for (const char* f : {"--base-url", "--model", "--api-key-env", "--request-timeout"})
+  for (const char* f : {"--base-url", "--model", "--api-key-env", "--request-timeout", "--price"})
     any = any || cmd.count(f) > 0;
   if (provider.empty())
-    return any ? "--base-url, --model, --api-key-env and --request-timeout need --provider" : "";
+    return any ? "--base-url, --model, --api-key-env, --request-timeout and --price need "
+                 "--provider"
+               : "";
+  if (!price.empty() && price.size() != 2)
+    return "--price takes two numbers, PROMPT,COMPLETION (USD per million tokens), got "
+           + std::to_string(price.size());
   if (example != "triage")
     return "--provider works with the triage example only";
   if (model.empty())
@@ -228,6 +234,8 @@ std::string apply_provider(const std::string& provider, const std::string& base_
   p.api_key_env = key_env != "-" ? key_env : openai ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
   p.request_timeout = std::chrono::duration_cast<duration>(std::chrono::duration<double>(timeout_s));
   p.max_concurrent = 4; // be gentle with a real provider
+  if (price.size() == 2)
+    p.prices[model] = {price[0], price[1]};
   if (auto err = validate(gateway_config{{p}}))
     return describe(err);
   opt.gateway.providers = {p};
@@ -303,6 +311,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                       "with --provider: seconds a model call may take")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
+  std::vector<double> price;
+  run_cmd->add_option("--price", price,
+                      "with --provider: PROMPT,COMPLETION in USD per million tokens, to count "
+                      "the run's cost")
+      ->delimiter(',')
+      ->check(CLI::NonNegativeNumber);
   examples::ledger_options ledger; // the ledger example's own flags
   run_cmd->add_option("--journal", ledger.journal_path, "ledger: the troupe journal (SQLite file)")
       ->check(non_empty());
@@ -361,8 +375,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     err << "troupe run " << name << ": " << problem << '\n';
     return exit_usage;
   }
-  if (auto problem = apply_provider(provider, base_url, model, key_env, request_timeout_s, name,
-                                    *run_cmd, opt);
+  if (auto problem = apply_provider(provider, base_url, model, key_env, request_timeout_s, price,
+                                    name, *run_cmd, opt);
       !problem.empty()) {
     err << "troupe run " << name << ": " << problem << '\n';
     return exit_usage;

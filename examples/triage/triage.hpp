@@ -101,6 +101,7 @@ struct triage_summary {
   size_t signals = 0;      ///< signal_received records in the journals
   uint64_t steps = 0;      ///< agent attempts, all workflows
   uint64_t tokens = 0;     ///< model tokens, all workflows
+  double cost_usd = 0;     ///< their cost by the provider's price table
   std::chrono::nanoseconds wall{0};
   /// Failed workflows by how they ended ("failed: exhausted", ...).
   std::vector<std::pair<std::string, size_t>> failures;

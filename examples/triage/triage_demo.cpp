@@ -272,6 +272,7 @@ void tally_tickets(runtime& rt, const std::vector<started_ticket>& tickets, tria
     }
     s.steps += info->steps;
     s.tokens += info->tokens;
+    s.cost_usd += info->cost_usd;
     if (info->status == workflow_status::completed) {
       ++s.completed;
     } else if (info->status == workflow_status::failed) {
@@ -384,8 +385,12 @@ void print_triage_summary(const triage_options& opt, const triage_summary& s, st
   summary_row(out, "approved", s.approved);
   summary_row(out, "steps", s.steps);
   summary_row(out, "tokens", s.tokens);
-  double secs = std::chrono::duration<double>(s.wall).count();
   char buf[32];
+  if (s.cost_usd > 0) {
+    std::snprintf(buf, sizeof buf, "$%.6f", s.cost_usd);
+    summary_row(out, "cost", buf);
+  }
+  double secs = std::chrono::duration<double>(s.wall).count();
   std::snprintf(buf, sizeof buf, "%.2f s", secs);
   summary_row(out, "wall time", buf);
   std::snprintf(buf, sizeof buf, "%.0f", secs > 0 ? static_cast<double>(s.steps) / secs : 0.0);

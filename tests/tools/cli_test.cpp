@@ -105,11 +105,14 @@ TEST_CASE("cli runs triage against a real model server with --provider", "[tools
                 R"( "headline": "Router drops connections"})";
   server.set_default(answer);
   auto r = run_cli({"run", "triage", "--workflows", "2", "--provider", "openai", "--base-url",
-                    server.base_url(), "--model", "fake-1", "--api-key-env", ""});
+                    server.base_url(), "--model", "fake-1", "--api-key-env", "", "--price",
+                    "1000,2000"});
   INFO(r.out << r.err);
   CHECK(r.code == troupe::cli::exit_ok);
   CHECK_THAT(r.out, Catch::Contains("2 tickets"));
   CHECK(server.count() == 6); // extract, analyze, report per ticket
+  // each reply: 11 prompt tokens at $1000/M + 7 completion tokens at $2000/M
+  CHECK_THAT(r.out, Catch::Contains("$0.150000"));
   auto first = server.received().at(0);
   CHECK(first.path == "/v1/chat/completions");
   CHECK(first.headers.count("authorization") == 0);
@@ -122,6 +125,10 @@ TEST_CASE("cli refuses provider flags that do not fit together", "[tools][cli]")
   };
   std::vector<bad> cases = {
       {{"run", "triage", "--model", "m"}, "need --provider"},
+      {{"run", "triage", "--price", "1,2"}, "need --provider"},
+      {{"run", "triage", "--provider", "openai", "--model", "m", "--price", "1"},
+       "--price takes two numbers"},
+      {{"run", "triage", "--provider", "openai", "--model", "m", "--price", "1,-2"}, "--price"},
       {{"run", "triage", "--provider", "openai"}, "--provider needs --model"},
       {{"run", "triage", "--provider", "mistral", "--model", "m"}, "--provider"},
       {{"run", "triage", "--provider", "openai", "--model", "m", "--base-url", "localhost:1"},
