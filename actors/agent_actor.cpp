@@ -225,9 +225,11 @@ void attempt_ctx::ask(llm_request req, reply_handler then) {
   // budgets; one that does not fit is never sent.
   uint64_t prompt = estimate_prompt_tokens(req);
   uint64_t estimate = prompt + req.max_tokens;
-  uint64_t estimate_nusd = to_nano_usd(cost_usd(runner_.price_of(req.model), prompt, req.max_tokens));
-  caf::error refused;
   auto& left = in_.budget;
+  uint64_t estimate_nusd = 0; // priced only when a cost budget binds
+  if (left.cost_nusd != budgets_left::unlimited)
+    estimate_nusd = to_nano_usd(cost_usd(runner_.price_of(req.model), prompt, req.max_tokens));
+  caf::error refused;
   if (over(left.tokens, spent_ + reserved_, estimate))
     refused = make_error(errc::over_budget,
                          "a model call of about " + std::to_string(estimate)
