@@ -16,6 +16,7 @@
 #include "troupe/seams.hpp"
 
 #include "ledger/ledger.hpp"
+#include "supervision_tree/supervision_tree.hpp"
 #include "triage/triage.hpp"
 #include "triage/triage_crash.hpp"
 
@@ -53,6 +54,11 @@ const std::vector<example>& known_examples() {
        [](const run_options& o, std::ostream& out) {
          return examples::run_ledger(o.ledger, out);
        }},
+      {"supervision_tree", "supervisors restarting crashing workers under each strategy, and "
+                           "an escalation up the tree (takes no flags)",
+       [](const run_options&, std::ostream& out) {
+         return examples::run_supervision_tree(out);
+       }},
   };
   return all;
 }
@@ -65,6 +71,12 @@ const std::vector<const char*> triage_only_flags = {"--timeout-rate", "--malform
 /// Checks that example `name` got no flag of another example and every flag
 /// it needs; "" when usable.
 std::string check_example_flags(const std::string& name, const CLI::App& cmd) {
+  if (name == "supervision_tree") {
+    for (const auto* o : cmd.get_options())
+      if (o->count() > 0 && o->nonpositional())
+        return o->get_name() + " does not apply to the supervision_tree example";
+    return {};
+  }
   bool ledger = name == "ledger";
   for (const char* f : ledger ? triage_only_flags : ledger_only_flags)
     if (cmd.count(f) > 0)

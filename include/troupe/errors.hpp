@@ -68,9 +68,15 @@ enum class errc : uint8_t {
   /// request, bad or missing key, unknown model, a prompt larger than the
   /// model's context window. Not retryable; fix the request or the config.
   llm_rejected,
-  /// A model call was not sent: its estimate (prompt + max_tokens) does not
-  /// fit what is left of the workflow's max_tokens budget.
+  /// A model call was not sent: its estimate (prompt + max_tokens, and its
+  /// cost at the model's price) does not fit what is left of the workflow's
+  /// max_tokens or max_cost_usd budget.
   over_budget,
+  // -- supervision --------------------------------------------------------------
+  /// A supervisor's children restarted more often than its intensity allows
+  /// within its period (or one could not be started): it stopped them all and
+  /// exited with this reason, for its own supervisor to handle.
+  restart_intensity,
 };
 
 /// Builds a caf::error in troupe's category with `context` as its message.

@@ -1,6 +1,7 @@
 // troupe::errc: names, retry classification and rendering. Pure.
 #include "troupe/errors.hpp"
 
+#include <caf/exit_reason.hpp>
 #include <caf/message.hpp>
 #include <caf/sec.hpp>
 
@@ -35,6 +36,7 @@ const char* to_string(errc code) {
     case errc::journal_full: return "journal_full";
     case errc::llm_rejected: return "llm_rejected";
     case errc::over_budget: return "over_budget";
+    case errc::restart_intensity: return "restart_intensity";
     case errc::shutting_down: return "shutting_down";
   }
   return "unknown_errc";
@@ -73,6 +75,8 @@ std::string describe(const caf::error& err) {
     name = to_string(static_cast<errc>(err.code()));
   else if (err.category() == caf::atom("system"))
     name = caf::to_string(static_cast<caf::sec>(err.code()));
+  else if (err.category() == caf::atom("exit"))
+    name = caf::to_string(static_cast<caf::exit_reason>(err.code()));
   else
     name = caf::to_string(err.category()) + "_error(" + std::to_string(err.code()) + ")";
   return ctx.empty() ? name : name + ": " + ctx;

@@ -133,6 +133,8 @@ TEST_CASE("cli refuses provider flags that do not fit together", "[tools][cli]")
       {{"run", "triage", "--provider", "mistral", "--model", "m"}, "--provider"},
       {{"run", "triage", "--provider", "openai", "--model", "m", "--base-url", "localhost:1"},
        "base_url must start with http"},
+      {{"run", "supervision_tree", "--workflows", "3"},
+       "--workflows does not apply to the supervision_tree example"},
       {{"run", "ledger", "--journal", "j", "--ledger", "l", "--provider", "openai", "--model",
         "m"},
        "triage example only"},
