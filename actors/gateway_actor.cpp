@@ -426,21 +426,39 @@ caf::behavior gateway_behavior(self_ptr self, gateway_env env,
 
 } // namespace
 
+namespace {
+
+/// The key of provider `p` from its environment variable ("" when it names none).
+caf::expected<std::string> key_of(const provider_config& p) {
+  if (p.api_key_env.empty())
+    return std::string{};
+  auto* key = std::getenv(p.api_key_env.c_str());
+  if (!key || !*key)
+    return make_error(errc::invalid_config, "provider '" + p.name + "': environment variable "
+                                              + p.api_key_env + " is not set");
+  return std::string{key};
+}
+
+} // namespace
+
+caf::error check_gateway(const gateway_config& cfg) {
+  if (auto err = validate(cfg))
+    return err;
+  for (auto& p : cfg.providers)
+    if (auto key = key_of(p); !key)
+      return key.error();
+  return {};
+}
+
 caf::expected<caf::actor> spawn_gateway(caf::actor_system& sys, gateway_env env) {
   if (auto err = validate(env.cfg))
     return err;
   std::map<std::string, provider_rt> providers;
   for (auto& p : env.cfg.providers) {
-    provider_rt rt{p, {}};
-    if (!p.api_key_env.empty()) {
-      auto* key = std::getenv(p.api_key_env.c_str());
-      if (!key || !*key)
-        return make_error(errc::invalid_config, "provider '" + p.name
-                                                  + "': environment variable "
-                                                  + p.api_key_env + " is not set");
-      rt.api_key = key;
-    }
-    providers.emplace(p.name, std::move(rt));
+    auto key = key_of(p);
+    if (!key)
+      return key.error();
+    providers.emplace(p.name, provider_rt{p, std::move(*key)});
   }
   if (!providers.count("scripted")) {
     // The embedded model is always reachable, with no breaker: its faults

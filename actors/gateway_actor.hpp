@@ -57,6 +57,10 @@ struct gateway_env {
 /// that is not set included).
 caf::expected<caf::actor> spawn_gateway(caf::actor_system& sys, gateway_env env);
 
+/// What spawn_gateway checks before it spawns anything: the config, and
+/// that each key variable is set (the key is not kept).
+caf::error check_gateway(const gateway_config& cfg);
+
 } // namespace troupe
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<troupe::lane_stats>)

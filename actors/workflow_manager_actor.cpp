@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -76,7 +77,25 @@ struct manager_state {
   /// infos never change; a purge clears it.
   std::unordered_map<std::string, info_msg> finished_recently;
   std::deque<std::string> finished_order; ///< oldest first
+  /// A replacement manager: the dead one's workflows not yet seen down.
+  std::set<caf::actor_addr> adopting;
+  bool adopted = true; ///< false until the dead manager's workflows are recovered
   static inline const char* name = "troupe.workflow_manager";
+
+  /// Runs as the manager exits, however it ends (killed too): every call
+  /// it still holds is answered interrupted instead of never.
+  ~manager_state() {
+    auto err = make_error(errc::interrupted, "the workflow manager stopped");
+    for (auto& [id, e] : workflows) {
+      for (auto& w : e.waiters)
+        w.promise.deliver(err);
+      for (auto& p : e.starting)
+        p.deliver(err);
+    }
+    for (auto& [key, waiting] : key_lookups)
+      for (auto& w : waiting)
+        w.rp.deliver(err);
+  }
 };
 
 using self_ptr = caf::stateful_actor<manager_state>*;
@@ -121,6 +140,7 @@ workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
 void track(self_ptr self, const std::string& id, entry& e, caf::actor a) {
   self->monitor(a);
   self->state.by_addr.emplace(a.address(), id);
+  self->state.env.live->add(a);
   e.actor = std::move(a);
 }
 
@@ -190,6 +210,7 @@ void untrack(self_ptr self, entry& e) {
     return;
   auto& st = self->state;
   st.by_addr.erase(e.actor.address());
+  st.env.live->remove(e.actor.address());
   self->demonitor(e.actor);
   e.actor = nullptr;
   if (st.stopping && st.by_addr.empty())
@@ -555,6 +576,67 @@ void route_signal(self_ptr self, const signal_msg& s, caf::response_promise rp) 
           });
 }
 
+// Rebuilds every workflow the journal has open and memory does not hold
+// (recover_atom, and a replacement manager at its start).
+caf::expected<recovery_report> recover_all(self_ptr self) {
+  auto& st = self->state;
+  auto rows = st.env.store->open_workflows();
+  if (!rows)
+    return rows.error();
+  recovery_report rep;
+  std::vector<caf::actor> live;
+  for (auto& row : *rows) {
+    if (auto i = st.workflows.find(row.id); i != st.workflows.end()) {
+      if (!i->second.last.stopped)
+        continue; // live or passive already
+      st.workflows.erase(i); // stopped here: resume it from the journal
+    }
+    if (st.quarantined.count(row.id))
+      continue;
+    auto id = row.id;
+    if (auto err = recover_one(self, row, rep, live)) {
+      auto why = describe(err);
+      spdlog::error("workflow {}: quarantined: {}", id, why);
+      st.quarantined.emplace(id, why);
+      rep.quarantined.push_back(id + ": " + why);
+    }
+  }
+  for (auto& a : live)
+    self->send(a, resume_atom::value);
+  arm_wakes(self);
+  return rep;
+}
+
+caf::behavior requests(self_ptr self);
+
+// A replacement manager, once the dead one's workflows are all down: waits
+// until the journal writer has committed what they sent (an empty write is
+// acknowledged after every write queued before it), then recovers them and
+// starts answering requests.
+void adopt(self_ptr self) {
+  self->request(self->state.env.journal, caf::infinite, append_atom::value, journal_write{})
+    .then(
+      [self](uint64_t) {
+        auto rep = recover_all(self);
+        if (!rep) {
+          spdlog::error("workflow manager (restarted): recovery failed: {}",
+                        describe(rep.error()));
+          self->quit(rep.error());
+          return;
+        }
+        spdlog::warn("workflow manager (restarted): resumed {}, parked {}, quarantined {}",
+                     rep->resumed, rep->parked, rep->quarantined.size());
+        self->state.adopted = true;
+        self->set_default_handler(caf::print_and_drop);
+        self->become(requests(self)); // requests that waited are handled now
+      },
+      [self](caf::error& err) {
+        spdlog::error("workflow manager (restarted): the journal writer did not answer: {}",
+                      describe(err));
+        self->quit(err);
+      });
+}
+
 caf::behavior workflow_manager(self_ptr self, manager_env env) {
   self->state.env = std::move(env);
   auto& sys = self->system();
@@ -564,14 +646,39 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
   // The runners stop with the manager, after every workflow is down.
   self->attach_functor(
     [runners = self->state.runners](const caf::error&) { runners->stop(); });
+  // However the manager ends, no workflow actor outlives it: one that did
+  // could write beside the workflow a replacement recovers.
+  if (!self->state.env.live)
+    self->state.env.live = std::make_shared<live_workflows>();
+  self->attach_functor([live = self->state.env.live](const caf::error&) {
+    for (auto& a : live->all())
+      caf::anon_send_exit(a, caf::exit_reason::kill);
+  });
+  if (auto old = std::move(self->state.env.adopt_from)) {
+    auto& st = self->state;
+    st.adopted = false;
+    for (auto& a : old->all()) {
+      st.adopting.insert(a.address());
+      self->monitor(a); // a dead one's down message comes at once
+    }
+    self->set_default_handler(caf::skip); // requests wait until adopt() is done
+    if (st.adopting.empty())
+      adopt(self);
+  }
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
+    if (st.adopting.erase(dm.source) > 0) {
+      if (st.adopting.empty())
+        adopt(self);
+      return;
+    }
     auto i = st.by_addr.find(dm.source);
     if (i == st.by_addr.end())
       return;
     auto id = i->second;
     auto& e = st.workflows[id];
     st.by_addr.erase(i);
+    st.env.live->remove(dm.source);
     e.actor = nullptr;
     if (st.stopping) {
       if (st.by_addr.empty())
@@ -608,6 +715,13 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
     if (st.by_addr.empty())
       self->quit(st.stopping);
   });
+  if (!self->state.adopted)
+    return caf::behavior{[](tick_atom) {}}; // adopt() turns to the requests
+  return requests(self);
+}
+
+// What the manager answers: the protocol in the header.
+caf::behavior requests(self_ptr self) {
   return {
     // Answers once the workflow_started event is durable (see answer_start):
     // an id returned is an id the journal has, even if the process dies next.
@@ -754,34 +868,12 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
       return rp;
     },
     [self](recover_atom) -> caf::result<recovery_report> {
-      auto& st = self->state;
-      if (st.stopping)
+      if (self->state.stopping)
         return make_error(errc::shutting_down, "the runtime is shutting down");
-      auto rows = st.env.store->open_workflows();
-      if (!rows)
-        return rows.error();
-      recovery_report rep;
-      std::vector<caf::actor> live;
-      for (auto& row : *rows) {
-        if (auto i = st.workflows.find(row.id); i != st.workflows.end()) {
-          if (!i->second.last.stopped)
-            continue; // live or passive already
-          st.workflows.erase(i); // stopped here: resume it from the journal
-        }
-        if (st.quarantined.count(row.id))
-          continue;
-        auto id = row.id;
-        if (auto err = recover_one(self, row, rep, live)) {
-          auto why = describe(err);
-          spdlog::error("workflow {}: quarantined: {}", id, why);
-          st.quarantined.emplace(id, why);
-          rep.quarantined.push_back(id + ": " + why);
-        }
-      }
-      for (auto& a : live)
-        self->send(a, resume_atom::value);
-      arm_wakes(self);
-      return rep;
+      auto rep = recover_all(self);
+      if (!rep)
+        return rep.error();
+      return std::move(*rep);
     },
   };
 }
@@ -790,6 +882,24 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env) {
   return sys.spawn(workflow_manager, std::move(env));
+}
+
+void live_workflows::add(const caf::actor& a) {
+  std::lock_guard<std::mutex> guard{mtx};
+  actors.emplace(a.id(), a);
+}
+
+void live_workflows::remove(const caf::actor_addr& a) {
+  std::lock_guard<std::mutex> guard{mtx};
+  actors.erase(a.id());
+}
+
+std::vector<caf::actor> live_workflows::all() {
+  std::lock_guard<std::mutex> guard{mtx};
+  std::vector<caf::actor> out;
+  for (auto& [id, a] : actors)
+    out.push_back(a);
+  return out;
 }
 
 workflow_info to_info(const info_msg& m) {

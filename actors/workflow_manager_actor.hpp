@@ -18,12 +18,17 @@
 //   (recover_atom)               -> recovery_report: rebuilds every workflow
 //        the journal has open and not yet in memory
 //   (purge_atom, before_ns)      -> uint64_t: the journal writer's purge
+// On restart (manager_env::adopt_from) it recovers the dead manager's
+// workflows by itself before it answers anything.
 // Errors: unknown_definition, invalid_input, unknown_workflow,
 // workflow_finished, bad_signal, journal_corrupt (a quarantined workflow),
 // shutting_down, and storage errors from the journal.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -34,6 +39,19 @@
 #include "troupe/seams.hpp"
 
 namespace troupe {
+
+/// The workflow actors one manager has running. Shared with the hook that
+/// kills them if the manager dies (no workflow outlives its manager) and
+/// with the manager that replaces it, which waits until they are all down
+/// before it recovers their workflows from the journal.
+struct live_workflows {
+  std::mutex mtx;
+  std::map<caf::actor_id, caf::actor> actors;
+
+  void add(const caf::actor& a);
+  void remove(const caf::actor_addr& a);
+  std::vector<caf::actor> all();
+};
 
 struct manager_env {
   std::shared_ptr<registry> reg;
@@ -46,6 +64,14 @@ struct manager_env {
   uint32_t snapshot_every = 0;
   bool passivate = true;
   caf::actor timers; ///< the timer service; null: workflows use CAF's clock
+  /// This manager's running workflows (null: it keeps its own set).
+  std::shared_ptr<live_workflows> live;
+  /// A manager replacing one that died (under the runtime's supervisor):
+  /// the old manager's workflows. It waits until each is down, then until
+  /// the journal writer has committed everything sent before (an empty
+  /// write, acknowledged in order), then recovers every open workflow as
+  /// recover() does. Requests wait until then.
+  std::shared_ptr<live_workflows> adopt_from;
 };
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env);

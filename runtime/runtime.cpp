@@ -1,9 +1,15 @@
 // The embedding facade (include/troupe/runtime.hpp): owns the actor system
-// and the service actors (journal writer, model, workflow manager) and turns
-// blocking calls into requests to the manager.
+// and the service actors (journal writer, timers, scripted model, gateway,
+// workflow manager) under one supervisor, and turns blocking calls into
+// requests to the current manager.
 #include "troupe/runtime.hpp"
 
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <stdexcept>
+#include <tuple>
+#include <type_traits>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -76,48 +82,212 @@ config checked(config cfg) {
 
 } // namespace
 
+/// The current handle of each service; a restart replaces it.
+class service_directory {
+public:
+  caf::actor get(caf::actor service_directory::*which) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return this->*which;
+  }
+  void set(caf::actor service_directory::*which, caf::actor a) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      this->*which = std::move(a);
+    }
+    changed_.notify_all();
+  }
+  /// The services will not come back: their supervisor gave up or stopped.
+  void close() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      closed_ = true;
+    }
+    changed_.notify_all();
+  }
+  /// Waits until service `which` is no longer `dead` (restarted) or the
+  /// services are closed.
+  void wait_replaced(caf::actor service_directory::*which, const caf::actor& dead) {
+    std::unique_lock<std::mutex> lock{mtx_};
+    changed_.wait(lock, [&] { return closed_ || this->*which != dead; });
+  }
+
+  caf::actor journal, timers, scripted, model, manager;
+
+private:
+  std::mutex mtx_;
+  std::condition_variable changed_;
+  bool closed_ = false;
+};
+
 struct runtime::impl {
   explicit impl(config c)
     : cfg(checked(std::move(c))), sys_cfg(make_system_config(cfg)), sys(sys_cfg) {
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-    journal = persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch,
-                                                cfg.journal->blocks());
-    scripted = spawn_scripted_model(sys, cfg.model);
-    auto gw = spawn_gateway(sys, {cfg.gateway, scripted, cfg.clock});
-    if (!gw) {
-      caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
-      caf::anon_send_exit(scripted, caf::exit_reason::user_shutdown);
-      throw std::invalid_argument("troupe config: " + describe(gw.error()));
+    if (auto err = check_gateway(cfg.gateway))
+      throw std::invalid_argument("troupe config: " + describe(err));
+    auto root_sup = spawn_supervisor(sys, service_tree());
+    if (!root_sup)
+      throw std::invalid_argument("troupe: " + describe(root_sup.error()));
+    root = std::move(*root_sup);
+    // The supervisor answers once it has started every child (in order).
+    caf::scoped_actor self{sys};
+    std::string missing;
+    self->request(root, caf::infinite, children_atom::value)
+      .receive(
+        [&](std::vector<child_info>& kids) {
+          for (auto& k : kids)
+            if (!k.running)
+              missing += (missing.empty() ? "" : ", ") + k.id;
+        },
+        [&](caf::error& err) { missing = describe(err); });
+    if (!missing.empty()) {
+      self->send_exit(root, caf::exit_reason::user_shutdown);
+      self->wait_for(root);
+      throw std::invalid_argument("troupe: runtime services did not start: " + missing);
     }
-    model = std::move(*gw);
-    timers = spawn_timer_service(sys, cfg.clock);
-    manager = spawn_workflow_manager(
-      sys, {reg, journal, model, std::make_shared<const gateway_config>(cfg.gateway), cfg.clock,
-            cfg.random, cfg.journal, cfg.snapshot_every, cfg.passivate, timers});
   }
 
-  // Sends one request to the manager and waits for its answer.
+  // The services, rest_for_one: each depends on those started before it, so
+  // a restart takes the later ones along, and the manager, always last, is
+  // always restarted and recovers the workflows from the journal.
+  supervisor_spec service_tree() {
+    supervisor_spec s;
+    s.name = "troupe.services";
+    s.flags.strategy = restart_strategy::rest_for_one;
+    s.flags.intensity = 5;
+    s.flags.period = std::chrono::seconds{30};
+    s.flags.base_backoff = std::chrono::milliseconds{10};
+    s.flags.max_backoff = std::chrono::seconds{2};
+    s.observer = [this](const supervision_event& e) {
+      if (e.k == supervision_event::kind::escalated || e.k == supervision_event::kind::stopped) {
+        if (e.k == supervision_event::kind::escalated)
+          spdlog::critical("troupe: the runtime's services gave up: {}", e.what);
+        svc.close();
+      }
+    };
+    auto child = [this](std::string id, caf::actor service_directory::*slot,
+                        std::function<caf::actor(caf::actor_system&)> start,
+                        duration shutdown = std::chrono::seconds{30}) {
+      child_spec c;
+      c.id = std::move(id);
+      c.shutdown = shutdown;
+      c.start = [this, slot, start = std::move(start)](caf::actor_system& sys) {
+        auto a = start(sys);
+        svc.set(slot, a);
+        return a;
+      };
+      return c;
+    };
+    s.children.push_back(child("journal", &service_directory::journal, [this](auto& sys) {
+      return persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch,
+                                               cfg.journal->blocks());
+    }));
+    s.children.push_back(child("timers", &service_directory::timers, [this](auto& sys) {
+      return spawn_timer_service(sys, cfg.clock);
+    }));
+    s.children.push_back(child("scripted", &service_directory::scripted, [this](auto& sys) {
+      return spawn_scripted_model(sys, cfg.model);
+    }));
+    s.children.push_back(child("gateway", &service_directory::model, [this](auto& sys) {
+      auto gw = spawn_gateway(sys, {cfg.gateway, svc.get(&service_directory::scripted),
+                                    cfg.clock});
+      if (!gw) {
+        spdlog::error("troupe: the model gateway did not start: {}", describe(gw.error()));
+        return caf::actor{};
+      }
+      return *gw;
+    }));
+    s.children.push_back(child(
+      "manager", &service_directory::manager,
+      [this](auto& sys) {
+        manager_env env{reg,
+                        svc.get(&service_directory::journal),
+                        svc.get(&service_directory::model),
+                        models,
+                        cfg.clock,
+                        cfg.random,
+                        cfg.journal,
+                        cfg.snapshot_every,
+                        cfg.passivate,
+                        svc.get(&service_directory::timers),
+                        std::make_shared<live_workflows>(),
+                        nullptr};
+        env.adopt_from = std::exchange(workflows, env.live); // null at the first start
+        return spawn_workflow_manager(sys, std::move(env));
+      },
+      std::chrono::minutes{1})); // it stops every workflow first
+    return s;
+  }
+
+  /// Sends one request to service `which` and waits for its answer, or for
+  /// the service to die first (interrupted).
   template <class T, class... Ts>
-  caf::expected<T> ask(caf::duration timeout, Ts&&... xs) {
+  caf::expected<T> ask(caf::actor service_directory::*which, Ts&&... xs) {
     if (stopped)
       return make_error(errc::shutting_down, "the runtime is shut down");
-    caf::scoped_actor self{sys};
-    caf::expected<T> result{caf::error{}};
-    self->request(manager, timeout, std::forward<Ts>(xs)...)
-      .receive([&](T& x) { result = std::move(x); },
-               [&](caf::error& e) { result = std::move(e); });
-    return result;
+    auto dest = svc.get(which);
+    if (!dest)
+      return make_error(errc::shutting_down, "the runtime's services are down");
+    auto answer = std::make_shared<std::promise<caf::expected<T>>>();
+    auto got = answer->get_future();
+    auto args = std::make_tuple(std::forward<Ts>(xs)...);
+    sys.spawn([dest, answer, args = std::move(args)](caf::event_based_actor* self) mutable {
+      auto once = [self, answer](caf::expected<T> x) {
+        // The request met the service's closed mailbox: it died first.
+        if (!x && x.error() == caf::sec::request_receiver_down)
+          x = make_error(errc::interrupted, "the service answering the call stopped");
+        answer->set_value(std::move(x));
+        self->quit();
+      };
+      self->monitor(dest);
+      self->set_down_handler([once](caf::down_msg& dm) {
+        once(make_error(errc::interrupted,
+                        "the service answering the call stopped: " + describe(dm.reason)));
+      });
+      std::apply(
+        [&](auto&... a) {
+          auto sent = self->request(dest, caf::infinite, a...);
+          if constexpr (std::is_same<T, caf::unit_t>::value)
+            sent.then([once]() { once(caf::unit); },
+                      [once](caf::error& e) { once(std::move(e)); });
+          else
+            sent.then([once](T& x) { once(std::move(x)); },
+                      [once](caf::error& e) { once(std::move(e)); });
+        },
+        args);
+    });
+    return got.get();
+  }
+
+  /// ask() for reads: asked again of the restarted service when the one
+  /// asked died, or was stopped for a restart (shutting_down while the
+  /// runtime is not), before it answered.
+  template <class T, class... Ts>
+  caf::expected<T> ask_again(caf::actor service_directory::*which, const Ts&... xs) {
+    for (int tries = 0;; ++tries) {
+      auto dest = svc.get(which);
+      auto r = ask<T>(which, xs...);
+      bool restarting = !r && (is(r.error(), errc::interrupted)
+                               || (is(r.error(), errc::shutting_down) && !stopped));
+      if (!restarting || tries == 10)
+        return r;
+      wait_for_restart(which, dest);
+    }
+  }
+
+  /// Waits until the supervisor has replaced service `which`, or gave up.
+  void wait_for_restart(caf::actor service_directory::*which, const caf::actor& dead) {
+    svc.wait_replaced(which, dead);
   }
 
   config cfg;
   caf::actor_system_config sys_cfg;
   caf::actor_system sys;
   std::shared_ptr<registry> reg = std::make_shared<registry>();
-  caf::actor journal;
-  caf::actor scripted; ///< behind the gateway
-  caf::actor model;    ///< the gateway
-  caf::actor timers;
-  caf::actor manager;
+  std::shared_ptr<const gateway_config> models = std::make_shared<const gateway_config>(cfg.gateway);
+  service_directory svc;
+  std::shared_ptr<live_workflows> workflows; ///< the current manager's
+  caf::actor root; ///< the services' supervisor
   std::atomic<bool> stopped{false};
 };
 
@@ -152,20 +322,15 @@ caf::expected<std::string> runtime::start(const std::string& definition, nlohman
   } catch (const nlohmann::json::exception& e) { // e.g. a string that is not UTF-8
     return make_error(errc::invalid_input, "input of a '" + definition + "' workflow: " + e.what());
   }
-  return impl_->ask<std::string>(caf::infinite, start_atom::value, definition, text,
-                                 idempotency_key);
+  return impl_->ask<std::string>(&service_directory::manager, start_atom::value, definition,
+                                 text, idempotency_key);
 }
 
 caf::error runtime::signal(const std::string& workflow_id, const std::string& gate,
                            const decision& d) {
   signal_msg m{workflow_id, gate, d.verdict, d.patch_json, d.by};
-  if (impl_->stopped)
-    return make_error(errc::shutting_down, "the runtime is shut down");
-  caf::scoped_actor self{impl_->sys};
-  caf::error result;
-  self->request(impl_->manager, caf::infinite, signal_atom::value, std::move(m))
-    .receive([] {}, [&](caf::error& e) { result = std::move(e); });
-  return result;
+  auto r = impl_->ask<caf::unit_t>(&service_directory::manager, signal_atom::value, std::move(m));
+  return r ? caf::error{} : r.error();
 }
 
 caf::expected<workflow_info> runtime::await(const std::string& workflow_id,
@@ -173,21 +338,23 @@ caf::expected<workflow_info> runtime::await(const std::string& workflow_id,
   // The manager answers await_timeout itself when the time runs out, so no
   // waiter outlives its caller.
   auto ms = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1));
-  auto r = impl_->ask<info_msg>(caf::infinite, await_atom::value, workflow_id, or_parked, ms);
+  auto r = impl_->ask_again<info_msg>(&service_directory::manager, await_atom::value, workflow_id,
+                                      or_parked, ms);
   if (!r)
     return r.error();
   return to_info(*r);
 }
 
 caf::expected<workflow_info> runtime::status(const std::string& workflow_id) {
-  auto r = impl_->ask<info_msg>(caf::infinite, status_atom::value, workflow_id);
+  auto r = impl_->ask_again<info_msg>(&service_directory::manager, status_atom::value,
+                                      workflow_id);
   if (!r)
     return r.error();
   return to_info(*r);
 }
 
 caf::expected<recovery_report> runtime::recover() {
-  return impl_->ask<recovery_report>(caf::infinite, recover_atom::value);
+  return impl_->ask<recovery_report>(&service_directory::manager, recover_atom::value);
 }
 
 caf::expected<uint64_t> runtime::purge(std::chrono::nanoseconds older_than) {
@@ -196,11 +363,8 @@ caf::expected<uint64_t> runtime::purge(std::chrono::nanoseconds older_than) {
   if (older_than < std::chrono::nanoseconds::zero())
     return make_error(errc::invalid_config, "purge: older_than must not be negative");
   auto before = impl_->cfg.clock->now() - older_than;
-  caf::scoped_actor self{impl_->sys};
-  caf::expected<uint64_t> result{caf::error{}};
-  self->request(impl_->manager, caf::infinite, purge_atom::value, int64_t{before.count()})
-    .receive([&](uint64_t n) { result = n; }, [&](caf::error& e) { result = std::move(e); });
-  return result;
+  return impl_->ask<uint64_t>(&service_directory::manager, purge_atom::value,
+                              int64_t{before.count()});
 }
 
 caf::expected<std::vector<journal_record>> runtime::history(const std::string& workflow_id) {
@@ -215,23 +379,26 @@ void runtime::shutdown() {
     return;
   auto& i = *impl_;
   caf::scoped_actor self{i.sys};
-  // The manager first: it stops every workflow before it quits. Then the
-  // services the workflows were using.
-  self->send_exit(i.manager, caf::exit_reason::user_shutdown);
-  self->wait_for(i.manager);
-  for (auto& a : {i.model, i.scripted, i.journal, i.timers})
-    self->send_exit(a, caf::exit_reason::user_shutdown);
-  self->wait_for(i.model, i.scripted, i.journal, i.timers);
-  i.manager = i.model = i.scripted = i.journal = i.timers = nullptr;
+  // The supervisor stops its children newest first: the manager (which
+  // stops every workflow before it quits), then the services the workflows
+  // were using.
+  self->send_exit(i.root, caf::exit_reason::user_shutdown);
+  self->wait_for(i.root);
+  i.root = nullptr;
+  i.svc.close();
 }
 
 caf::expected<std::vector<lane_stats>> runtime::model_lanes() {
+  return impl_->ask_again<std::vector<lane_stats>>(&service_directory::model, status_atom::value);
+}
+
+caf::expected<std::vector<child_info>> runtime::services() {
   if (impl_->stopped)
     return make_error(errc::shutting_down, "the runtime is shut down");
   caf::scoped_actor self{impl_->sys};
-  caf::expected<std::vector<lane_stats>> result{caf::error{}};
-  self->request(impl_->model, caf::infinite, status_atom::value)
-    .receive([&](std::vector<lane_stats>& x) { result = std::move(x); },
+  caf::expected<std::vector<child_info>> result{caf::error{}};
+  self->request(impl_->root, caf::infinite, children_atom::value)
+    .receive([&](std::vector<child_info>& x) { result = std::move(x); },
              [&](caf::error& e) { result = std::move(e); });
   return result;
 }

@@ -77,6 +77,11 @@ enum class errc : uint8_t {
   /// within its period (or one could not be started): it stopped them all and
   /// exited with this reason, for its own supervisor to handle.
   restart_intensity,
+  /// The runtime service holding the call (the workflow manager, the
+  /// gateway) died before it answered; its supervisor restarts it. The call
+  /// may or may not have taken effect: a start with an idempotency key can
+  /// be repeated safely, an await or status can simply be asked again.
+  interrupted,
 };
 
 /// Builds a caf::error in troupe's category with `context` as its message.

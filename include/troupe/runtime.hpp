@@ -17,6 +17,7 @@
 #include "troupe/agent.hpp"
 #include "troupe/definition.hpp"
 #include "troupe/gateway.hpp"
+#include "troupe/supervisor.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/model.hpp"
 #include "troupe/seams.hpp"
@@ -144,6 +145,11 @@ public:
   /// The model gateway's lanes (provider + model) used so far: breaker
   /// state, queue, counts, tokens and cost.
   caf::expected<std::vector<lane_stats>> model_lanes();
+  /// The runtime's service actors, in start order, under its root
+  /// supervisor (rest_for_one: journal, timers, scripted, gateway, manager).
+  /// A service that dies is restarted with those started after it; a new
+  /// manager recovers every open workflow from the journal.
+  caf::expected<std::vector<child_info>> services();
   /// Stops taking work, stops every actor, waits for them. Idempotent.
   void shutdown();
 

@@ -37,6 +37,7 @@ const char* to_string(errc code) {
     case errc::llm_rejected: return "llm_rejected";
     case errc::over_budget: return "over_budget";
     case errc::restart_intensity: return "restart_intensity";
+    case errc::interrupted: return "interrupted";
     case errc::shutting_down: return "shutting_down";
   }
   return "unknown_errc";
