@@ -104,6 +104,10 @@ public:
     }
     changed_.notify_all();
   }
+  bool closed() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return closed_;
+  }
   /// Waits until service `which` is no longer `dead` (restarted) or the
   /// services are closed.
   void wait_replaced(caf::actor service_directory::*which, const caf::actor& dead) {
@@ -225,6 +229,9 @@ struct runtime::impl {
   caf::expected<T> ask(caf::actor service_directory::*which, Ts&&... xs) {
     if (stopped)
       return make_error(errc::shutting_down, "the runtime is shut down");
+    if (svc.closed())
+      return make_error(errc::shutting_down, "the runtime's services stopped: their supervisor "
+                                             "gave up after too many restarts (see the log)");
     auto dest = svc.get(which);
     if (!dest)
       return make_error(errc::shutting_down, "the runtime's services are down");

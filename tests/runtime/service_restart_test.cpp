@@ -225,3 +225,26 @@ TEST_CASE_METHOD(fixture, "an await in progress when the manager dies is answere
   REQUIRE(got);
   CHECK(got->status == workflow_status::completed);
 }
+
+TEST_CASE_METHOD(fixture, "a service that keeps dying makes the supervisor give up, and every "
+                          "call then says so",
+                 "[services]") {
+  // 5 restarts within 30 s are tolerated; the sixth death is one too many.
+  for (int i = 0; i < 5; ++i)
+    kill("journal");
+  auto last = service("journal");
+  caf::anon_send_exit(last.actor, caf::exit_reason::kill);
+  auto until = std::chrono::steady_clock::now() + patience;
+  for (;;) { // the supervisor stops the others, then itself
+    auto w = rt.start("flow", nlohmann::json::object());
+    // meanwhile a start may meet the manager stopping (shutting_down,
+    // "was starting") or dying (interrupted)
+    if (!w && is(w.error(), errc::shutting_down)
+        && describe(w.error()).find("gave up after too many restarts") != std::string::npos)
+      break;
+    REQUIRE(std::chrono::steady_clock::now() < until);
+    std::this_thread::yield();
+  }
+  CHECK(is(rt.status("anything").error(), errc::shutting_down));
+  rt.shutdown(); // and shutting down a runtime whose services are gone returns
+}
