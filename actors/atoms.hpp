@@ -29,5 +29,6 @@ using resume_atom = caf::atom_constant<caf::atom("resume")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using key_atom = caf::atom_constant<caf::atom("key")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using notify_atom = caf::atom_constant<caf::atom("notify")>;
 
 } // namespace troupe

@@ -203,8 +203,25 @@ void execute(self_ptr self, const kernel::command& cmd) {
         self->send(st.env.timers, disarm_atom::value, c.id);
       st.armed.erase(i);
     }
-    // parking and finishing are status changes: notify_if_changed reports them
-    void operator()(const kernel::await_signal&) {}
+    // parking and finishing are status changes: notify_if_changed reports
+    // them; a gate with a webhook also tells whoever decides there
+    void operator()(const kernel::await_signal& c) {
+      const node* gate = st.env.def->find(c.gate);
+      if (!st.env.notifier || !gate || gate->gate.notify_url.empty())
+        return;
+      auto text = "troupe: workflow " + st.id + " (" + st.env.def->name + ") waits at gate '"
+                  + c.gate + "'" + (st.wf.reason.empty() ? "" : ": " + st.wf.reason);
+      nlohmann::json body = {
+        {"text", text},
+        {"workflow_id", st.id},
+        {"definition", st.env.def->name},
+        {"gate", c.gate},
+        {"reason", st.wf.reason},
+        {"key", kernel::idempotency_key(st.id, c.gate, st.wf.visits[c.gate])},
+      };
+      self->send(st.env.notifier, notify_atom::value, gate->gate.notify_url,
+                 body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
     void operator()(const kernel::complete&) {}
     void operator()(const kernel::fail&) {}
   };

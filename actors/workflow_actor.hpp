@@ -40,6 +40,7 @@ struct workflow_env {
   caf::actor model;   ///< answers (ask_atom, llm_request) -> llm_reply
   caf::actor manager; ///< receives (status_atom, info_msg) on park and finish; may be null
   caf::actor timers;  ///< the timer service (step and retry timers); null: CAF's clock
+  caf::actor notifier; ///< POSTs gate webhooks (notifier_actor.hpp); null: none sent
   std::shared_ptr<clock_source> clock; ///< null: the actor clock (test coordinator in tests)
   uint32_t snapshot_every = 0; ///< 0: no snapshots
   bool passivate = true;       ///< quit when parked at a gate

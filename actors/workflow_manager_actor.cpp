@@ -134,6 +134,7 @@ workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
   w.snapshot_every = st.env.snapshot_every;
   w.passivate = st.env.passivate;
   w.timers = st.env.timers;
+  w.notifier = st.env.notifier;
   return w;
 }
 

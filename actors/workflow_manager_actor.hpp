@@ -64,6 +64,7 @@ struct manager_env {
   uint32_t snapshot_every = 0;
   bool passivate = true;
   caf::actor timers; ///< the timer service; null: workflows use CAF's clock
+  caf::actor notifier; ///< gate webhooks; null: none sent
   /// This manager's running workflows (null: it keeps its own set).
   std::shared_ptr<live_workflows> live;
   /// A manager replacing one that died (under the runtime's supervisor):

@@ -17,6 +17,7 @@
 #include "actors/atoms.hpp"
 #include "actors/gateway_actor.hpp"
 #include "actors/messages.hpp"
+#include "actors/notifier_actor.hpp"
 #include "actors/scripted_model_actor.hpp"
 #include "actors/timer_service.hpp"
 #include "actors/workflow_manager_actor.hpp"
@@ -66,6 +67,11 @@ config checked(config cfg) {
     throw std::invalid_argument("troupe config: model.latency must not be negative");
   if (auto err = validate(cfg.gateway))
     throw std::invalid_argument("troupe config: " + describe(err));
+  auto& nr = cfg.notify_retry;
+  if (nr.max_attempts == 0 || nr.base_backoff < duration::zero()
+      || nr.max_backoff < nr.base_backoff)
+    throw std::invalid_argument("troupe config: notify_retry needs max_attempts >= 1 and "
+                                "0 <= base_backoff <= max_backoff");
   if (cfg.journal_batch == 0)
     throw std::invalid_argument("troupe config: journal_batch must be at least 1");
   auto level = spdlog::level::from_str(cfg.log_level);
@@ -115,7 +121,7 @@ public:
     changed_.wait(lock, [&] { return closed_ || this->*which != dead; });
   }
 
-  caf::actor journal, timers, scripted, model, manager;
+  caf::actor journal, timers, scripted, model, notifier, manager;
 
 private:
   std::mutex mtx_;
@@ -201,6 +207,11 @@ struct runtime::impl {
       }
       return *gw;
     }));
+    s.children.push_back(child("notifier", &service_directory::notifier, [this](auto& sys) {
+      notifier_config n;
+      n.retry = cfg.notify_retry;
+      return spawn_notifier(sys, n);
+    }));
     s.children.push_back(child(
       "manager", &service_directory::manager,
       [this](auto& sys) {
@@ -214,6 +225,7 @@ struct runtime::impl {
                         cfg.snapshot_every,
                         cfg.passivate,
                         svc.get(&service_directory::timers),
+                        svc.get(&service_directory::notifier),
                         std::make_shared<live_workflows>(),
                         nullptr};
         env.adopt_from = std::exchange(workflows, env.live); // null at the first start

@@ -71,6 +71,16 @@ struct agent_policy {
   std::string fallback;
 };
 
+/// Per gate node: who is told when a workflow parks there. The webhook gets
+/// a JSON POST with a Slack-compatible body ({"text": ..., plus
+/// workflow_id, definition, gate, reason and key fields}); a failed POST
+/// (no connection, 408, 429, 5xx) is retried with backoff
+/// (config::notify_retry). Sent once per park as it happens: a process that
+/// dies between the park and the POST does not send it after recovery.
+struct gate_policy {
+  std::string notify_url; ///< "" = nobody; else http:// or https://
+};
+
 enum class node_kind : uint8_t { agent, gate, terminal };
 enum class terminal_kind : uint8_t { completed, failed };
 
@@ -80,6 +90,7 @@ struct node {
   node_kind kind = node_kind::agent;
   std::string agent;                        ///< agent nodes: registered agent name
   agent_policy policy;                      ///< agent nodes
+  gate_policy gate;                         ///< gate nodes
   terminal_kind terminal = terminal_kind::completed; ///< terminal nodes
   std::map<std::string, std::string> routes;
 };
@@ -149,7 +160,7 @@ public:
   /// Adds an agent node running agent `agent`. The first node added is the start.
   definition_builder& agent(std::string name, std::string agent, agent_policy policy = {});
   /// Adds a gate node that waits for approve / reject / edit.
-  definition_builder& gate(std::string name);
+  definition_builder& gate(std::string name, gate_policy p = {});
   definition_builder& completed(std::string name);
   definition_builder& failed(std::string name);
   /// Routes `label` of the most recently added node to `target`.

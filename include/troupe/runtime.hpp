@@ -38,6 +38,9 @@ struct config {
   /// The model providers agents reach through the gateway; with none, the
   /// scripted model is the default (troupe/gateway.hpp).
   gateway_config gateway;
+  /// How a gate's webhook POST is retried (gate_policy::notify_url):
+  /// attempts in all, and the full-jitter backoff between them.
+  retry_policy notify_retry = {5, std::chrono::milliseconds{500}, std::chrono::seconds{30}, {}};
   // -- seams (production defaults when null) --
   std::shared_ptr<clock_source> clock;   ///< system clock
   std::shared_ptr<random_source> random; ///< random_device-seeded
@@ -146,7 +149,8 @@ public:
   /// state, queue, counts, tokens and cost.
   caf::expected<std::vector<lane_stats>> model_lanes();
   /// The runtime's service actors, in start order, under its root
-  /// supervisor (rest_for_one: journal, timers, scripted, gateway, manager).
+  /// supervisor (rest_for_one: journal, timers, scripted, gateway,
+  /// notifier, manager).
   /// A service that dies is restarted with those started after it; a new
   /// manager recovers every open workflow from the journal.
   caf::expected<std::vector<child_info>> services();

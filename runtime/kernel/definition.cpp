@@ -81,8 +81,9 @@ definition_builder& definition_builder::agent(std::string name, std::string agen
   return *this;
 }
 
-definition_builder& definition_builder::gate(std::string name) {
+definition_builder& definition_builder::gate(std::string name, gate_policy p) {
   def_.nodes.push_back(make_node(std::move(name), node_kind::gate));
+  def_.nodes.back().gate = std::move(p);
   return *this;
 }
 
@@ -154,6 +155,9 @@ std::string check_node(const definition& d, const node& n) {
       return where + "route 'budget' must lead to a gate or terminal, not agent node '" + target
              + "'";
   }
+  auto& url = n.gate.notify_url;
+  if (!url.empty() && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+    return where + "notify_url must start with http:// or https:// (got '" + url + "')";
   switch (n.kind) {
     case node_kind::terminal:
       if (!n.routes.empty())

@@ -175,7 +175,8 @@ TEST_CASE_METHOD(fixture, "the services start under one supervisor, in dependenc
     CHECK(c.running);
     CHECK(c.started == 1);
   }
-  CHECK(ids == std::vector<std::string>{"journal", "timers", "scripted", "gateway", "manager"});
+  CHECK(ids == std::vector<std::string>{"journal", "timers", "scripted", "gateway", "notifier",
+                                       "manager"});
 }
 
 TEST_CASE_METHOD(fixture, "a killed journal writer is restarted and workflows in flight carry on",
@@ -198,6 +199,11 @@ TEST_CASE_METHOD(fixture, "a killed gateway is restarted and workflows in flight
                  "[services]") {
   survive("gateway");
   CHECK(service("journal").started == 1); // started before it: left alone
+}
+
+TEST_CASE_METHOD(fixture, "a killed notifier is restarted and workflows in flight carry on",
+                 "[services]") {
+  survive("notifier");
 }
 
 TEST_CASE_METHOD(fixture, "a killed workflow manager is restarted, recovers the workflows and "
