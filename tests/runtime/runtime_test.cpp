@@ -191,6 +191,13 @@ TEST_CASE("an invalid config is refused before anything starts") {
                     Catch::Contains("log_level"));
   CHECK_THROWS_WITH(runtime{with([](config& c) { c.scheduler = "fastest"; })},
                     Catch::Contains("scheduler") && Catch::Contains("'fastest'"));
+  CHECK_THROWS_WITH(runtime{with([](config& c) { c.notify_retry.max_attempts = 0; })},
+                    Catch::Contains("notify_retry"));
+  CHECK_THROWS_WITH(runtime{with([](config& c) {
+                      c.notify_retry.base_backoff = std::chrono::seconds{2};
+                      c.notify_retry.max_backoff = std::chrono::seconds{1};
+                    })},
+                    Catch::Contains("notify_retry"));
 }
 
 TEST_CASE("both scheduler policies run workflows to the end") {
