@@ -64,19 +64,27 @@ typename Inspector::result_type inspect(Inspector& f, recovery_report& x) {
   return f(caf::meta::type_name("recovery_report"), x.resumed, x.parked, x.quarantined);
 }
 
-/// Caller -> manager -> workflow: a gate decision.
+/// Caller -> manager -> workflow: a gate decision, or an operator's
+/// dead-letter retry or drop.
 struct signal_msg {
+  /// Verdicts that are not a gate's: an operator's dead-letter actions.
+  static constexpr const char* dlq_retry = "dlq_retry";
+  static constexpr const char* dlq_drop = "dlq_drop";
   std::string workflow_id;
-  std::string gate;
-  std::string verdict;
-  std::string patch_json;
+  std::string gate;       ///< "" for a dead-letter action
+  std::string verdict;    ///< approve | reject | edit | dlq_retry | dlq_drop
+  std::string patch_json; ///< edit: the patch; dlq_drop: the reason
   std::string by;
+  uint64_t grant_steps = 0; ///< dlq_retry: budget added
+  uint64_t grant_tokens = 0;
+  uint64_t grant_cost_nusd = 0;
+  int64_t grant_time_ns = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, signal_msg& x) {
   return f(caf::meta::type_name("signal_msg"), x.workflow_id, x.gate, x.verdict, x.patch_json,
-           x.by);
+           x.by, x.grant_steps, x.grant_tokens, x.grant_cost_nusd, x.grant_time_ns);
 }
 
 } // namespace troupe

@@ -67,6 +67,7 @@ instant now(self_ptr self) {
 workflow_status status_of(const kernel::workflow_state& s) {
   switch (s.at) {
     case kernel::phase::at_gate: return workflow_status::parked;
+    case kernel::phase::dead_lettered: return workflow_status::dead_lettered;
     case kernel::phase::completed: return workflow_status::completed;
     case kernel::phase::failed: return workflow_status::failed;
     default: return workflow_status::running;
@@ -222,6 +223,10 @@ void execute(self_ptr self, const kernel::command& cmd) {
       self->send(st.env.notifier, notify_atom::value, gate->gate.notify_url,
                  body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
+    void operator()(const kernel::dead_letter& c) {
+      spdlog::warn("workflow {} ({}): dead-lettered at '{}' ({}): {}", st.id, st.env.def->name,
+                   c.node, c.outcome, c.reason);
+    }
     void operator()(const kernel::complete&) {}
     void operator()(const kernel::fail&) {}
   };
@@ -295,11 +300,14 @@ const char* status_name(const kernel::workflow_state& s) {
 }
 
 // What else the write carries: the row when the status changed, a snapshot
-// when it crossed a multiple of snapshot_every, a dead letter.
+// when it crossed a multiple of snapshot_every, a dead letter when the
+// workflow has just been dead-lettered.
 void complete_write(self_ptr self, journal_write& w, uint64_t seq_before) {
   auto& st = self->state;
   auto at = now(self).count();
   const char* status = status_name(st.wf);
+  if (st.wf.at == kernel::phase::dead_lettered && st.row.status != status)
+    w.dead_letter.push_back({st.id, st.wf.node, st.wf.outcome, st.wf.reason, at});
   if (seq_before == 0 || st.row.status != status || st.row.outcome != st.wf.outcome) {
     st.row.status = status;
     st.row.outcome = st.wf.outcome;
@@ -309,8 +317,6 @@ void complete_write(self_ptr self, journal_write& w, uint64_t seq_before) {
   auto n = st.env.snapshot_every;
   if (n > 0 && seq_before / n != st.wf_seq / n)
     w.snapshot.push_back({st.id, st.wf_seq, persistence::encode_state(st.wf)});
-  if (st.wf.at == kernel::phase::failed && st.wf.outcome == outcome::exhausted)
-    w.dead_letter.push_back({st.id, st.wf.node, st.wf.outcome, st.wf.reason, at});
 }
 
 // A transition of our own making was refused: a bug, never silently skipped.
@@ -320,8 +326,9 @@ void refused(self_ptr self, const caf::error& err) {
   self->quit(err);
 }
 
-// Parked at a gate with nothing in flight: hand the workflow to the journal
-// and quit. The manager wakes it on a signal or when its timer is due.
+// Parked at a gate or in dead letter with nothing in flight: hand the
+// workflow to the journal and quit. The manager wakes it on a signal (or a
+// dead-letter retry or drop) or when its timer is due.
 void maybe_passivate(self_ptr self) {
   auto& st = self->state;
   if (!idle_at_gate(self))
@@ -337,7 +344,8 @@ void maybe_passivate(self_ptr self) {
 
 bool idle_at_gate(self_ptr self) {
   auto& st = self->state;
-  return st.env.passivate && st.env.manager && st.wf.at == kernel::phase::at_gate
+  return st.env.passivate && st.env.manager
+         && (st.wf.at == kernel::phase::at_gate || st.wf.at == kernel::phase::dead_lettered)
          && st.inbox.empty() && !st.journaling && !st.runner;
 }
 
@@ -426,6 +434,18 @@ void resume(self_ptr self) {
   }
 }
 
+// A dead-letter retry or drop as its event (the manager checked the grant).
+kernel::event operator_event(self_ptr self, const signal_msg& s) {
+  if (s.verdict == signal_msg::dlq_drop)
+    return kernel::dlq_dropped{now(self), s.by, s.patch_json};
+  kernel::dlq_retried e{now(self), s.by, {}};
+  e.grant.steps = s.grant_steps;
+  e.grant.tokens = s.grant_tokens;
+  e.grant.cost_nusd = s.grant_cost_nusd;
+  e.grant.time = duration{s.grant_time_ns};
+  return e;
+}
+
 /// How the actor begins: a new workflow, or one rebuilt from the journal.
 struct beginning {
   bool recovered = false;
@@ -501,6 +521,11 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();
+      if (s.verdict == signal_msg::dlq_retry || s.verdict == signal_msg::dlq_drop) {
+        enqueue(self, {operator_event(self, s), rp, 0, 0});
+        maybe_passivate(self);
+        return rp;
+      }
       nlohmann::json patch;
       if (s.verdict == outcome::edit) {
         patch = nlohmann::json::parse(s.patch_json, nullptr, false);

@@ -116,9 +116,12 @@ bool finished(const info_msg& m) {
   return s == workflow_status::completed || s == workflow_status::failed;
 }
 
+// An await returns once the workflow finished or waits for an operator in
+// dead letter (nothing happens there by itself), or, asked so, parks at a gate.
 bool settles(const info_msg& m, bool or_parked) {
-  return finished(m)
-         || (or_parked && static_cast<workflow_status>(m.status) == workflow_status::parked);
+  auto s = static_cast<workflow_status>(m.status);
+  return finished(m) || s == workflow_status::dead_lettered
+         || (or_parked && s == workflow_status::parked);
 }
 
 workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
@@ -293,6 +296,8 @@ info_msg info_of(const workflow_row& row, const persistence::loaded_workflow* wf
   m.outcome = row.outcome;
   if (row.status == "parked")
     m.status = static_cast<uint8_t>(workflow_status::parked);
+  else if (row.status == "dead_lettered")
+    m.status = static_cast<uint8_t>(workflow_status::dead_lettered);
   else if (row.status == "completed")
     m.status = static_cast<uint8_t>(workflow_status::completed);
   else if (row.status == "failed")
@@ -386,7 +391,8 @@ caf::error recover_one(self_ptr self, workflow_row& row, recovery_report& rep,
   e.idempotency_key = row.idempotency_key;
   if (!row.idempotency_key.empty())
     st.by_key.emplace(row.idempotency_key, id);
-  if (st.env.passivate && wf->state.at == kernel::phase::at_gate) {
+  if (st.env.passivate
+      && (wf->state.at == kernel::phase::at_gate || wf->state.at == kernel::phase::dead_lettered)) {
     e.last.state_json.clear();
     int64_t at = 0;
     for (auto& [tid, t] : wf->state.timers)

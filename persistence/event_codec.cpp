@@ -2,6 +2,7 @@
 // kernel events as JSON payloads and strict decoding back. Pure; any thread.
 #include "persistence/event_codec.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -106,6 +107,17 @@ std::string encode(const kernel::signal_received& e) {
     .field("patch", e.patch).field("v", v1).done();
 }
 
+std::string encode(const kernel::dlq_retried& e) {
+  return payload_writer{}.field("by", e.by).field("grant_cost_nusd", e.grant.cost_nusd)
+    .field("grant_steps", e.grant.steps)
+    .field("grant_time_ns", static_cast<uint64_t>(std::max<int64_t>(e.grant.time.count(), 0)))
+    .field("grant_tokens", e.grant.tokens).field("v", v1).done();
+}
+
+std::string encode(const kernel::dlq_dropped& e) {
+  return payload_writer{}.field("by", e.by).field("reason", e.reason).field("v", v1).done();
+}
+
 // -- decoding -----------------------------------------------------------------
 
 /// Reads the fields of one payload object, remembering the first problem
@@ -129,6 +141,11 @@ public:
 
   uint32_t u32(const char* key) {
     return static_cast<uint32_t>(unsigned_field(key, std::numeric_limits<uint32_t>::max()));
+  }
+
+  duration nanos(const char* key) {
+    return duration{static_cast<int64_t>(
+      unsigned_field(key, static_cast<uint64_t>(std::numeric_limits<int64_t>::max())))};
   }
 
   json any(const char* key) {
@@ -270,6 +287,19 @@ const kind_entry kinds[] = {
    [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
      return kernel::signal_received{at, in.str("gate"), in.str("decision"), in.any("patch"),
                                     in.str("by")};
+   }},
+  {"dlq_retried", v1,
+   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
+     kernel::dlq_retried e{at, in.str("by"), {}};
+     e.grant.steps = in.u64("grant_steps");
+     e.grant.tokens = in.u64("grant_tokens");
+     e.grant.cost_nusd = in.u64("grant_cost_nusd");
+     e.grant.time = in.nanos("grant_time_ns");
+     return e;
+   }},
+  {"dlq_dropped", v1,
+   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
+     return kernel::dlq_dropped{at, in.str("by"), in.str("reason")};
    }},
 };
 

@@ -8,7 +8,7 @@
 //
 // A troupe journal is a SQLite 3 database in WAL mode marked with
 //   PRAGMA application_id = 0x54525550 ("TRUP")
-//   PRAGMA user_version   = the schema version (2, see "Versions")
+//   PRAGMA user_version   = the schema version (3, see "Versions")
 //
 // events         one row per event, append-only
 //   seq          INTEGER PRIMARY KEY   the rowid; global order (I4)
@@ -25,7 +25,8 @@
 //   definition       TEXT NOT NULL
 //   version          INTEGER NOT NULL
 //   idempotency_key  TEXT          NULL when the workflow has none
-//   status           TEXT NOT NULL  running | parked | completed | failed
+//   status           TEXT NOT NULL  running | parked | dead_lettered |
+//                                   completed | failed
 //   outcome          TEXT NOT NULL
 //   created_ns       INTEGER NOT NULL
 //   updated_ns       INTEGER NOT NULL
@@ -92,6 +93,9 @@
 //      few bytes instead of the id's 30 or so, so the entries of the
 //      workflows in flight share index pages and a commit writes fewer of
 //      them. Step 2 rebuilds both tables (n in created_ns order).
+//   3  workflows.status may be 'dead_lettered' (an open status: the
+//      workflow waits for an operator). Step 3 rebuilds workflows, keeping
+//      each row's n.
 //
 // Opening. Nothing is written before the file is known to be ours or new:
 // a file that is not SQLite, or SQLite with another application_id, or with
@@ -213,6 +217,32 @@ DROP TABLE events;
 DROP TABLE workflows;
 ALTER TABLE workflows_2 RENAME TO workflows;
 ALTER TABLE events_2 RENAME TO events;
+CREATE UNIQUE INDEX workflows_key ON workflows (idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+CREATE INDEX workflows_open ON workflows (created_ns, id)
+  WHERE status NOT IN ('completed', 'failed');
+CREATE INDEX workflows_done ON workflows (updated_ns)
+  WHERE status IN ('completed', 'failed');
+)sql",
+  // 2 -> 3
+  R"sql(
+CREATE TABLE workflows_3 (
+  n INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  definition TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  idempotency_key TEXT,
+  status TEXT NOT NULL
+    CHECK (status IN ('running', 'parked', 'dead_lettered', 'completed', 'failed')),
+  outcome TEXT NOT NULL,
+  created_ns INTEGER NOT NULL,
+  updated_ns INTEGER NOT NULL);
+INSERT INTO workflows_3 (n, id, definition, version, idempotency_key, status, outcome,
+                         created_ns, updated_ns)
+  SELECT n, id, definition, version, idempotency_key, status, outcome, created_ns, updated_ns
+  FROM workflows ORDER BY n;
+DROP TABLE workflows;
+ALTER TABLE workflows_3 RENAME TO workflows;
 CREATE UNIQUE INDEX workflows_key ON workflows (idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 CREATE INDEX workflows_open ON workflows (created_ns, id)

@@ -19,14 +19,14 @@ namespace {
 using json = nlohmann::json;
 
 /// The snapshot version this build writes; it reads 1 to this (invariant 3).
-constexpr uint64_t format_version = 2;
+constexpr uint64_t format_version = 3;
 
 // The reverse of kernel::to_string. A value missing here cannot be decoded;
 // the tests round-trip every value to_string names.
 constexpr kernel::phase all_phases[] = {
   kernel::phase::not_started, kernel::phase::scheduling, kernel::phase::running,
   kernel::phase::backoff,     kernel::phase::at_gate,    kernel::phase::completed,
-  kernel::phase::failed,
+  kernel::phase::failed,      kernel::phase::dead_lettered,
 };
 constexpr kernel::timer_kind all_timer_kinds[] = {kernel::timer_kind::step_timeout,
                                                   kernel::timer_kind::retry_backoff,
@@ -272,6 +272,23 @@ std::map<std::string, uint32_t> read_visits(field_reader& in) {
   return out;
 }
 
+kernel::budget_grant read_grant(field_reader& in) {
+  kernel::budget_grant g;
+  const json* obj = in.of_type("granted", json::value_t::object);
+  if (obj == nullptr)
+    return g;
+  auto f = in.nested(*obj, "granted");
+  g.cost_nusd = f.u64("cost_nusd");
+  g.steps = f.u64("steps");
+  auto time = f.nanoseconds("time_ns");
+  if (time < duration::zero())
+    f.fail("field 'granted.time_ns': " + std::to_string(time.count()) + " is negative");
+  g.time = time;
+  g.tokens = f.u64("tokens");
+  f.check_all_read();
+  return g;
+}
+
 } // namespace
 
 std::string encode_state(const kernel::workflow_state& s) {
@@ -281,6 +298,10 @@ std::string encode_state(const kernel::workflow_state& s) {
     {"data", s.data},
     {"deadline_ns", s.deadline.count()},
     {"events", s.events},
+    {"granted", {{"cost_nusd", s.granted.cost_nusd},
+                 {"steps", s.granted.steps},
+                 {"time_ns", s.granted.time.count()},
+                 {"tokens", s.granted.tokens}}},
     {"next_timer", s.next_timer},
     {"node", s.node},
     {"outcome", s.outcome},
@@ -330,6 +351,8 @@ caf::expected<kernel::workflow_state> decode_state(const std::string& text,
     s.data = *data;
   s.deadline = in.nanoseconds("deadline_ns");
   s.events = in.u64("events");
+  if (version >= 3)
+    s.granted = read_grant(in);
   s.next_timer = in.u64("next_timer");
   s.node = in.str("node");
   s.outcome = in.str("outcome");

@@ -3,7 +3,7 @@
 // journals it as snapshot_record{workflow_id, wf_seq, state}; recovery decodes
 // the latest snapshot and replays only the events after wf_seq.
 //
-// FORMAT (version 2). One compact JSON object (UTF-8, no whitespace, keys in
+// FORMAT (version 3). One compact JSON object (UTF-8, no whitespace, keys in
 // the alphabetical order json::dump writes), one key per workflow_state field:
 //
 //   key              JSON type                       workflow_state field
@@ -13,12 +13,14 @@
 //   data             object                          data
 //   deadline_ns      signed 64 (instant::count())    deadline (0 = none)
 //   events           unsigned 64                     events
+//   granted          grant object                    granted (since v3)
 //   next_timer       unsigned 64                     next_timer
 //   node             string                          node
 //   outcome          string                          outcome
 //   phase            string: not_started |           at
 //                    scheduling | running | backoff |
-//                    at_gate | completed | failed
+//                    at_gate | completed | failed |
+//                    dead_lettered
 //   reason           string                          reason
 //   seed             unsigned 64                     seed
 //   started_at_ns    signed 64 (instant::count())    started_at
@@ -26,28 +28,31 @@
 //   timers           array of timer objects,         timers
 //                    ascending by id
 //   tokens           unsigned 64                     tokens
-//   v                unsigned (2)                    -
+//   v                unsigned (3)                    -
 //   visits           object: node name -> unsigned   visits
 //                    32
 //
 //   timer object     fire_at_ns (signed 64), id (unsigned 64),
 //                    kind (string: step_timeout | retry_backoff |
 //                    workflow_deadline)
+//   grant object     cost_nusd, steps, tokens (unsigned 64), time_ns
+//                    (unsigned 63)
 //
 //   e.g. {"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,
-//         "next_timer":2,"node":"extract","outcome":"","phase":"running",
+//         "granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":2,"node":"extract","outcome":"","phase":"running",
 //         "reason":"","seed":7,"started_at_ns":1000000,"steps":1,"timers":
 //         [{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],
-//         "tokens":0,"v":2,"visits":{"extract":1}}
+//         "tokens":0,"v":3,"visits":{"extract":1}}
 //   (one line in the journal)
 //
 // Invariants (decoding enforces each; a violation is errc::journal_corrupt
 // with context "<workflow id> snapshot @<wf_seq>: <what is wrong>"):
 //   (1) The text parses as JSON and is an object.
 //   (2) No object anywhere in the text has the same key twice.
-//   (3) `v` is a version this build knows (1 or 2), checked before any other
+//   (3) `v` is a version this build knows (1 to 3), checked before any other
 //       field. A format change bumps `v` and edits this comment first; old
-//       versions stay decodable. Version 1 had no cost_nusd (it decodes as 0).
+//       versions stay decodable. Version 1 had no cost_nusd (it decodes as 0),
+//       versions 1 and 2 no granted (it decodes as all 0).
 //   (4) Every key listed above (for the snapshot's version) is present with its type, in the snapshot and
 //       in each timer object. Nothing is defaulted.
 //   (5) No other key is present, in the snapshot or in a timer object.
@@ -71,7 +76,7 @@
 
 namespace troupe::persistence {
 
-/// Encodes `s` as a version 2 snapshot (see FORMAT above). Equal states give
+/// Encodes `s` as a version 3 snapshot (see FORMAT above). Equal states give
 /// equal text. Never fails. Pure; any thread.
 std::string encode_state(const kernel::workflow_state& s);
 

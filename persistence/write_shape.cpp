@@ -11,7 +11,8 @@ namespace troupe {
 
 std::string shape_error(const journal_write& w) {
   for (const auto& row : w.workflow)
-    if (row.status != "running" && row.status != "parked" && !row.finished())
+    if (row.status != "running" && row.status != "parked" && row.status != "dead_lettered"
+        && !row.finished())
       return "workflow '" + row.id + "': unknown status '" + row.status + "'";
   if (w.events.empty())
     return {};

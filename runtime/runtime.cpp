@@ -4,6 +4,8 @@
 // requests to the current manager.
 #include "troupe/runtime.hpp"
 
+#include <cmath>
+
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -386,6 +388,54 @@ caf::expected<uint64_t> runtime::purge(std::chrono::nanoseconds older_than) {
                               int64_t{before.count()});
 }
 
+caf::expected<std::vector<workflow_info>> runtime::dead_letters() {
+  auto rows = impl_->cfg.journal->open_workflows();
+  if (!rows)
+    return rows.error();
+  std::vector<workflow_info> out;
+  for (auto& row : *rows) {
+    if (row.status != "dead_lettered")
+      continue;
+    auto info = status(row.id);
+    if (!info)
+      return info.error();
+    if (info->status == workflow_status::dead_lettered) // not retried meanwhile
+      out.push_back(std::move(*info));
+  }
+  return out;
+}
+
+caf::error runtime::retry_dead_letter(const std::string& workflow_id, const std::string& by,
+                                      extra_budget more) {
+  if (!(more.cost_usd >= 0) || !std::isfinite(more.cost_usd))
+    return make_error(errc::invalid_input, "retry of '" + workflow_id
+                                             + "': extra cost_usd must be a finite number >= 0");
+  if (more.time < std::chrono::nanoseconds::zero())
+    return make_error(errc::invalid_input,
+                      "retry of '" + workflow_id + "': extra time must not be negative");
+  signal_msg m;
+  m.workflow_id = workflow_id;
+  m.verdict = signal_msg::dlq_retry;
+  m.by = by;
+  m.grant_steps = more.steps;
+  m.grant_tokens = more.tokens;
+  m.grant_cost_nusd = to_nano_usd(more.cost_usd);
+  m.grant_time_ns = more.time.count();
+  auto r = impl_->ask<caf::unit_t>(&service_directory::manager, signal_atom::value, std::move(m));
+  return r ? caf::error{} : r.error();
+}
+
+caf::error runtime::drop_dead_letter(const std::string& workflow_id, const std::string& by,
+                                     const std::string& reason) {
+  signal_msg m;
+  m.workflow_id = workflow_id;
+  m.verdict = signal_msg::dlq_drop;
+  m.patch_json = reason;
+  m.by = by;
+  auto r = impl_->ask<caf::unit_t>(&service_directory::manager, signal_atom::value, std::move(m));
+  return r ? caf::error{} : r.error();
+}
+
 caf::expected<std::vector<journal_record>> runtime::history(const std::string& workflow_id) {
   auto records = impl_->cfg.journal->read(workflow_id);
   if (records && records->empty())
@@ -426,6 +476,7 @@ const char* to_string(workflow_status s) {
   switch (s) {
     case workflow_status::running: return "running";
     case workflow_status::parked: return "parked";
+    case workflow_status::dead_lettered: return "dead_lettered";
     case workflow_status::completed: return "completed";
     case workflow_status::failed: return "failed";
   }

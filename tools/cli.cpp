@@ -2,6 +2,7 @@
 // every flag before anything runs; a usage error prints one line naming the
 // flag and exits with exit_usage.
 #include "cli.hpp"
+#include "dlq.hpp"
 
 #include <chrono>
 #include <ostream>
@@ -355,6 +356,45 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       ->required()
       ->check(age());
 
+  auto* dlq_cmd = app.add_subcommand(
+      "dlq", "The dead letters of a journal file that no runtime has open: list them, show "
+             "one, retry or drop it (a runtime recovering the journal carries a retry out)");
+  dlq_cmd->require_subcommand(1);
+  std::string dlq_path, dlq_id, dlq_age;
+  bool dlq_json = false;
+  dead_letter_action dlq;
+  double dlq_cost = 0;
+  auto journal_flag = [&](CLI::App* c) {
+    c->add_option("--journal", dlq_path, "The journal (SQLite file)")->required()->check(non_empty());
+  };
+  auto* dlq_list_cmd = dlq_cmd->add_subcommand("list", "The workflows waiting in dead letter");
+  journal_flag(dlq_list_cmd);
+  dlq_list_cmd->add_flag("--json", dlq_json, "One JSON object per line");
+  auto* dlq_show_cmd = dlq_cmd->add_subcommand("show", "One workflow's dead letters and events");
+  dlq_show_cmd->add_option("id", dlq_id, "The workflow id")->required();
+  journal_flag(dlq_show_cmd);
+  dlq_show_cmd->add_flag("--json", dlq_json, "One JSON object");
+  auto* dlq_retry_cmd = dlq_cmd->add_subcommand(
+      "retry", "Re-enter the node it stopped at with a fresh round of attempts (same visit: "
+               "journaled effects do not run again), optionally with more budget");
+  dlq_retry_cmd->add_option("id", dlq_id, "The workflow id")->required();
+  journal_flag(dlq_retry_cmd);
+  dlq_retry_cmd->add_option("--by", dlq.by, "Who retries (journaled)")->required()->check(non_empty());
+  dlq_retry_cmd->add_option("--steps", dlq.extra_steps, "More max_steps budget")
+      ->check(CLI::Range(0.0, 1e12));
+  dlq_retry_cmd->add_option("--tokens", dlq.extra_tokens, "More max_tokens budget")
+      ->check(CLI::Range(0.0, 1e15));
+  dlq_retry_cmd->add_option("--cost", dlq_cost, "More max_cost_usd budget, in USD")
+      ->check(CLI::Range(0.0, 1e9));
+  dlq_retry_cmd->add_option("--time", dlq_age, "A later deadline by this much, like 30m or 2h")
+      ->check(age());
+  auto* dlq_drop_cmd = dlq_cmd->add_subcommand("drop", "Give up: the workflow fails, outcome "
+                                                       "'dropped'");
+  dlq_drop_cmd->add_option("id", dlq_id, "The workflow id")->required();
+  journal_flag(dlq_drop_cmd);
+  dlq_drop_cmd->add_option("--by", dlq.by, "Who drops it (journaled)")->required()->check(non_empty());
+  dlq_drop_cmd->add_option("--reason", dlq.reason, "Why (journaled)")->required()->check(non_empty());
+
   std::vector<const char*> argv;
   if (args.empty())
     argv.push_back("troupe");
@@ -372,6 +412,21 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 
   if (purge_cmd->parsed())
     return purge_journal(purge_path, purge_age, out, err);
+
+  if (dlq_list_cmd->parsed())
+    return dlq_list(dlq_path, dlq_json, out, err);
+  if (dlq_show_cmd->parsed())
+    return dlq_show(dlq_path, dlq_id, dlq_json, out, err);
+  if (dlq_retry_cmd->parsed() || dlq_drop_cmd->parsed()) {
+    dlq.retry = dlq_retry_cmd->parsed();
+    dlq.extra_cost_nusd = to_nano_usd(dlq_cost);
+    if (!dlq_age.empty()) {
+      std::chrono::seconds more;
+      parse_age(dlq_age, more); // validated by the flag's check
+      dlq.extra_time_ns = std::chrono::nanoseconds{more}.count();
+    }
+    return dlq_act(dlq_path, dlq_id, dlq, out, err);
+  }
 
   const auto* ex = find_example(name);
   if (ex == nullptr) {

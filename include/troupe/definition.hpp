@@ -26,6 +26,8 @@ constexpr const char* bad_output = "bad_output";
 constexpr const char* circuit_open = "circuit_open";
 constexpr const char* budget = "budget";
 constexpr const char* exhausted = "exhausted";
+/// a dead-lettered workflow an operator gave up on
+constexpr const char* dropped = "dropped";
 // gate decisions
 constexpr const char* approve = "approve";
 constexpr const char* reject = "reject";
@@ -98,7 +100,8 @@ struct node {
 /// Per-workflow limits; 0 means unlimited. Before each attempt is scheduled,
 /// a budget reached (steps, tokens or cost used >= the limit, or the
 /// deadline passed) is the outcome "budget": the current node's "budget"
-/// route if it has one, else failure. The deadline also fires by itself,
+/// route if it has one, else the dead-letter state (an operator may retry
+/// it with more budget, or drop it). The deadline also fires by itself,
 /// mid-attempt or at a gate. Tokens and cost are also reserved before each
 /// model call (step_context::ask), so a workflow overspends by at most the
 /// difference between one call's estimate and its actual usage.
@@ -130,8 +133,8 @@ struct definition {
 /// What happens to an attempt that failed: retried, or routed to `target`
 /// by outcome `label`: the label of the route taken ("exhausted" or the
 /// kind's name); for the fallback, "exhausted" if retries ran out, else the
-/// kind's name. `target` is empty and `retry` false only for a failure no route
-/// covers, which validation refuses.
+/// kind's name. `target` is empty and `retry` false for a failure no route
+/// covers: the workflow is dead-lettered with `label`.
 struct failure_decision {
   bool retry = false;
   std::string target;
@@ -169,9 +172,10 @@ public:
   definition_builder& limits(budgets b);
 
   /// Validates and returns the definition, or invalid_definition naming the
-  /// node at fault: unknown target, unreachable node, no terminal, an
-  /// outcome without a route, zero attempts, a duplicate name, an agent cycle
-  /// without a step or deadline budget.
+  /// node at fault: unknown target, unreachable node, no terminal, an agent
+  /// node without an "ok" route, zero attempts, a duplicate name, an agent
+  /// cycle without a step or deadline budget. A failure no route covers is
+  /// allowed: it dead-letters the workflow.
   caf::expected<definition> build() const;
 
 private:

@@ -41,8 +41,8 @@ typename Inspector::result_type inspect(Inspector& f, journal_record& x) {
            x.at_ns, x.payload);
 }
 
-/// A workflow's row. `status` is "running", "parked", "completed" or
-/// "failed"; the last two are terminal.
+/// A workflow's row. `status` is "running", "parked", "dead_lettered",
+/// "completed" or "failed"; the last two are terminal.
 struct workflow_row {
   std::string id;
   std::string definition;
@@ -87,8 +87,9 @@ typename Inspector::result_type inspect(Inspector& f, effect_record& x) {
   return f(caf::meta::type_name("effect_record"), x.key, x.workflow_id, x.result, x.at_ns);
 }
 
-/// A workflow that ended dead-lettered (retries exhausted, or a route to a
-/// dead-letter terminal), kept for an operator.
+/// One time a workflow was dead-lettered (a failure no route covers, a
+/// budget spent with no budget route), kept for an operator; a workflow
+/// retried and dead-lettered again has one record per time.
 struct dead_letter_record {
   std::string workflow_id;
   std::string node;    ///< where it ended
@@ -226,6 +227,29 @@ std::shared_ptr<journal_store> make_memory_journal();
 /// write. "" if nothing. A store that gets a non-empty answer refuses the
 /// whole batch with journal_write_failed and this text.
 std::string shape_error(const journal_write& w);
+
+/// An operator's retry or drop of a dead-lettered workflow, for a journal
+/// that no runtime has open (the `troupe dlq` command): see
+/// apply_dead_letter_action. A runtime that has the journal uses
+/// runtime::retry_dead_letter / drop_dead_letter instead.
+struct dead_letter_action {
+  bool retry = true;         ///< false: drop
+  std::string by;            ///< who (journaled)
+  std::string reason;        ///< drop: why
+  uint64_t extra_steps = 0;  ///< retry: budget added
+  uint64_t extra_tokens = 0;
+  uint64_t extra_cost_nusd = 0;
+  int64_t extra_time_ns = 0; ///< >= 0
+};
+
+/// Journals `a` for dead-lettered workflow `workflow_id` at time `now_ns`:
+/// its event (dlq_retried or dlq_dropped) and its row's new status
+/// ("running", or "failed" with outcome "dropped"), in one write. The
+/// runtime that next recovers the journal carries a retry out (the step
+/// runs then). unknown_workflow if there is no such workflow; bad_signal if
+/// it is not dead-lettered; invalid_input for a negative extra time.
+caf::error apply_dead_letter_action(journal_store& store, const std::string& workflow_id,
+                                    const dead_letter_action& a, int64_t now_ns);
 
 /// How to open a SQLite journal.
 struct sqlite_journal_options {

@@ -59,7 +59,10 @@ struct config {
   std::string log_level = "warn";
 };
 
-enum class workflow_status : uint8_t { running, parked, completed, failed };
+/// `dead_lettered`: stopped by a failure no route covers or a spent budget
+/// with no budget route; durable, it waits for retry_dead_letter() or
+/// drop_dead_letter().
+enum class workflow_status : uint8_t { running, parked, completed, failed, dead_lettered };
 const char* to_string(workflow_status s);
 
 /// A snapshot of one workflow.
@@ -100,6 +103,15 @@ struct decision {
   }
 };
 
+/// More budget for a dead-letter retry, added to the definition's limits
+/// (a limit that is 0, unlimited, stays so). `time` moves the deadline.
+struct extra_budget {
+  uint64_t steps = 0;
+  uint64_t tokens = 0;
+  double cost_usd = 0;
+  std::chrono::nanoseconds time{0};
+};
+
 class runtime {
 public:
   /// Starts the actor system and the runtime's service actors.
@@ -126,11 +138,27 @@ public:
                                    const std::string& idempotency_key = {});
   /// Delivers a decision to a workflow parked at `gate`.
   caf::error signal(const std::string& workflow_id, const std::string& gate, const decision& d);
-  /// Waits until the workflow finishes (or, with `or_parked`, parks at a gate).
+  /// Waits until the workflow finishes or is dead-lettered (or, with
+  /// `or_parked`, parks at a gate).
   caf::expected<workflow_info> await(const std::string& workflow_id,
                                      std::chrono::milliseconds timeout, bool or_parked = false);
   /// The workflow's current snapshot, without waiting.
   caf::expected<workflow_info> status(const std::string& workflow_id);
+  /// Every workflow waiting in dead letter, oldest first: `node` is where
+  /// it stopped, `outcome` the label that stopped it ("exhausted",
+  /// "budget", a failure kind), `reason` why, `state` its state then.
+  caf::expected<std::vector<workflow_info>> dead_letters();
+  /// Retries a dead-lettered workflow: it re-enters the node it stopped at
+  /// with a fresh round of attempts, in the same visit (its idempotency key
+  /// stays, and effects already journaled are not run again), with `more`
+  /// added to its budgets. Journaled with `by`. bad_signal if the workflow
+  /// is not dead-lettered; invalid_input for a negative or non-finite grant.
+  caf::error retry_dead_letter(const std::string& workflow_id, const std::string& by,
+                               extra_budget more = {});
+  /// Gives up on a dead-lettered workflow: it fails with outcome "dropped"
+  /// and `reason`, journaled with `by`. bad_signal if it is not dead-lettered.
+  caf::error drop_dead_letter(const std::string& workflow_id, const std::string& by,
+                              const std::string& reason);
   /// The workflow's journaled events, oldest first.
   caf::expected<std::vector<journal_record>> history(const std::string& workflow_id);
   /// Rebuilds every workflow the journal has open (not completed or failed)

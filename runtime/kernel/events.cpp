@@ -16,6 +16,8 @@ const char* kind_of(const event& e) {
     const char* operator()(const step_failed&) const { return "step_failed"; }
     const char* operator()(const timer_fired&) const { return "timer_fired"; }
     const char* operator()(const signal_received&) const { return "signal_received"; }
+    const char* operator()(const dlq_retried&) const { return "dlq_retried"; }
+    const char* operator()(const dlq_dropped&) const { return "dlq_dropped"; }
   } name;
   return std::visit(name, e);
 }
@@ -42,6 +44,7 @@ const char* to_string(phase p) {
     case phase::at_gate: return "at_gate";
     case phase::completed: return "completed";
     case phase::failed: return "failed";
+    case phase::dead_lettered: return "dead_lettered";
   }
   return "unknown";
 }
@@ -50,7 +53,8 @@ bool workflow_state::operator==(const workflow_state& o) const {
   return at == o.at && node == o.node && attempt == o.attempt && data == o.data
          && steps == o.steps && tokens == o.tokens && cost_nusd == o.cost_nusd && seed == o.seed && started_at == o.started_at
          && deadline == o.deadline && events == o.events && next_timer == o.next_timer
-         && timers == o.timers && visits == o.visits && outcome == o.outcome && reason == o.reason;
+         && timers == o.timers && visits == o.visits && outcome == o.outcome && reason == o.reason
+         && granted == o.granted;
 }
 
 duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& node,

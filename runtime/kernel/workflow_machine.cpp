@@ -20,6 +20,10 @@
 //   any live     timer_fired{workflow_deadline} cancel_step if running; budget
 //   at_gate      signal_received{gate, verdict} edit merges its patch; enter(route[verdict]),
 //                                                edit without a route takes approve's
+//   dead_lettered dlq_retried{grant}            grant added to the budgets (and deadline);
+//                                                deadline re-armed if still ahead; agent node:
+//                                                schedule(1) in the same visit; gate: at_gate
+//   dead_lettered dlq_dropped{by, reason}       -> failed: fail{outcome "dropped"}
 //   completed/failed  any event                 refused: workflow_finished
 //   anything else                               refused: invalid_transition
 //
@@ -31,10 +35,13 @@
 //                -> budget;
 //                else -> scheduling: schedule_step{node, a}
 //   fail(kind):  failure_route(node, kind, attempt): retry -> backoff: start_timer(
-//                retry_backoff, now + backoff_delay); else enter(target)
+//                retry_backoff, now + backoff_delay); a route -> enter(target); none
+//                -> dead letter
 //   budget:      cancel step/retry timers (and the deadline timer once the deadline
 //                is spent); the current node's "budget" route -> enter(it); else ->
-//                failed: cancel timers, fail{outcome "budget"}
+//                dead letter
+//   dead letter: -> dead_lettered at the current node: cancel timers,
+//                dead_letter{node, label, reason}
 //
 // Invariants:
 //   1. A timer id is in state.timers exactly while it is armed; every start_timer
@@ -43,7 +50,8 @@
 //      step_timeout timer (and cancel_step when it did not end by itself).
 //   3. steps counts step_scheduled events; tokens and cost_nusd count every
 //      attempt's tokens and cost.
-//   4. A finished state has no timers and takes no events.
+//   4. A finished state has no timers and takes no events; a dead-lettered one
+//      has no timers and takes only dlq_retried and dlq_dropped.
 #include "kernel/workflow_machine.hpp"
 
 #include <iterator>
@@ -139,14 +147,16 @@ struct builder {
 
   std::string spent_budget() const {
     const auto& b = def.limits;
-    if (b.max_steps > 0 && s.steps >= b.max_steps)
-      return "max_steps budget of " + std::to_string(b.max_steps) + " spent";
-    if (b.max_tokens > 0 && s.tokens >= b.max_tokens)
-      return "max_tokens budget of " + std::to_string(b.max_tokens) + " spent ("
+    const auto& g = s.granted;
+    if (b.max_steps > 0 && s.steps >= b.max_steps + g.steps)
+      return "max_steps budget of " + std::to_string(b.max_steps + g.steps) + " spent";
+    if (b.max_tokens > 0 && s.tokens >= b.max_tokens + g.tokens)
+      return "max_tokens budget of " + std::to_string(b.max_tokens + g.tokens) + " spent ("
              + std::to_string(s.tokens) + " used)";
-    if (b.max_cost_usd > 0 && s.cost_nusd >= to_nano_usd(b.max_cost_usd))
-      return "max_cost_usd budget of " + usd(to_nano_usd(b.max_cost_usd)) + " spent ("
-             + usd(s.cost_nusd) + " used)";
+    auto max_cost = to_nano_usd(b.max_cost_usd) + g.cost_nusd;
+    if (b.max_cost_usd > 0 && s.cost_nusd >= max_cost)
+      return "max_cost_usd budget of " + usd(max_cost) + " spent (" + usd(s.cost_nusd)
+             + " used)";
     if (s.deadline > instant::zero() && at >= s.deadline)
       return "deadline passed";
     return {};
@@ -172,7 +182,18 @@ struct builder {
     auto& routes = current().routes;
     if (auto r = routes.find(outcome::budget); r != routes.end())
       return enter(r->second, outcome::budget, reason);
-    finish(phase::failed, {}, outcome::budget, reason);
+    to_dead_letter(outcome::budget, reason);
+  }
+
+  // Stops at the current node for an operator: nothing runs, nothing is
+  // armed (a retry re-arms the deadline if it is still ahead).
+  void to_dead_letter(const std::string& label, const std::string& reason) {
+    disarm_all();
+    s.at = phase::dead_lettered;
+    s.attempt = 0;
+    s.outcome = label;
+    s.reason = reason;
+    out.emplace_back(dead_letter{s.node, label, reason});
   }
 
   void failed_attempt(failure_kind kind, const std::string& why) {
@@ -187,6 +208,8 @@ struct builder {
       arm(timer_kind::retry_backoff, at + backoff_delay(n.policy.retry, s.seed, n.name, s.attempt));
       return;
     }
+    if (dec.target.empty())
+      return to_dead_letter(dec.label, reason);
     enter(dec.target, dec.label, reason);
   }
 };
@@ -331,6 +354,40 @@ caf::error on(builder& b, const event& e, const signal_received& ev) {
   std::string who = ev.by.empty() ? "" : " by '" + ev.by + "'";
   b.enter(route->second, ev.decision,
           "gate '" + ev.gate + "': " + ev.decision + who);
+  return {};
+}
+
+caf::error on(builder& b, const event& e, const dlq_retried& ev) {
+  if (b.s.at != phase::dead_lettered)
+    return refuse(b.s, e, "the workflow is not dead-lettered");
+  auto& g = b.s.granted;
+  g.steps += ev.grant.steps;
+  g.tokens += ev.grant.tokens;
+  g.cost_nusd += ev.grant.cost_nusd;
+  g.time += ev.grant.time;
+  if (b.s.deadline > instant::zero()) {
+    b.s.deadline += ev.grant.time;
+    if (b.s.deadline > b.at)
+      b.arm(timer_kind::workflow_deadline, b.s.deadline);
+  }
+  b.s.outcome.clear();
+  b.s.reason = "retried from dead letter" + (ev.by.empty() ? "" : " by '" + ev.by + "'");
+  const node& n = b.current();
+  if (n.kind == node_kind::gate) {
+    b.s.at = phase::at_gate;
+    b.out.emplace_back(await_signal{n.name});
+    return {};
+  }
+  b.schedule(1); // same visit: the idempotency key, and effects journaled under it, stay
+  return {};
+}
+
+caf::error on(builder& b, const event& e, const dlq_dropped& ev) {
+  if (b.s.at != phase::dead_lettered)
+    return refuse(b.s, e, "the workflow is not dead-lettered");
+  auto why = "dropped from dead letter" + (ev.by.empty() ? "" : " by '" + ev.by + "'")
+             + (ev.reason.empty() ? "" : ": " + ev.reason) + " (was: " + b.s.reason + ")";
+  b.finish(phase::failed, {}, outcome::dropped, why);
   return {};
 }
 

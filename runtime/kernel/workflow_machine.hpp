@@ -67,8 +67,37 @@ struct signal_received {
   std::string by;       ///< who decided (caller-supplied identity)
 };
 
+/// More budget for a workflow, given by an operator with a dead-letter
+/// retry: added to the definition's limits (a limit of 0, unlimited, stays
+/// unlimited). `time` moves the deadline later.
+struct budget_grant {
+  uint64_t steps = 0;
+  uint64_t tokens = 0;
+  uint64_t cost_nusd = 0;
+  duration time{0};
+  bool operator==(const budget_grant& o) const {
+    return steps == o.steps && tokens == o.tokens && cost_nusd == o.cost_nusd && time == o.time;
+  }
+};
+
+/// An operator retries a dead-lettered workflow: it re-enters the node it
+/// stopped at with a fresh round of attempts, in the same visit (effects
+/// already journaled are not run again), with `grant` added to its budgets.
+struct dlq_retried {
+  instant at;
+  std::string by; ///< who retried (caller-supplied identity)
+  budget_grant grant;
+};
+/// An operator gives up on a dead-lettered workflow: it fails, outcome
+/// "dropped".
+struct dlq_dropped {
+  instant at;
+  std::string by;
+  std::string reason;
+};
+
 using event = std::variant<workflow_started, step_scheduled, step_completed, step_failed,
-                           timer_fired, signal_received>;
+                           timer_fired, signal_received, dlq_retried, dlq_dropped>;
 
 /// "workflow_started", "step_scheduled", ...
 const char* kind_of(const event& e);
@@ -111,15 +140,23 @@ struct await_signal {
 struct complete {
   std::string terminal;
 };
-/// The workflow failed: at a failed terminal, or by budget.
+/// The workflow stopped in the dead-letter state at `node`: a failure no
+/// route covers, or a budget spent with no `budget` route. It waits there,
+/// durable, for an operator's dlq_retried or dlq_dropped.
+struct dead_letter {
+  std::string node;
+  std::string outcome; ///< "exhausted", "budget", a failure kind's name
+  std::string reason;
+};
+/// The workflow failed: at a failed terminal, or dropped from dead letter.
 struct fail {
-  std::string terminal; ///< "" when no terminal was reached (budget)
+  std::string terminal; ///< "" when no terminal was reached (dropped)
   std::string outcome;  ///< label that led here: "reject", "exhausted", "budget", ...
   std::string reason;
 };
 
 using command = std::variant<schedule_step, run_agent, cancel_step, start_timer, cancel_timer,
-                             await_signal, complete, fail>;
+                             await_signal, dead_letter, complete, fail>;
 
 // -- state ------------------------------------------------------------------
 
@@ -131,6 +168,7 @@ enum class phase : uint8_t {
   at_gate,     ///< waiting for a signal
   completed,   ///< terminal
   failed,      ///< terminal
+  dead_lettered, ///< stopped by a failure or budget; waits for retry or drop
 };
 const char* to_string(phase p);
 
@@ -158,7 +196,9 @@ struct workflow_state {
   std::map<uint64_t, pending_timer> timers;
   std::map<std::string, uint32_t> visits; ///< entries per node (idempotency keys)
   std::string outcome;  ///< terminal: label that ended it
-  std::string reason;   ///< failed: why; else the failure or budget that routed here (or "")
+  std::string reason;   ///< failed or dead-lettered: why; else the failure or budget that
+                        ///< routed here (or "")
+  budget_grant granted; ///< budget added by dead-letter retries, in all
 
   bool finished() const { return at == phase::completed || at == phase::failed; }
   bool operator==(const workflow_state& o) const;

@@ -59,13 +59,15 @@ struct fixture : actor_fixture {
     REQUIRE(!reg->add_definition(std::move(*d)));
   }
 
-  // Runs messages and fires timers in order until the workflow finishes.
+  // Runs messages and fires timers in order until the workflow finishes or
+  // is dead-lettered.
   info_msg run_to_end(const std::string& id, int max_timers = 50) {
     sched.run();
     for (int i = 0; i < max_timers; ++i) {
       auto s = status(id);
-      if (static_cast<workflow_status>(s.status) == workflow_status::completed
-          || static_cast<workflow_status>(s.status) == workflow_status::failed)
+      auto st = static_cast<workflow_status>(s.status);
+      if (st == workflow_status::completed || st == workflow_status::failed
+          || st == workflow_status::dead_lettered)
         return s;
       REQUIRE(trigger_timeout());
       sched.run();
@@ -219,8 +221,8 @@ TEST_CASE_METHOD(fixture, "max_steps stops a looping agent with the budget outco
            .build());
   boot();
   auto id = start("loop");
-  auto s = run_to_end(id);
-  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  auto s = run_to_end(id); // no budget route: dead-lettered, for an operator
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::dead_lettered);
   CHECK(s.outcome == "budget");
   CHECK(s.steps == 4);
   CHECK(s.reason.find("max_steps") != std::string::npos);
@@ -269,8 +271,8 @@ TEST_CASE_METHOD(fixture, "a model call whose estimate does not fit the token bu
   define(spender(20)); // an asker call reserves its prompt + max_tokens 1024
   boot();
   auto id = start("spend");
-  auto s = run_to_end(id);
-  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  auto s = run_to_end(id); // no budget route: dead-lettered, for an operator
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::dead_lettered);
   CHECK(s.outcome == "budget");
   CHECK(calls == 0);
   CHECK(s.tokens == 0);
@@ -288,8 +290,8 @@ TEST_CASE_METHOD(fixture, "max_tokens stops a workflow once its model calls spen
   define(spender(limit));
   boot();
   auto id = start("spend");
-  auto s = run_to_end(id);
-  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  auto s = run_to_end(id); // no budget route: dead-lettered, for an operator
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::dead_lettered);
   CHECK(s.outcome == "budget");
   CHECK(s.tokens > 0);
   CHECK(s.tokens <= limit); // reserved before, charged after: never past it
@@ -336,7 +338,7 @@ TEST_CASE_METHOD(fixture, "a deadline reached mid-attempt abandons the attempt")
   advance_time(1min);
   sched.run();
   auto s = status(id);
-  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::dead_lettered);
   CHECK(s.outcome == "budget");
   CHECK(s.reason.find("deadline") != std::string::npos);
   CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",

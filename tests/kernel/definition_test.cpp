@@ -97,22 +97,6 @@ TEST_CASE("validation refuses a broken definition, naming node and problem", "[d
      [] { B b{"t"}; return covered(b, "a").on("low_confidence", "done").completed("done")
                              .build(); },
      {"node 'a'", "outcome 'ok' has no route"}},
-    {"retryable failures without exhausted route or fallback",
-     [] { return B{"t"}.agent("a", "worker", attempts(3)).on("ok", "done")
-                   .on("circuit_open", "done").completed("done").build(); },
-     {"node 'a'", "outcome 'exhausted' (after failure 'timeout') has no route"}},
-    {"non-retryable circuit_open without route or fallback",
-     [] { return B{"t"}.agent("a", "worker", attempts(3)).on("ok", "done")
-                   .on("exhausted", "done").completed("done").build(); },
-     {"node 'a'", "outcome 'circuit_open' (after failure 'circuit_open') has no route"}},
-    {"a kind made non-retryable needs its own route",
-     [] {
-       auto p = attempts(2);
-       p.retry.retryable = {failure_kind::crashed};
-       return B{"t"}.agent("a", "worker", p).on("ok", "done").on("exhausted", "done")
-           .on("circuit_open", "done").on("bad_output", "done").completed("done").build();
-     },
-     {"node 'a'", "outcome 'timeout' (after failure 'timeout') has no route"}},
     {"zero max_attempts",
      [] { B b{"t"}; return covered(b, "a", [] { auto p = with_fallback("done");
                              p.retry.max_attempts = 0; return p; }()).on("ok", "done")
@@ -212,6 +196,27 @@ TEST_CASE("validation refuses a broken definition, naming node and problem", "[d
       }
     }
   }
+}
+
+TEST_CASE("a failure no route covers is accepted: it dead-letters the workflow", "[definition]") {
+  using B = definition_builder;
+  auto p = attempts(2);
+  p.retry.retryable = {failure_kind::crashed};
+  // no exhausted route, no fallback; circuit_open routed but nothing else;
+  // a kind made non-retryable without its own route
+  auto none = B{"t"}.agent("a", "worker", attempts(3)).on("ok", "done").completed("done").build();
+  auto some = B{"t"}.agent("a", "worker", attempts(3)).on("ok", "done")
+                .on("circuit_open", "done").completed("done").build();
+  auto strict = B{"t"}.agent("a", "worker", p).on("ok", "done").on("exhausted", "done")
+                  .completed("done").build();
+  REQUIRE(none);
+  REQUIRE(some);
+  REQUIRE(strict);
+  // what the kernel then does: no target
+  CHECK(failure_route(none->nodes[0], failure_kind::timeout, 3).target.empty());
+  CHECK(failure_route(some->nodes[0], failure_kind::timeout, 3).target.empty());
+  CHECK(failure_route(strict->nodes[0], failure_kind::timeout, 1).target.empty());
+  CHECK(failure_route(strict->nodes[0], failure_kind::crashed, 2).target == "done");
 }
 
 TEST_CASE("an agent cycle is accepted with a budget or through a gate", "[definition]") {

@@ -80,6 +80,13 @@ inline event signal(int64_t at, std::string gate, std::string decision, json pat
                          std::move(by)};
 }
 
+inline event dlq_retry(int64_t at, budget_grant grant = {}, std::string by = "ops") {
+  return dlq_retried{ms(at), std::move(by), grant};
+}
+inline event dlq_drop(int64_t at, std::string reason = "obsolete", std::string by = "ops") {
+  return dlq_dropped{ms(at), std::move(by), std::move(reason)};
+}
+
 // -- rendering ----------------------------------------------------------------
 
 /// "1500ms" when whole milliseconds, else "1500123ns".
@@ -111,6 +118,9 @@ inline std::string render(const command& c) {
     }
     std::string operator()(const await_signal& x) const {
       return "await_signal(" + x.gate + ")";
+    }
+    std::string operator()(const dead_letter& x) const {
+      return "dead_letter(" + x.node + "," + x.outcome + ")";
     }
     std::string operator()(const complete& x) const { return "complete(" + x.terminal + ")"; }
     std::string operator()(const fail& x) const {

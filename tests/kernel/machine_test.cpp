@@ -50,6 +50,23 @@ definition retrying_with_budget() {
                .build());
 }
 
+// An agent whose failures have no route: "a" (2 attempts, timeout 1000,
+// every kind retryable) ok -> done; no exhausted route, no fallback. Its
+// failures dead-letter the workflow.
+definition unrouted(budgets limits = {}) {
+  agent_policy p;
+  p.timeout = std::chrono::milliseconds{1000};
+  p.retry.max_attempts = 2;
+  p.retry.base_backoff = std::chrono::milliseconds{100};
+  p.retry.max_backoff = std::chrono::milliseconds{100};
+  return built(definition_builder{"unrouted"}
+               .agent("a", "worker", p)
+               .on("ok", "done")
+               .completed("done")
+               .limits(limits)
+               .build());
+}
+
 using check_fn = std::function<void(const workflow_state&)>;
 
 struct row {
@@ -98,6 +115,15 @@ const history A = R + history{completed(1200, "extract", 1, "ok", {{"facts", 1}}
                               scheduled(1210, "analyze", 1)};
 // at gate signoff
 const history SG = A + history{completed(1400, "analyze", 1, "ok", {{"score", 2}}, 20)};
+// "unrouted" (see above): running a#2 (timer 3 = its step timeout), then
+// dead-lettered after it crashed too
+const history U2 = {started(1000), scheduled(1000, "a", 1),
+                    failed(1100, "a", 1, failure_kind::crashed), retry_fired(1300, 2),
+                    scheduled(1300, "a", 2)};
+const history UD = U2 + history{failed(1400, "a", 2, failure_kind::crashed)};
+// dead-lettered at review: the 500 ms deadline passed at the gate (DL)
+const history GD = G + history{deadline_fired(1500, 1)};
+
 // With a 500 ms deadline (DL below) the deadline is timer 1 @1500 and every
 // other timer id is one higher: in R the step timer is 2, in A 3, in BK the
 // retry timer is 3. (R2 and R3 are only used without a deadline.)
@@ -258,9 +284,9 @@ std::vector<row> accepted_rows() {
     {"step timeout on the last attempt is exhausted", D, A, timed_out(3210, "analyze", 1),
      phase::failed, {"cancel_step(analyze,1)", "cancel_timer(2)", "fail(broken,exhausted)"}},
     // -- budgets --------------------------------------------------------------
-    {"max_steps spent at a retry, no budget route: the workflow fails", triage(with_steps(2)),
+    {"max_steps spent at a retry, no budget route: dead-lettered at the node", triage(with_steps(2)),
      R2 + history{failed(1400, "extract", 2, failure_kind::crashed)}, retry_fired(1600, 4),
-     phase::failed, {"fail(,budget)"},
+     phase::dead_lettered, {"dead_letter(extract,budget)"},
      [](const workflow_state& s) {
        CHECK(s.node == "extract");
        CHECK(s.outcome == "budget");
@@ -283,13 +309,13 @@ std::vector<row> accepted_rows() {
      {"cancel_timer(1)", "schedule_step(analyze,1)"}},
     {"max_tokens spent by a failed attempt stops its retry", triage(with_tokens(100)),
      R + history{failed(1100, "extract", 1, failure_kind::crashed, 150)},
-     retry_fired(1300, 2), phase::failed, {"fail(,budget)"},
+     retry_fired(1300, 2), phase::dead_lettered, {"dead_letter(extract,budget)"},
      [](const workflow_state& s) { CHECK(has(s.reason, "max_tokens budget of 100 spent")); }},
     {"a call refused for the token budget ends the step as budget, not as a failure, even "
      "with retries left",
      triage(with_tokens(100)), R, failed(1100, "extract", 1, failure_kind::budget, 3,
                                          "over_budget: no room"),
-     phase::failed, {"cancel_timer(1)", "fail(,budget)"},
+     phase::dead_lettered, {"cancel_timer(1)", "dead_letter(extract,budget)"},
      [](const workflow_state& s) {
        CHECK(s.outcome == "budget");
        CHECK(s.tokens == 3);
@@ -309,7 +335,7 @@ std::vector<row> accepted_rows() {
      [](const workflow_state& s) { CHECK(s.cost_nusd == 9'999'999); }},
     {"max_cost_usd spent by a failed attempt stops its retry", triage(with_cost(0.5)),
      R + history{failed_costing(1100, "extract", 1, failure_kind::crashed, 0.75)},
-     retry_fired(1300, 2), phase::failed, {"fail(,budget)"},
+     retry_fired(1300, 2), phase::dead_lettered, {"dead_letter(extract,budget)"},
      [](const workflow_state& s) {
        CHECK(s.cost_nusd == 750'000'000);
        CHECK(has(s.reason, "max_cost_usd budget of $0.500000000 spent ($0.750000000 used)"));
@@ -317,8 +343,8 @@ std::vector<row> accepted_rows() {
     {"a call refused for the token budget takes the node's budget route", triage(with_tokens(100)),
      A, failed(1500, "analyze", 1, failure_kind::budget), phase::at_gate,
      {"cancel_timer(2)", "await_signal(signoff)"}},
-    {"deadline while running: cancel_step, no budget route: fail", DL, R, deadline_fired(1500, 1),
-     phase::failed, {"cancel_step(extract,1)", "cancel_timer(2)", "fail(,budget)"},
+    {"deadline while running: cancel_step, no budget route: dead-lettered", DL, R, deadline_fired(1500, 1),
+     phase::dead_lettered, {"cancel_step(extract,1)", "cancel_timer(2)", "dead_letter(extract,budget)"},
      [](const workflow_state& s) {
        CHECK(s.node == "extract");
        CHECK(s.reason == "node 'extract': deadline passed");
@@ -328,7 +354,7 @@ std::vector<row> accepted_rows() {
      {"cancel_step(analyze,1)", "cancel_timer(3)", "await_signal(signoff)"},
      [](const workflow_state& s) { CHECK(s.timers.empty()); }},
     {"deadline while scheduling: nothing in flight to cancel", DL, S, deadline_fired(1500, 1),
-     phase::failed, {"fail(,budget)"}},
+     phase::dead_lettered, {"dead_letter(extract,budget)"}},
     {"deadline while scheduling with a budget route: its gate", DL,
      R + history{completed(1200, "extract", 1, "ok")}, deadline_fired(1500, 1),
      phase::at_gate, {"await_signal(signoff)"},
@@ -337,8 +363,8 @@ std::vector<row> accepted_rows() {
        CHECK(s.attempt == 0);
        CHECK(s.timers.empty());
      }},
-    {"deadline while in backoff cancels the retry", DL, BK, deadline_fired(1500, 1), phase::failed,
-     {"cancel_timer(3)", "fail(,budget)"}},
+    {"deadline while in backoff cancels the retry", DL, BK, deadline_fired(1500, 1), phase::dead_lettered,
+     {"cancel_timer(3)", "dead_letter(extract,budget)"}},
     {"deadline in backoff with a budget route cancels the retry", retrying_with_budget(),
      {started(1000), scheduled(1000, "a", 1), failed(1100, "a", 1, failure_kind::crashed)},
      deadline_fired(1500, 1), phase::at_gate, {"cancel_timer(3)", "await_signal(hold)"},
@@ -346,8 +372,8 @@ std::vector<row> accepted_rows() {
        CHECK(s.timers.empty());
        CHECK(s.attempt == 0);
      }},
-    {"deadline at a gate without budget route: fail", DL, G, deadline_fired(1500, 1), phase::failed,
-     {"fail(,budget)"}, [](const workflow_state& s) { CHECK(s.node == "review"); }},
+    {"deadline at a gate without budget route: dead-lettered at the gate", DL, G, deadline_fired(1500, 1), phase::dead_lettered,
+     {"dead_letter(review,budget)"}, [](const workflow_state& s) { CHECK(s.node == "review"); }},
     {"deadline at a gate with a budget route: its terminal", DL, SG, deadline_fired(1500, 1),
      phase::failed, {"fail(expired,budget)"},
      [](const workflow_state& s) {
@@ -401,6 +427,70 @@ std::vector<row> accepted_rows() {
     {"a failed terminal cancels every timer", DL, G, signal(1300, "review", "reject"),
      phase::failed, {"cancel_timer(1)", "fail(rejected,reject)"},
      [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+    // -- dead letter ------------------------------------------------------------
+    {"retries exhausted with no route: dead-lettered at the node", unrouted(), U2,
+     failed(1400, "a", 2, failure_kind::crashed), phase::dead_lettered,
+     {"cancel_timer(3)", "dead_letter(a,exhausted)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "a");
+       CHECK(s.outcome == "exhausted");
+       CHECK(s.attempt == 0);
+       CHECK(s.timers.empty());
+       CHECK(s.reason == "node 'a' attempt 2: crashed: boom");
+     }},
+    {"a dead-letter retry re-enters the node in the same visit, attempts afresh", unrouted(), UD,
+     dlq_retry(5000), phase::scheduling, {"schedule_step(a,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.attempt == 1);
+       CHECK(s.visits.at("a") == 1); // same idempotency key: journaled effects stay done
+       CHECK(s.outcome.empty());
+       CHECK(s.reason == "retried from dead letter by 'ops'");
+     }},
+    {"the retried attempt runs as visit 1", unrouted(), UD + history{dlq_retry(5000)},
+     scheduled(5000, "a", 1), phase::running,
+     {"start_timer(4,step_timeout,6000ms)", "run_agent(a,worker,1,1)"}},
+    {"a retried node that fails again is dead-lettered again", unrouted(),
+     UD + history{dlq_retry(5000), scheduled(5000, "a", 1),
+                  failed(5100, "a", 1, failure_kind::timeout), retry_fired(5200, 5),
+                  scheduled(5200, "a", 2)},
+     failed(5300, "a", 2, failure_kind::bad_output), phase::dead_lettered,
+     {"cancel_timer(6)", "dead_letter(a,exhausted)"}},
+    {"a retry with no more budget is dead-lettered again at once", triage(with_steps(2)),
+     R2 + history{failed(1400, "extract", 2, failure_kind::crashed), retry_fired(1600, 4)},
+     dlq_retry(5000), phase::dead_lettered, {"dead_letter(extract,budget)"},
+     [](const workflow_state& s) { CHECK(has(s.reason, "max_steps budget of 2 spent")); }},
+    {"a retry granting steps runs", triage(with_steps(2)),
+     R2 + history{failed(1400, "extract", 2, failure_kind::crashed), retry_fired(1600, 4)},
+     dlq_retry(5000, budget_grant{1, 0, 0, {}}), phase::scheduling, {"schedule_step(extract,1)"},
+     [](const workflow_state& s) { CHECK(s.granted.steps == 1); }},
+    {"granted steps count once spent", triage(with_steps(2)),
+     R2 + history{failed(1400, "extract", 2, failure_kind::crashed), retry_fired(1600, 4),
+                  dlq_retry(5000, budget_grant{1, 0, 0, {}}), scheduled(5000, "extract", 1),
+                  failed(5100, "extract", 1, failure_kind::crashed)},
+     retry_fired(5500, 6), phase::dead_lettered, {"dead_letter(extract,budget)"},
+     [](const workflow_state& s) { CHECK(has(s.reason, "max_steps budget of 3 spent")); }},
+    {"a retry granting cost and tokens lifts those budgets", triage(with_cost(0.5)),
+     R + history{failed_costing(1100, "extract", 1, failure_kind::crashed, 0.75),
+                 retry_fired(1300, 2)},
+     dlq_retry(5000, budget_grant{0, 0, to_nano_usd(0.5), {}}), phase::scheduling,
+     {"schedule_step(extract,1)"}},
+    {"a retry granting time re-arms the deadline and waits at the gate again", DL, GD,
+     dlq_retry(5000, budget_grant{0, 0, 0, std::chrono::seconds{10}}), phase::at_gate,
+     {"start_timer(3,workflow_deadline,11500ms)", "await_signal(review)"},
+     [](const workflow_state& s) {
+       CHECK(s.deadline == ms(11500));
+       CHECK(s.visits.at("review") == 1);
+     }},
+    {"a retry whose deadline is still past stops again at the next step", DL, GD,
+     dlq_retry(5000), phase::at_gate, {"await_signal(review)"},
+     [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+    {"a drop fails the workflow, outcome dropped", unrouted(), UD, dlq_drop(5000, "obsolete"),
+     phase::failed, {"fail(,dropped)"},
+     [](const workflow_state& s) {
+       CHECK(s.outcome == "dropped");
+       CHECK(s.reason == "dropped from dead letter by 'ops': obsolete (was: node 'a' attempt 2: "
+                         "crashed: boom)");
+     }},
   };
 }
 
@@ -498,6 +588,17 @@ TEST_CASE("apply() refuses events that do not fit, leaving the state as it was",
     {"signal after finish", D, F, signal(3000, "review", "approve"), done, "has finished"},
     {"signal after completion", D, SG + history{signal(2000, "signoff", "approve")},
      signal(3000, "signoff", "approve"), done, "in phase completed at node 'done'"},
+    {"a dead-letter retry while running", D, R, dlq_retry(1100), inv,
+     "the workflow is not dead-lettered"},
+    {"a dead-letter drop at a gate", D, G, dlq_drop(1300), inv,
+     "the workflow is not dead-lettered"},
+    {"a dead-letter retry after finish", D, F, dlq_retry(3000), done, "has finished"},
+    {"a signal while dead-lettered", triage(with_deadline(500)), GD, signal(2000, "review", "approve"), inv,
+     "in phase dead_lettered at node 'review': the workflow is not waiting at a gate"},
+    {"a step event while dead-lettered", unrouted(), UD,
+     completed(2000, "a", 2, "ok"), inv, "no attempt is running"},
+    {"a drop after a drop", unrouted(), UD + history{dlq_drop(5000)}, dlq_drop(5100), done,
+     "has finished"},
   };
   for (auto& r : table) {
     DYNAMIC_SECTION(r.name) {

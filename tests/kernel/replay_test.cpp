@@ -149,6 +149,18 @@ private:
           return signal_received{at, s_.node, outcome::edit, random_patch(), "bob"};
         return signal_received{at, s_.node, outcome::reject, nullptr, "cy"};
       }
+      case phase::dead_lettered: {
+        auto roll = rng_.below(100);
+        if (roll < 60 && retries_ < 2) { // bounded: a history must end
+          ++retries_;
+          budget_grant g;
+          g.steps = rng_.below(3);
+          g.tokens = rng_.below(100);
+          g.time = ms(static_cast<int64_t>(rng_.below(2000)));
+          return dlq_retried{at, "ops", g};
+        }
+        return dlq_dropped{at, "ops", "generated"};
+      }
       default:
         FAIL("no event for phase " << to_string(s_.at));
     }
@@ -193,7 +205,15 @@ private:
     CHECK(s_.tokens == tokens_);
     CHECK(s_.events == j_.events.size());
     if (def_.limits.max_steps > 0)
-      CHECK(s_.steps <= def_.limits.max_steps);
+      CHECK(s_.steps <= def_.limits.max_steps + s_.granted.steps);
+    // 4b. a dead-lettered state has no timers; the command that put it there says so
+    if (s_.at == phase::dead_lettered) {
+      CHECK(s_.timers.empty());
+      REQUIRE_FALSE(cs.empty());
+      auto d = std::get_if<dead_letter>(&cs.back());
+      REQUIRE(d);
+      CHECK(d->outcome == s_.outcome);
+    }
     // 4. a finished state has no timers; its last command says how it ended
     if (s_.finished()) {
       CHECK(s_.timers.empty());
@@ -216,6 +236,7 @@ private:
   instant now_ = ms(1000);
   std::set<uint64_t> armed_, ever_;
   uint64_t scheduled_ = 0, tokens_ = 0;
+  int retries_ = 0; // dead-letter retries so far
   journal j_;
 };
 
@@ -291,15 +312,18 @@ TEST_CASE("random valid histories replay to the same states and commands", "[rep
     std::string name;
     definition def;
     size_t bound; // most events a history may need to finish
+    bool dead_letters = true; // some failure or budget has no route
   };
   std::vector<subject> subjects = {
-    // <= 4 events per step (scheduled, outcome, retry timer, signal) plus start/end
+    // <= 4 events per step (scheduled, outcome, retry timer, signal) plus start/end,
+    // plus up to 2 dead-letter retries granting up to 2 steps each, and a drop
     {"triage, 5 steps and 6 s", triage([] { auto b = with_steps(5); b.deadline = 6s;
-                                            return b; }()), 4 * 5 + 4},
-    {"loop, 6 steps, 250 tokens, 3 s", loop_def(), 4 * 6 + 4},
+                                            return b; }()), 4 * (5 + 4) + 4 + 3},
+    {"loop, 6 steps, 250 tokens, 3 s", loop_def(), 4 * (6 + 4) + 4 + 3, false},
     // only the deadline bounds edits at signoff; running and gates advance
     // time by >= 20 ms, so at most 5000 / 20 steps of <= 4 events each
-    {"triage, 5 s deadline only", triage(with_deadline(5000)), 4 * 250 + 4},
+    // (each retry may grant up to 2 s more: 2 x 2000 / 20 steps)
+    {"triage, 5 s deadline only", triage(with_deadline(5000)), 4 * (250 + 200) + 4 + 3},
   };
   for (auto& sub : subjects) {
     DYNAMIC_SECTION(sub.name) {
@@ -316,14 +340,18 @@ TEST_CASE("random valid histories replay to the same states and commands", "[rep
       }
       // The generator reached every phase, timer kind and kind of ending.
       INFO("longest history: " << longest << " events");
-      CHECK(cov.phases_seen == std::set<std::string>{"scheduling", "running", "backoff",
-                                                     "at_gate", "completed", "failed"});
+      std::set<std::string> phases{"scheduling", "running", "backoff",
+                                   "at_gate",    "completed", "failed"};
+      if (sub.dead_letters)
+        phases.insert("dead_lettered");
+      CHECK(cov.phases_seen == phases);
       CHECK(cov.fired == std::set<std::string>{"step_timeout", "retry_backoff",
                                                "workflow_deadline"});
       for (auto o : {"approve", "reject", "exhausted", "budget"}) {
         CAPTURE(o);
         CHECK(cov.outcomes.count(o) == 1);
       }
+      CHECK(cov.outcomes.count("dropped") == (sub.dead_letters ? 1 : 0));
       CHECK(longest > 8);
     }
   }

@@ -41,6 +41,12 @@ bool same(const signal_received& a, const signal_received& b) {
   return a.at == b.at && a.gate == b.gate && a.decision == b.decision && a.patch == b.patch &&
          a.by == b.by;
 }
+bool same(const dlq_retried& a, const dlq_retried& b) {
+  return a.at == b.at && a.by == b.by && a.grant == b.grant;
+}
+bool same(const dlq_dropped& a, const dlq_dropped& b) {
+  return a.at == b.at && a.by == b.by && a.reason == b.reason;
+}
 bool same(const event& a, const event& b) {
   if (a.index() != b.index())
     return false;
@@ -80,6 +86,10 @@ std::vector<event> sample_history() {
     timer_fired{instant{7}, 3, troupe::kernel::timer_kind::workflow_deadline},
     signal_received{instant{7'000}, "review", "edit", nested_patch, "Zoë <zoe@example.org>"},
     signal_received{instant{8'000}, "review", "approve", nullptr, ""},
+    dlq_retried{instant{9'000}, "ops ✓",
+                {std::numeric_limits<uint64_t>::max(), 2, 3,
+                 duration{std::numeric_limits<int64_t>::max()}}},
+    dlq_dropped{instant{10'000}, "", "no \"longer\" needed"},
   };
 }
 
@@ -164,6 +174,17 @@ TEST_CASE("payloads are compact JSON with exactly the documented fields") {
   CHECK(s.payload == R"({"input":{},"seed":5,"v":1})");
   auto u = to_record("wf", 5, signal_received{instant{9}, "g", "edit", {{"ü", 1}}, "bø"});
   CHECK(u.payload == R"({"by":"bø","decision":"edit","gate":"g","patch":{"ü":1},"v":1})");
+  auto rt = to_record("wf", 6, dlq_retried{instant{10}, "ops", {1, 2, 3, duration{4}}});
+  CHECK(rt.kind == "dlq_retried");
+  CHECK(rt.payload == R"({"by":"ops","grant_cost_nusd":3,"grant_steps":1,"grant_time_ns":4,)"
+                      R"("grant_tokens":2,"v":1})");
+  auto dr = to_record("wf", 7, dlq_dropped{instant{11}, "ops", "why"});
+  CHECK(dr.kind == "dlq_dropped");
+  CHECK(dr.payload == R"({"by":"ops","reason":"why","v":1})");
+  auto too_long = with_payload(rt, {{"by", "ops"}, {"grant_cost_nusd", 0}, {"grant_steps", 0},
+                                    {"grant_time_ns", std::numeric_limits<uint64_t>::max()},
+                                    {"grant_tokens", 0}, {"v", 1}});
+  check_corrupt(from_record(too_long), "wf #6 (dlq_retried)", "field 'grant_time_ns'");
 }
 
 TEST_CASE("invalid UTF-8 is replaced on encode instead of throwing") {

@@ -206,7 +206,7 @@ TEST_CASE("a SQLite journal is WAL mode, marked as troupe's, schema 2, held excl
   CHECK(header.compare(0, 16, std::string{"SQLite format 3", 16}) == 0);
   CHECK(header[18] == 2); // WAL read and write versions
   CHECK(header[19] == 2);
-  CHECK(be32(header, 60) == 2);          // user_version
+  CHECK(be32(header, 60) == 3);          // user_version
   CHECK(be32(header, 68) == 0x54525550); // application_id
   auto tables = sql_on(path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM"
                              " sqlite_master WHERE type = 'table' ORDER BY name)");
@@ -275,15 +275,15 @@ TEST_CASE("a journal written by a newer troupe is refused untouched", "[persiste
   temp_dir dir;
   auto path = dir.file("j.db");
   make_journal(path);
-  sql_on(path, "PRAGMA user_version = 3");
-  check_refused(path, "was written by a newer troupe (schema 3, this build knows up to 2)");
+  sql_on(path, "PRAGMA user_version = 4");
+  check_refused(path, "was written by a newer troupe (schema 4, this build knows up to 3)");
 }
 
 // tests/persistence/data/journal-v1.db: written by the schema 1 build
 // (`troupe run ledger --workflows 8`, SIGKILLed at its 25th fsync, then
 // opened and closed once to checkpoint it): 8 workflows with idempotency
 // keys, 7 open and 1 failed, 48 events, recorded effects.
-TEST_CASE("a schema 1 journal opens as schema 2 with every record intact, and takes appends",
+TEST_CASE("a schema 1 journal opens as schema 3 with every record intact, and takes appends",
           "[persistence]") {
   temp_dir dir;
   auto path = dir.file("v1.db");
@@ -324,12 +324,26 @@ TEST_CASE("a schema 1 journal opens as schema 2 with every record intact, and ta
     CHECK(after->size() == before->size() + 1);
     CHECK(after->back().kind == "step_completed");
   }
-  CHECK(sql_on(path, "PRAGMA user_version") == "2");
+  CHECK(sql_on(path, "PRAGMA user_version") == "3");
   auto events_2 = all("(SELECT w.id AS id, e.* FROM events e JOIN workflows w ON w.n = e.workflow"
                       " WHERE e.seq <= 48)");
   CHECK(events_2 == events_1);
   CHECK(sql_on(path, rows_sql) == rows_1);
   CHECK(sql_on(path, effects_sql) == effects_1);
+  // schema 3: a row may be dead-lettered (an open status)
+  auto store = open_ok(at(path));
+  auto row = store->workflow(open_id);
+  REQUIRE(row);
+  row->status = "dead_lettered";
+  auto last = store->read(open_id);
+  REQUIRE(last);
+  std::vector<journal_write> dead{step(open_id, last->back().wf_seq + 1)};
+  dead[0].workflow = {*row};
+  REQUIRE_FALSE(store->append(dead));
+  CHECK(store->workflow(open_id)->status == "dead_lettered");
+  auto still_open = store->open_workflows();
+  REQUIRE(still_open);
+  CHECK(still_open->size() == 7);
 }
 
 TEST_CASE("a schema 1 journal with events but no row for their workflow is refused, not "

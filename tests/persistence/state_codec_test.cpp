@@ -55,6 +55,7 @@ workflow_state full_state(phase p) {
   s.visits = {{"extract_ステップ", u32_max}, {"review", 1}, {"", 0}, {"a.b\"c", 2}};
   s.outcome = "low_confidence";
   s.reason = "node 'extract': crashed: tab \t and \"quotes\"";
+  s.granted = {3, u64_max, 7, duration{i64_max}};
   return s;
 }
 
@@ -109,7 +110,7 @@ TEST_CASE("a state in every phase round-trips with timers, visits and nested dat
     CHECK(*back == s);
   }
   CHECK(names == std::set<std::string>{"not_started", "scheduling", "running", "backoff",
-                                       "at_gate", "completed", "failed"});
+                                       "at_gate", "completed", "failed", "dead_lettered"});
 }
 
 TEST_CASE("every timer kind round-trips") {
@@ -128,9 +129,10 @@ TEST_CASE("every timer kind round-trips") {
 
 TEST_CASE("the initial state round-trips") {
   auto text = encode_state(workflow_state{});
-  CHECK(text == R"({"attempt":0,"cost_nusd":0,"data":{},"deadline_ns":0,"events":0,"next_timer":1,)"
+  CHECK(text == R"({"attempt":0,"cost_nusd":0,"data":{},"deadline_ns":0,"events":0,)"
+                R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":1,)"
                 R"("node":"","outcome":"","phase":"not_started","reason":"","seed":0,)"
-                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"v":2,"visits":{}})");
+                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"v":3,"visits":{}})");
   auto back = decode_state(text, "wf-1", 0);
   REQUIRE(back);
   CHECK(*back == workflow_state{});
@@ -142,10 +144,11 @@ TEST_CASE("a snapshot is the documented one-line JSON") {
   REQUIRE(t);
   const std::string expected =
     R"({"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,)"
+    R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},)"
     R"("next_timer":2,"node":"extract","outcome":"","phase":"running",)"
     R"("reason":"","seed":7,"started_at_ns":1000000,"steps":1,"timers":)"
     R"([{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],)"
-    R"("tokens":0,"v":2,"visits":{"extract":1}})";
+    R"("tokens":0,"v":3,"visits":{"extract":1}})";
   CHECK(encode_state(t->state) == expected);
   auto back = decode_state(expected, "wf-1", 2);
   REQUIRE(back);
@@ -250,10 +253,10 @@ TEST_CASE("(2) a key repeated in any object is journal_corrupt") {
 }
 
 TEST_CASE("(3) an unknown version is journal_corrupt, whatever else the snapshot holds") {
-  auto v3 = valid_snapshot();
-  v3["v"] = 3;
-  check_corrupt(decode(v3), "unknown version 3 (this build reads 1 to 2)");
-  check_corrupt(decode(json{{"v", 3}, {"shape", "new"}}), "unknown version 3");
+  auto v4 = valid_snapshot();
+  v4["v"] = 4;
+  check_corrupt(decode(v4), "unknown version 4 (this build reads 1 to 3)");
+  check_corrupt(decode(json{{"v", 4}, {"shape", "new"}}), "unknown version 4");
   auto v0 = valid_snapshot();
   v0["v"] = 0;
   check_corrupt(decode(v0), "unknown version 0");
@@ -268,7 +271,7 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
     snapshot.erase(item.key());
     check_corrupt(decode(snapshot), "missing field '" + item.key() + "'");
   }
-  CHECK(base.size() == 17);
+  CHECK(base.size() == 18);
   for (const char* key : {"fire_at_ns", "id", "kind"}) {
     INFO(key);
     auto snapshot = base;
@@ -277,9 +280,37 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
   }
 }
 
+TEST_CASE("a version 2 snapshot, written before dead-letter grants, decodes with none") {
+  auto v2 = valid_snapshot();
+  v2.erase("granted");
+  v2["v"] = 2;
+  auto s = decode(v2);
+  REQUIRE(s);
+  CHECK(s->granted == budget_grant{});
+  CHECK(s->node == "extract");
+  v2["granted"] = {{"cost_nusd", 0}, {"steps", 0}, {"time_ns", 0}, {"tokens", 0}};
+  check_corrupt(decode(v2), "unexpected field 'granted'");
+}
+
+TEST_CASE("a grant's fields are checked like the snapshot's") {
+  auto snap = valid_snapshot();
+  snap["granted"].erase("steps");
+  check_corrupt(decode(snap), "missing field 'granted.steps'");
+  snap = valid_snapshot();
+  snap["granted"]["time_ns"] = -1;
+  check_corrupt(decode(snap), "field 'granted.time_ns': -1 is negative");
+  snap = valid_snapshot();
+  snap["granted"]["extra"] = 1;
+  check_corrupt(decode(snap), "unexpected field 'granted.extra'");
+  snap = valid_snapshot();
+  snap["granted"] = 3;
+  check_corrupt(decode(snap), "field 'granted': expected an object");
+}
+
 TEST_CASE("a version 1 snapshot, written before costs were kept, decodes with cost 0") {
   auto v1 = valid_snapshot();
   v1.erase("cost_nusd");
+  v1.erase("granted");
   v1["v"] = 1;
   auto s = decode(v1);
   REQUIRE(s);
@@ -367,7 +398,7 @@ TEST_CASE("(6) an integer out of its field's range is journal_corrupt") {
   }
   // Beyond 64 bits the parser yields a float: out of range shows as mistyped.
   auto text = valid_snapshot().dump();
-  auto at = text.find(R"("tokens":0)");
+  auto at = text.find(R"("tokens":0,"v")");
   REQUIRE(at != std::string::npos);
   text.replace(at, 10, R"("tokens":18446744073709551616)");
   check_corrupt(decode_state(text, "wf-7", 12),

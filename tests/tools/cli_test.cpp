@@ -3,15 +3,20 @@
 // version print and exit 0; one tiny fault-free run succeeds.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "support/fake_model_server.hpp"
 #include "support/temp_dir.hpp"
 #include "tools/cli.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/journal.hpp"
+#include "troupe/runtime.hpp"
 
 namespace {
 
@@ -235,4 +240,167 @@ TEST_CASE("journal purge refuses a bad age, a missing file and a journal in use,
   auto usage = run_cli({"journal", "purge", "--older-than", "1d"});
   CHECK(usage.code == troupe::cli::exit_usage);
   CHECK_THAT(usage.err, Catch::Contains("--journal"));
+}
+
+namespace {
+
+/// A journal at `dir`/dlq.db with two workflows of "flaky" dead-lettered
+/// (their agent always crashes; no route covers it) and one completed.
+/// Returns the path and the dead-lettered ids.
+std::pair<std::string, std::vector<std::string>> dead_lettered_journal(
+    troupe::testing::temp_dir& dir, std::atomic<bool>& broken) {
+  using namespace troupe;
+  auto path = dir.file("dlq.db");
+  auto store = open_sqlite_journal({path});
+  REQUIRE(store);
+  config cfg;
+  cfg.journal = *store;
+  runtime rt{cfg};
+  REQUIRE_FALSE(rt.register_agent("flaky", [&broken](step_context& ctx) {
+    if (broken)
+      return ctx.fail(failure_kind::crashed, "upstream down");
+    ctx.finish({});
+  }));
+  agent_policy p;
+  p.retry.max_attempts = 2;
+  p.retry.base_backoff = std::chrono::milliseconds{1};
+  p.retry.max_backoff = std::chrono::milliseconds{1};
+  REQUIRE_FALSE(rt.register_definition(
+    *definition_builder{"flaky"}.agent("call", "flaky", p).on("ok", "done").completed("done")
+       .build()));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    auto id = rt.start("flaky", {{"n", i}});
+    REQUIRE(id);
+    REQUIRE(rt.await(*id, std::chrono::seconds{10})->status == workflow_status::dead_lettered);
+    ids.push_back(*id);
+  }
+  return {path, ids};
+}
+
+} // namespace
+
+TEST_CASE("dlq list and show print the dead letters of a journal, as text or JSON",
+          "[tools][cli][dead_letter]") {
+  troupe::testing::temp_dir dir;
+  std::atomic<bool> broken{true};
+  auto [path, ids] = dead_lettered_journal(dir, broken);
+  auto list = run_cli({"dlq", "list", "--journal", path});
+  INFO(list.out << list.err);
+  REQUIRE(list.code == troupe::cli::exit_ok);
+  CHECK_THAT(list.out, Catch::Contains(ids[0] + "  flaky  at 'call'  exhausted")
+                         && Catch::Contains(ids[1])
+                         && Catch::Contains("node 'call' attempt 2: crashed: upstream down")
+                         && Catch::Contains("2 workflows in dead letter"));
+  auto json = run_cli({"dlq", "list", "--journal", path, "--json"});
+  REQUIRE(json.code == troupe::cli::exit_ok);
+  std::istringstream lines{json.out};
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    CHECK(j.at("outcome") == "exhausted");
+    CHECK(j.at("node") == "call");
+    ++n;
+  }
+  CHECK(n == 2);
+  auto show = run_cli({"dlq", "show", ids[0], "--journal", path});
+  REQUIRE(show.code == troupe::cli::exit_ok);
+  CHECK_THAT(show.out, Catch::Contains(ids[0] + " (flaky v1): dead_lettered")
+                         && Catch::Contains("dead-lettered ")
+                         && Catch::Contains("#1  ") && Catch::Contains("workflow_started"));
+  auto show_json = run_cli({"dlq", "show", ids[0], "--journal", path, "--json"});
+  REQUIRE(show_json.code == troupe::cli::exit_ok);
+  auto j = nlohmann::json::parse(show_json.out);
+  CHECK(j.at("status") == "dead_lettered");
+  CHECK(j.at("dead_letters").size() == 1);
+  CHECK(j.at("events").size() >= 5);
+}
+
+TEST_CASE("dlq retry and drop journal the operator's action, and a runtime recovering the journal "
+          "carries the retry out",
+          "[tools][cli][dead_letter]") {
+  troupe::testing::temp_dir dir;
+  std::atomic<bool> broken{true};
+  auto [path, ids] = dead_lettered_journal(dir, broken);
+  auto retry = run_cli({"dlq", "retry", ids[0], "--journal", path, "--by", "ann", "--steps",
+                        "3", "--time", "1h"});
+  INFO(retry.out << retry.err);
+  REQUIRE(retry.code == troupe::cli::exit_ok);
+  CHECK_THAT(retry.out, Catch::Contains("will retry when a runtime next recovers"));
+  auto drop = run_cli({"dlq", "drop", ids[1], "--journal", path, "--by", "ann", "--reason",
+                       "obsolete"});
+  REQUIRE(drop.code == troupe::cli::exit_ok);
+  auto twice = run_cli({"dlq", "drop", ids[1], "--journal", path, "--by", "ann", "--reason",
+                        "again"});
+  CHECK(twice.code == troupe::cli::exit_failed);
+  CHECK_THAT(twice.err, Catch::Contains("is failed, not dead-lettered"));
+  auto list = run_cli({"dlq", "list", "--journal", path});
+  CHECK_THAT(list.out, Catch::Contains("0 workflows in dead letter"));
+
+  using namespace troupe;
+  broken = false;
+  auto store = open_sqlite_journal({path});
+  REQUIRE(store);
+  config cfg;
+  cfg.journal = *store;
+  runtime rt{cfg};
+  REQUIRE_FALSE(rt.register_agent("flaky", [&broken](step_context& ctx) {
+    if (broken)
+      return ctx.fail(failure_kind::crashed, "upstream down");
+    ctx.finish({});
+  }));
+  agent_policy p;
+  p.retry.max_attempts = 2;
+  REQUIRE_FALSE(rt.register_definition(
+    *definition_builder{"flaky"}.agent("call", "flaky", p).on("ok", "done").completed("done")
+       .build()));
+  REQUIRE(rt.recover()->resumed == 1);
+  auto done = rt.await(ids[0], std::chrono::seconds{10});
+  REQUIRE(done);
+  CHECK(done->status == workflow_status::completed);
+  auto history = rt.history(ids[0]);
+  REQUIRE(history);
+  bool by_ann = false;
+  for (auto& r : *history)
+    by_ann = by_ann || (r.kind == "dlq_retried" && r.payload.find("\"by\":\"ann\"") != std::string::npos
+                        && r.payload.find("\"grant_steps\":3") != std::string::npos
+                        && r.payload.find("\"grant_time_ns\":3600000000000") != std::string::npos);
+  CHECK(by_ann);
+  CHECK(rt.status(ids[1])->outcome == "dropped");
+}
+
+TEST_CASE("dlq refuses bad flags, unknown ids and missing files, changing nothing",
+          "[tools][cli][dead_letter]") {
+  troupe::testing::temp_dir dir;
+  std::atomic<bool> broken{true};
+  auto [path, ids] = dead_lettered_journal(dir, broken);
+  struct bad {
+    std::vector<std::string> args;
+    const char* says;
+  };
+  std::vector<bad> usage = {
+      {{"dlq", "retry", ids[0], "--journal", path}, "--by"},
+      {{"dlq", "retry", ids[0], "--journal", path, "--by", "a", "--cost", "-1"}, "--cost"},
+      {{"dlq", "retry", ids[0], "--journal", path, "--by", "a", "--time", "soon"}, "--time"},
+      {{"dlq", "retry", ids[0], "--journal", path, "--by", "a", "--steps", "-2"}, "--steps"},
+      {{"dlq", "drop", ids[0], "--journal", path, "--by", "a"}, "--reason"},
+      {{"dlq", "list"}, "--journal"},
+      {{"dlq", "show", "--journal", path}, "id"},
+      {{"dlq"}, "subcommand"},
+  };
+  for (auto& c : usage) {
+    auto r = run_cli(c.args);
+    CAPTURE(c.says, r.err);
+    CHECK(r.code == troupe::cli::exit_usage);
+    CHECK_THAT(r.err, Catch::Contains(c.says));
+  }
+  auto unknown = run_cli({"dlq", "retry", "flaky-none", "--journal", path, "--by", "a"});
+  CHECK(unknown.code == troupe::cli::exit_failed);
+  CHECK_THAT(unknown.err, Catch::Contains("flaky-none"));
+  auto missing = run_cli({"dlq", "list", "--journal", dir.file("nope.db")});
+  CHECK(missing.code == troupe::cli::exit_failed);
+  CHECK_THAT(missing.err, Catch::Contains("does not exist"));
+  auto list = run_cli({"dlq", "list", "--journal", path});
+  CHECK_THAT(list.out, Catch::Contains("2 workflows in dead letter"));
 }
