@@ -169,6 +169,31 @@ void notify_if_changed(self_ptr self) {
     notify(self);
 }
 
+// Posts to the gate's webhook, if it has one, that the workflow waits
+// there; `reminder` > 0 marks the nth reminder.
+void notify_gate(self_ptr self, const std::string& gate_name, uint32_t reminder) {
+  auto& st = self->state;
+  const node* gate = st.env.def->find(gate_name);
+  if (!st.env.notifier || !gate || gate->gate.notify_url.empty())
+    return;
+  auto text = std::string{reminder > 0 ? "troupe: reminder: workflow " : "troupe: workflow "}
+              + st.id + " (" + st.env.def->name + ") " + (reminder > 0 ? "still " : "")
+              + "waits at gate '" + gate_name + "'"
+              + (st.wf.reason.empty() ? "" : ": " + st.wf.reason);
+  nlohmann::json body = {
+    {"text", text},
+    {"workflow_id", st.id},
+    {"definition", st.env.def->name},
+    {"gate", gate_name},
+    {"reason", st.wf.reason},
+    {"key", kernel::idempotency_key(st.id, gate_name, st.wf.visits[gate_name])},
+  };
+  if (reminder > 0)
+    body["reminder"] = reminder;
+  self->send(st.env.notifier, notify_atom::value, gate->gate.notify_url,
+             body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 void execute(self_ptr self, const kernel::command& cmd) {
   auto& st = self->state;
   struct visitor {
@@ -206,23 +231,8 @@ void execute(self_ptr self, const kernel::command& cmd) {
     }
     // parking and finishing are status changes: notify_if_changed reports
     // them; a gate with a webhook also tells whoever decides there
-    void operator()(const kernel::await_signal& c) {
-      const node* gate = st.env.def->find(c.gate);
-      if (!st.env.notifier || !gate || gate->gate.notify_url.empty())
-        return;
-      auto text = "troupe: workflow " + st.id + " (" + st.env.def->name + ") waits at gate '"
-                  + c.gate + "'" + (st.wf.reason.empty() ? "" : ": " + st.wf.reason);
-      nlohmann::json body = {
-        {"text", text},
-        {"workflow_id", st.id},
-        {"definition", st.env.def->name},
-        {"gate", c.gate},
-        {"reason", st.wf.reason},
-        {"key", kernel::idempotency_key(st.id, c.gate, st.wf.visits[c.gate])},
-      };
-      self->send(st.env.notifier, notify_atom::value, gate->gate.notify_url,
-                 body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    }
+    void operator()(const kernel::await_signal& c) { notify_gate(self, c.gate, 0); }
+    void operator()(const kernel::remind& c) { notify_gate(self, c.gate, c.n); }
     void operator()(const kernel::dead_letter& c) {
       spdlog::warn("workflow {} ({}): dead-lettered at '{}' ({}): {}", st.id, st.env.def->name,
                    c.node, c.outcome, c.reason);

@@ -238,7 +238,8 @@ failure_kind read_failure_kind(field_reader& in) {
 kernel::timer_kind read_timer_kind(field_reader& in) {
   auto name = in.str("kind");
   for (auto k : {kernel::timer_kind::step_timeout, kernel::timer_kind::retry_backoff,
-                 kernel::timer_kind::workflow_deadline})
+                 kernel::timer_kind::workflow_deadline, kernel::timer_kind::gate_deadline,
+                 kernel::timer_kind::gate_reminder})
     if (name == kernel::to_string(k))
       return k;
   in.fail("field 'kind': unknown timer kind '" + name + "'");

@@ -18,7 +18,8 @@
 //                      reason (string), tokens (unsigned 64),
 //                      cost_nusd (unsigned 64: nano-dollars)
 //   timer_fired        v (1), timer (unsigned 64), kind (string: step_timeout |
-//                      retry_backoff | workflow_deadline)
+//                      retry_backoff | workflow_deadline | gate_deadline |
+//                      gate_reminder)
 //   signal_received    v (1), gate (string), decision (string),
 //                      patch (any JSON, null when not an edit), by (string)
 //   dlq_retried        v (1), by (string), grant_steps, grant_tokens,

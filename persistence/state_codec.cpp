@@ -28,9 +28,10 @@ constexpr kernel::phase all_phases[] = {
   kernel::phase::backoff,     kernel::phase::at_gate,    kernel::phase::completed,
   kernel::phase::failed,      kernel::phase::dead_lettered,
 };
-constexpr kernel::timer_kind all_timer_kinds[] = {kernel::timer_kind::step_timeout,
-                                                  kernel::timer_kind::retry_backoff,
-                                                  kernel::timer_kind::workflow_deadline};
+constexpr kernel::timer_kind all_timer_kinds[] = {
+  kernel::timer_kind::step_timeout, kernel::timer_kind::retry_backoff,
+  kernel::timer_kind::workflow_deadline, kernel::timer_kind::gate_deadline,
+  kernel::timer_kind::gate_reminder};
 
 // -- encoding -----------------------------------------------------------------
 

@@ -34,7 +34,7 @@
 //
 //   timer object     fire_at_ns (signed 64), id (unsigned 64),
 //                    kind (string: step_timeout | retry_backoff |
-//                    workflow_deadline)
+//                    workflow_deadline | gate_deadline | gate_reminder)
 //   grant object     cost_nusd, steps, tokens (unsigned 64), time_ns
 //                    (unsigned 63)
 //

@@ -79,8 +79,19 @@ struct agent_policy {
 /// (no connection, 408, 429, 5xx) is retried with backoff
 /// (config::notify_retry). Sent once per park as it happens: a process that
 /// dies between the park and the POST does not send it after recovery.
+///
+/// A gate may have a deadline: with no decision `deadline` after the
+/// workflow parks there, the gate takes its "timeout" route (escalate to
+/// another gate, or a failed terminal), else its "reject" route; journaled
+/// as timer_fired{gate_deadline}. With a webhook, `remind_after` sends the
+/// notification again (marked a reminder) after that long without a
+/// decision, up to `reminders` times, each `remind_after` after the last,
+/// none after the deadline.
 struct gate_policy {
   std::string notify_url; ///< "" = nobody; else http:// or https://
+  duration deadline{0};     ///< 0 = wait for ever
+  duration remind_after{0}; ///< 0 = no reminder; needs notify_url
+  uint32_t reminders = 1;   ///< at most this many, >= 1 when remind_after is set
 };
 
 enum class node_kind : uint8_t { agent, gate, terminal };
@@ -162,7 +173,8 @@ public:
 
   /// Adds an agent node running agent `agent`. The first node added is the start.
   definition_builder& agent(std::string name, std::string agent, agent_policy policy = {});
-  /// Adds a gate node that waits for approve / reject / edit.
+  /// Adds a gate node that waits for approve / reject / edit (and, with a
+  /// deadline, routes "timeout").
   definition_builder& gate(std::string name, gate_policy p = {});
   definition_builder& completed(std::string name);
   definition_builder& failed(std::string name);

@@ -166,8 +166,17 @@ std::string check_node(const definition& d, const node& n) {
     case node_kind::gate:
       for (auto& [label, target] : n.routes)
         if (label != outcome::approve && label != outcome::reject && label != outcome::edit
-            && label != outcome::budget)
-          return where + "a gate routes only approve, reject, edit and budget, not '" + label + "'";
+            && label != outcome::budget && label != outcome::timeout)
+          return where + "a gate routes only approve, reject, edit, budget and timeout, not '"
+                 + label + "'";
+      if (n.gate.deadline < duration::zero() || n.gate.remind_after < duration::zero())
+        return where + "gate deadline and remind_after must not be negative";
+      if (n.routes.count(outcome::timeout) && n.gate.deadline == duration::zero())
+        return where + "route 'timeout' needs a gate deadline (gate_policy::deadline)";
+      if (n.gate.remind_after > duration::zero() && n.gate.notify_url.empty())
+        return where + "remind_after needs a notify_url to send the reminder to";
+      if (n.gate.remind_after > duration::zero() && n.gate.reminders == 0)
+        return where + "remind_after with reminders = 0 (at least 1)";
       if (!n.routes.count(outcome::approve))
         return where + "gate has no route for 'approve'";
       if (!n.routes.count(outcome::reject))

@@ -31,6 +31,8 @@ const char* to_string(timer_kind k) {
     case timer_kind::step_timeout: return "step_timeout";
     case timer_kind::retry_backoff: return "retry_backoff";
     case timer_kind::workflow_deadline: return "workflow_deadline";
+    case timer_kind::gate_deadline: return "gate_deadline";
+    case timer_kind::gate_reminder: return "gate_reminder";
   }
   return "unknown";
 }

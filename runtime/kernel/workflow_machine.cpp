@@ -20,6 +20,9 @@
 //   any live     timer_fired{workflow_deadline} cancel_step if running; budget
 //   at_gate      signal_received{gate, verdict} edit merges its patch; enter(route[verdict]),
 //                                                edit without a route takes approve's
+//   at_gate      timer_fired{gate_deadline}     enter(route["timeout"] or route["reject"]),
+//                                                label "timeout"
+//   at_gate      timer_fired{gate_reminder}     remind{gate, n}
 //   dead_lettered dlq_retried{grant}            grant added to the budgets (and deadline);
 //                                                deadline re-armed if still ahead; agent node:
 //                                                schedule(1) in the same visit; gate: at_gate
@@ -29,7 +32,10 @@
 //
 //   enter(n):    completed terminal -> completed: cancel timers, complete
 //                failed terminal    -> failed: cancel timers, fail
-//                gate               -> at_gate: await_signal
+//                gate               -> at_gate: start_timer(gate_deadline)?,
+//                                      start_timer(gate_reminder) for each reminder
+//                                      due before the deadline, await_signal
+//                (entering any node first cancels the gate timers of the gate left)
 //                agent              -> schedule(1)
 //   schedule(a): a budget is spent (max_steps, max_tokens, max_cost_usd, deadline)
 //                -> budget;
@@ -117,7 +123,28 @@ struct builder {
     }
   }
 
+  // How many reminders a wait at gate `g` sends: those due before its deadline.
+  static uint32_t reminders_due(const node& g) {
+    if (g.gate.remind_after <= duration::zero())
+      return 0;
+    uint32_t k = 0;
+    while (k < g.gate.reminders
+           && (g.gate.deadline <= duration::zero() || g.gate.remind_after * (k + 1) < g.gate.deadline))
+      ++k;
+    return k;
+  }
+
+  // Arms a gate's deadline and its reminders, as of now.
+  void arm_gate(const node& g) {
+    if (g.gate.deadline > duration::zero())
+      arm(timer_kind::gate_deadline, at + g.gate.deadline);
+    for (uint32_t k = 1; k <= reminders_due(g); ++k)
+      arm(timer_kind::gate_reminder, at + g.gate.remind_after * k);
+  }
+
   void enter(const std::string& target, const std::string& label, const std::string& reason) {
+    disarm(timer_kind::gate_deadline); // the gate left, if any, no longer waits
+    disarm(timer_kind::gate_reminder);
     const node& n = *def.find(target);
     switch (n.kind) {
       case node_kind::terminal:
@@ -134,6 +161,7 @@ struct builder {
         s.reason = reason; // why it parked, when a failure or budget led here
         ++s.visits[target];
         s.at = phase::at_gate;
+        arm_gate(n);
         out.emplace_back(await_signal{target});
         return;
       case node_kind::agent:
@@ -330,6 +358,23 @@ caf::error on(builder& b, const event& e, const timer_fired& ev) {
     case timer_kind::workflow_deadline:
       b.budget("deadline passed", b.s.at == phase::running);
       break;
+    case timer_kind::gate_deadline: {
+      const node& g = b.current();
+      auto route = g.routes.find(outcome::timeout);
+      if (route == g.routes.end())
+        route = g.routes.find(outcome::reject);
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(g.gate.deadline).count();
+      b.enter(route->second, outcome::timeout,
+              "gate '" + g.name + "': no decision within " + std::to_string(ms) + " ms");
+      break;
+    }
+    case timer_kind::gate_reminder: {
+      uint32_t left = 0;
+      for (auto& [id, t] : b.s.timers)
+        left += t.kind == timer_kind::gate_reminder ? 1 : 0;
+      b.out.emplace_back(remind{b.s.node, builder::reminders_due(b.current()) - left});
+      break;
+    }
   }
   return {};
 }
@@ -375,6 +420,7 @@ caf::error on(builder& b, const event& e, const dlq_retried& ev) {
   const node& n = b.current();
   if (n.kind == node_kind::gate) {
     b.s.at = phase::at_gate;
+    b.arm_gate(n); // a fresh wait for a decision
     b.out.emplace_back(await_signal{n.name});
     return {};
   }

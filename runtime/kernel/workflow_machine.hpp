@@ -51,7 +51,13 @@ struct step_failed {
   uint64_t tokens = 0;
   uint64_t cost_nusd = 0; ///< the attempt's model cost, nano-dollars (to_nano_usd)
 };
-enum class timer_kind : uint8_t { step_timeout, retry_backoff, workflow_deadline };
+enum class timer_kind : uint8_t {
+  step_timeout,
+  retry_backoff,
+  workflow_deadline,
+  gate_deadline, ///< a gate's decision deadline (gate_policy::deadline)
+  gate_reminder, ///< a gate's reminder (gate_policy::remind_after)
+};
 const char* to_string(timer_kind k);
 
 struct timer_fired {
@@ -136,6 +142,11 @@ struct cancel_timer {
 struct await_signal {
   std::string gate;
 };
+/// Tell the gate's webhook again that the workflow still waits there.
+struct remind {
+  std::string gate;
+  uint32_t n = 0; ///< 1 for the first reminder
+};
 /// The workflow reached a completed terminal.
 struct complete {
   std::string terminal;
@@ -156,7 +167,7 @@ struct fail {
 };
 
 using command = std::variant<schedule_step, run_agent, cancel_step, start_timer, cancel_timer,
-                             await_signal, dead_letter, complete, fail>;
+                             await_signal, remind, dead_letter, complete, fail>;
 
 // -- state ------------------------------------------------------------------
 

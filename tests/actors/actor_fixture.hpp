@@ -53,6 +53,7 @@ struct actor_fixture : test_coordinator_fixture<> {
   std::shared_ptr<flaky_journal> store = std::make_shared<flaky_journal>(make_memory_journal());
   scripted_model_config model_cfg;
   caf::actor journal, model, timers, manager;
+  caf::actor notifier; ///< gate webhooks go here if a test sets it (before boot)
 
   /// Spawns the service actors; call after filling reg and model_cfg.
   void boot() {
@@ -67,7 +68,7 @@ struct actor_fixture : test_coordinator_fixture<> {
   manager_env manager_config() {
     // a new seed per boot, as a restarted process has: ids must not repeat
     return {reg,   journal,        model,     nullptr, nullptr, seeded_random(++boots),
-            store, snapshot_every, passivate, timers, nullptr, nullptr, nullptr};
+            store, snapshot_every, passivate, timers, notifier, nullptr, nullptr};
   }
 
   uint32_t snapshot_every = 0;
@@ -75,7 +76,7 @@ struct actor_fixture : test_coordinator_fixture<> {
   uint64_t boots = 0;
 
   ~actor_fixture() {
-    for (auto& a : {manager, model, journal, timers})
+    for (auto& a : {manager, model, journal, timers, notifier})
       if (a)
         caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sched.run();

@@ -645,3 +645,92 @@ TEST_CASE_METHOD(fixture, "an attempt whose agent's runners have stopped fails a
   caf::anon_send_exit(wf, caf::exit_reason::user_shutdown);
   sched.run();
 }
+
+namespace {
+
+/// Records every webhook a workflow asks for: (url, JSON body).
+struct posted {
+  std::vector<std::pair<std::string, nlohmann::json>> all;
+};
+
+caf::behavior recording_notifier(caf::event_based_actor*, std::shared_ptr<posted> log) {
+  return {
+    [log](notify_atom, const std::string& url, const std::string& body) {
+      log->all.emplace_back(url, nlohmann::json::parse(body));
+    },
+  };
+}
+
+definition escalating() {
+  gate_policy g;
+  g.notify_url = "http://hooks.example/approve";
+  g.deadline = 10min;
+  g.remind_after = 4min;
+  g.reminders = 5; // only 2 fit before the deadline
+  return *definition_builder{"escalating"}
+            .gate("first", g).on("approve", "done").on("reject", "no").on("timeout", "boss")
+            .gate("boss").on("approve", "done").on("reject", "no")
+            .completed("done")
+            .failed("no")
+            .build();
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "a parked gate reminds at its times and escalates at its deadline, "
+                          "woken from the journal each time") {
+  auto log = std::make_shared<posted>();
+  notifier = sys.spawn(recording_notifier, log);
+  define(escalating());
+  boot();
+  auto id = start("escalating");
+  CHECK(static_cast<workflow_status>(status(id).status) == workflow_status::parked);
+  REQUIRE(log->all.size() == 1); // parked: told once
+  CHECK(log->all[0].second.count("reminder") == 0);
+  CHECK(advance_time(4min - 1ns) == 0);
+  advance_time(1ns); // the manager wakes the passive workflow; its reminder fires
+  sched.run();
+  REQUIRE(log->all.size() == 2);
+  CHECK(log->all[1].first == "http://hooks.example/approve");
+  CHECK(log->all[1].second.at("reminder") == 1);
+  CHECK(log->all[1].second.at("text").get<std::string>().find("troupe: reminder: workflow " + id
+                                                               + " (escalating) still waits "
+                                                                 "at gate 'first'")
+        == 0);
+  advance_time(4min);
+  sched.run();
+  REQUIRE(log->all.size() == 3);
+  CHECK(log->all[2].second.at("reminder") == 2);
+  advance_time(2min); // 10 min: no decision
+  sched.run();
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::parked);
+  CHECK(s.node == "boss");
+  CHECK(s.reason == "gate 'first': no decision within 600000 ms");
+  CHECK(log->all.size() == 3); // boss has no webhook
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "timer_fired gate_reminder",
+                                              "timer_fired gate_reminder",
+                                              "timer_fired gate_deadline"});
+  CHECK(is(signal(id, "first", "approve"), errc::bad_signal)); // too late for that gate
+  REQUIRE_FALSE(signal(id, "boss", "approve"));
+  CHECK(static_cast<workflow_status>(status(id).status) == workflow_status::completed);
+}
+
+TEST_CASE_METHOD(fixture, "a decision before the deadline cancels the reminders and the "
+                          "deadline") {
+  auto log = std::make_shared<posted>();
+  notifier = sys.spawn(recording_notifier, log);
+  define(escalating());
+  boot();
+  auto id = start("escalating");
+  advance_time(1min);
+  sched.run();
+  REQUIRE_FALSE(signal(id, "first", "reject"));
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::failed);
+  CHECK(s.outcome == "reject");
+  advance_time(20min);
+  sched.run();
+  CHECK(log->all.size() == 1); // no reminder after the decision
+  CHECK(trace(id).back() == "signal_received first reject");
+}

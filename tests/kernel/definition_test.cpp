@@ -97,6 +97,25 @@ TEST_CASE("validation refuses a broken definition, naming node and problem", "[d
      [] { B b{"t"}; return covered(b, "a").on("low_confidence", "done").completed("done")
                              .build(); },
      {"node 'a'", "outcome 'ok' has no route"}},
+    {"a gate's timeout route without a deadline",
+     [] { return B{"t"}.gate("g").on("approve", "done").on("reject", "done")
+                   .on("timeout", "done").completed("done").build(); },
+     {"node 'g'", "route 'timeout' needs a gate deadline"}},
+    {"a gate reminder without a webhook",
+     [] { gate_policy p; p.remind_after = 1ms;
+          return B{"t"}.gate("g", p).on("approve", "done").on("reject", "done")
+                   .completed("done").build(); },
+     {"node 'g'", "remind_after needs a notify_url"}},
+    {"a gate reminder count of 0",
+     [] { gate_policy p; p.remind_after = 1ms; p.reminders = 0; p.notify_url = "http://x/";
+          return B{"t"}.gate("g", p).on("approve", "done").on("reject", "done")
+                   .completed("done").build(); },
+     {"node 'g'", "reminders = 0"}},
+    {"a negative gate deadline",
+     [] { gate_policy p; p.deadline = -1ms;
+          return B{"t"}.gate("g", p).on("approve", "done").on("reject", "done")
+                   .completed("done").build(); },
+     {"node 'g'", "must not be negative"}},
     {"zero max_attempts",
      [] { B b{"t"}; return covered(b, "a", [] { auto p = with_fallback("done");
                              p.retry.max_attempts = 0; return p; }()).on("ok", "done")

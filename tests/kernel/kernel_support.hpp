@@ -119,6 +119,9 @@ inline std::string render(const command& c) {
     std::string operator()(const await_signal& x) const {
       return "await_signal(" + x.gate + ")";
     }
+    std::string operator()(const remind& x) const {
+      return "remind(" + x.gate + "," + std::to_string(x.n) + ")";
+    }
     std::string operator()(const dead_letter& x) const {
       return "dead_letter(" + x.node + "," + x.outcome + ")";
     }

@@ -67,6 +67,27 @@ definition unrouted(budgets limits = {}) {
                .build());
 }
 
+// A gate with a deadline and reminders: "a" ok -> g; g (deadline 1000 ms,
+// a reminder every 300 ms, at most `reminders`) approve -> done, reject ->
+// rejected, timeout -> boss (when `escalate`; else a's exhausted route
+// reaches boss); boss is a plain gate.
+definition gated(uint32_t reminders = 3, bool escalate = true) {
+  gate_policy g;
+  g.notify_url = "http://127.0.0.1:1/hook";
+  g.deadline = std::chrono::milliseconds{1000};
+  g.remind_after = std::chrono::milliseconds{300};
+  g.reminders = reminders;
+  definition_builder b{"gated"};
+  b.agent("a", "worker").on("ok", "g").on("exhausted", escalate ? "rejected" : "boss")
+      .gate("g", g).on("approve", "done").on("reject", "rejected");
+  if (escalate)
+    b.on("timeout", "boss");
+  return built(b.gate("boss").on("approve", "done").on("reject", "rejected")
+                 .completed("done")
+                 .failed("rejected")
+                 .build());
+}
+
 using check_fn = std::function<void(const workflow_state&)>;
 
 struct row {
@@ -121,6 +142,9 @@ const history U2 = {started(1000), scheduled(1000, "a", 1),
                     failed(1100, "a", 1, failure_kind::crashed), retry_fired(1300, 2),
                     scheduled(1300, "a", 2)};
 const history UD = U2 + history{failed(1400, "a", 2, failure_kind::crashed)};
+// "gated" (see above): at gate g since 1200; timer 2 = its deadline @2200,
+// 3-5 = reminders @1500, @1800, @2100
+const history GG = {started(1000), scheduled(1000, "a", 1), completed(1200, "a", 1, "ok")};
 // dead-lettered at review: the 500 ms deadline passed at the gate (DL)
 const history GD = G + history{deadline_fired(1500, 1)};
 
@@ -427,6 +451,43 @@ std::vector<row> accepted_rows() {
     {"a failed terminal cancels every timer", DL, G, signal(1300, "review", "reject"),
      phase::failed, {"cancel_timer(1)", "fail(rejected,reject)"},
      [](const workflow_state& s) { CHECK(s.timers.empty()); }},
+    // -- gate deadlines and reminders -------------------------------------------
+    {"a gate with a deadline arms it and each reminder due before it", gated(), 
+     {started(1000), scheduled(1000, "a", 1)}, completed(1200, "a", 1, "ok"), phase::at_gate,
+     {"cancel_timer(1)", "start_timer(2,gate_deadline,2200ms)",
+      "start_timer(3,gate_reminder,1500ms)", "start_timer(4,gate_reminder,1800ms)",
+      "start_timer(5,gate_reminder,2100ms)", "await_signal(g)"}},
+    {"reminders stop at the deadline, whatever their count", gated(10),
+     {started(1000), scheduled(1000, "a", 1)}, completed(1200, "a", 1, "ok"), phase::at_gate,
+     {"cancel_timer(1)", "start_timer(2,gate_deadline,2200ms)",
+      "start_timer(3,gate_reminder,1500ms)", "start_timer(4,gate_reminder,1800ms)",
+      "start_timer(5,gate_reminder,2100ms)", "await_signal(g)"}},
+    {"a reminder fires: remind, still at the gate", gated(), GG,
+     fired(ms(1500), 3, timer_kind::gate_reminder), phase::at_gate, {"remind(g,1)"},
+     [](const workflow_state& s) { CHECK(s.timers.size() == 3); }},
+    {"the last reminder is numbered so", gated(),
+     GG + history{fired(ms(1500), 3, timer_kind::gate_reminder),
+                  fired(ms(1800), 4, timer_kind::gate_reminder)},
+     fired(ms(2100), 5, timer_kind::gate_reminder), phase::at_gate, {"remind(g,3)"}},
+    {"a decision cancels the gate's deadline and reminders", gated(), GG,
+     signal(1300, "g", "approve"), phase::completed,
+     {"cancel_timer(2)", "cancel_timer(3)", "cancel_timer(4)", "cancel_timer(5)",
+      "complete(done)"}},
+    {"no decision by the deadline escalates by the timeout route", gated(), GG,
+     fired(ms(2200), 2, timer_kind::gate_deadline), phase::at_gate,
+     {"cancel_timer(3)", "cancel_timer(4)", "cancel_timer(5)", "await_signal(boss)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "boss");
+       CHECK(s.reason == "gate 'g': no decision within 1000 ms");
+       CHECK(s.timers.empty());
+     }},
+    {"no decision by the deadline and no timeout route: the reject route", gated(3, false), GG,
+     fired(ms(2200), 2, timer_kind::gate_deadline), phase::failed,
+     {"cancel_timer(3)", "cancel_timer(4)", "cancel_timer(5)", "fail(rejected,timeout)"},
+     [](const workflow_state& s) {
+       CHECK(s.outcome == "timeout");
+       CHECK(s.reason == "gate 'g': no decision within 1000 ms");
+     }},
     // -- dead letter ------------------------------------------------------------
     {"retries exhausted with no route: dead-lettered at the node", unrouted(), U2,
      failed(1400, "a", 2, failure_kind::crashed), phase::dead_lettered,
@@ -599,6 +660,10 @@ TEST_CASE("apply() refuses events that do not fit, leaving the state as it was",
      completed(2000, "a", 2, "ok"), inv, "no attempt is running"},
     {"a drop after a drop", unrouted(), UD + history{dlq_drop(5000)}, dlq_drop(5100), done,
      "has finished"},
+    {"a gate deadline after the decision", gated(), GG + history{signal(1300, "g", "reject")},
+     fired(ms(2200), 2, timer_kind::gate_deadline), done, "has finished"},
+    {"a reminder that is a deadline", gated(), GG, fired(ms(2200), 3, timer_kind::gate_deadline),
+     inv, "timer 3 is a gate_reminder timer, not gate_deadline"},
   };
   for (auto& r : table) {
     DYNAMIC_SECTION(r.name) {

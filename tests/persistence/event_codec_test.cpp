@@ -84,6 +84,8 @@ std::vector<event> sample_history() {
     timer_fired{instant{-6}, std::numeric_limits<uint64_t>::max()},
     timer_fired{instant{6}, 2, troupe::kernel::timer_kind::retry_backoff},
     timer_fired{instant{7}, 3, troupe::kernel::timer_kind::workflow_deadline},
+    timer_fired{instant{8}, 4, troupe::kernel::timer_kind::gate_deadline},
+    timer_fired{instant{9}, 5, troupe::kernel::timer_kind::gate_reminder},
     signal_received{instant{7'000}, "review", "edit", nested_patch, "Zoë <zoe@example.org>"},
     signal_received{instant{8'000}, "review", "approve", nullptr, ""},
     dlq_retried{instant{9'000}, "ops ✓",

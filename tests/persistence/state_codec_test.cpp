@@ -124,7 +124,8 @@ TEST_CASE("every timer kind round-trips") {
     REQUIRE(back);
     CHECK(*back == s);
   }
-  CHECK(names == std::set<std::string>{"step_timeout", "retry_backoff", "workflow_deadline"});
+  CHECK(names == std::set<std::string>{"step_timeout", "retry_backoff", "workflow_deadline",
+                                       "gate_deadline", "gate_reminder"});
 }
 
 TEST_CASE("the initial state round-trips") {
