@@ -121,6 +121,17 @@ public:
     return unsigned_value(key, field(key), std::numeric_limits<uint64_t>::max());
   }
 
+  bool boolean(const char* key) {
+    const json* f = field(key);
+    if (f == nullptr)
+      return false;
+    if (!f->is_boolean()) {
+      wrong_type(key, "a boolean", *f);
+      return false;
+    }
+    return f->get<bool>();
+  }
+
   uint32_t u32(const char* key) {
     return static_cast<uint32_t>(
       unsigned_value(key, field(key), std::numeric_limits<uint32_t>::max()));
@@ -308,7 +319,10 @@ std::string encode_state(const kernel::workflow_state& s) {
     {"outcome", s.outcome},
     {"phase", kernel::to_string(s.at)},
     {"reason", s.reason},
+    {"resume_attempt", s.resume_attempt},
+    {"resume_node", s.resume_node},
     {"seed", s.seed},
+    {"soft_passed", s.soft_passed},
     {"started_at_ns", s.started_at.count()},
     {"steps", s.steps},
     {"timers", encode_timers(s.timers)},
@@ -359,7 +373,13 @@ caf::expected<kernel::workflow_state> decode_state(const std::string& text,
   s.outcome = in.str("outcome");
   s.at = read_phase(in);
   s.reason = in.str("reason");
+  if (version >= 3) {
+    s.resume_attempt = in.u32("resume_attempt");
+    s.resume_node = in.str("resume_node");
+  }
   s.seed = in.u64("seed");
+  if (version >= 3)
+    s.soft_passed = in.boolean("soft_passed");
   s.started_at = in.nanoseconds("started_at_ns");
   s.steps = in.u64("steps");
   s.timers = read_timers(in);

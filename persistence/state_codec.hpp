@@ -22,7 +22,10 @@
 //                    at_gate | completed | failed |
 //                    dead_lettered
 //   reason           string                          reason
+//   resume_attempt   unsigned 32                     resume_attempt (since v3)
+//   resume_node      string                          resume_node (since v3)
 //   seed             unsigned 64                     seed
+//   soft_passed      boolean                         soft_passed (since v3)
 //   started_at_ns    signed 64 (instant::count())    started_at
 //   steps            unsigned 64                     steps
 //   timers           array of timer objects,         timers
@@ -39,8 +42,10 @@
 //                    (unsigned 63)
 //
 //   e.g. {"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,
-//         "granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":2,"node":"extract","outcome":"","phase":"running",
-//         "reason":"","seed":7,"started_at_ns":1000000,"steps":1,"timers":
+//         "granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":2,
+//         "node":"extract","outcome":"","phase":"running","reason":"",
+//         "resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,
+//         "started_at_ns":1000000,"steps":1,"timers":
 //         [{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],
 //         "tokens":0,"v":3,"visits":{"extract":1}}
 //   (one line in the journal)
@@ -52,7 +57,8 @@
 //   (3) `v` is a version this build knows (1 to 3), checked before any other
 //       field. A format change bumps `v` and edits this comment first; old
 //       versions stay decodable. Version 1 had no cost_nusd (it decodes as 0),
-//       versions 1 and 2 no granted (it decodes as all 0).
+//       versions 1 and 2 no granted, resume_attempt, resume_node or
+//       soft_passed (they decode as 0, "" and false).
 //   (4) Every key listed above (for the snapshot's version) is present with its type, in the snapshot and
 //       in each timer object. Nothing is defaulted.
 //   (5) No other key is present, in the snapshot or in a timer object.

@@ -121,6 +121,14 @@ struct budgets {
   uint64_t max_tokens = 0;  ///< model tokens, failed attempts included
   double max_cost_usd = 0;  ///< model cost by the gateway's price tables, failed attempts included
   duration deadline{0};     ///< wall-clock time from start
+  /// A soft threshold: once the tokens or cost used reach this share of
+  /// max_tokens or max_cost_usd (say 0.8), the workflow parks at gate
+  /// `soft_gate` before its next attempt instead of going on, once per
+  /// workflow. Approve (or edit) there resumes the attempt it stopped
+  /// before (the gate's own approve route is not taken); reject takes the
+  /// gate's reject route. 0 = off; else in (0, 1), with soft_gate a gate.
+  double soft_share = 0;
+  std::string soft_gate;
 };
 
 /// Costs are journaled and summed as whole nano-dollars (1e-9 USD), so a

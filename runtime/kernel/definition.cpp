@@ -268,8 +268,21 @@ caf::error validate(const definition& d) {
   for (auto& n : d.nodes)
     if (auto why = check_node(d, n); !why.empty())
       return refuse(why);
+  if (d.limits.soft_share != 0 || !d.limits.soft_gate.empty()) {
+    const auto& b = d.limits;
+    if (!(b.soft_share > 0 && b.soft_share < 1))
+      return refuse("budget soft_share must be between 0 and 1, exclusive (got "
+                    + std::to_string(b.soft_share) + ")");
+    if (b.max_tokens == 0 && b.max_cost_usd == 0)
+      return refuse("a soft budget needs a max_tokens or max_cost_usd budget to be a share of");
+    auto g = d.find(b.soft_gate);
+    if (!g || g->kind != node_kind::gate)
+      return refuse("soft_gate '" + b.soft_gate + "' is not a gate node");
+  }
   std::set<std::string> seen{d.start};
   std::deque<std::string> todo{d.start};
+  if (!d.limits.soft_gate.empty() && seen.insert(d.limits.soft_gate).second)
+    todo.push_back(d.limits.soft_gate); // reached by the soft budget
   while (!todo.empty()) {
     auto n = d.find(todo.front());
     todo.pop_front();

@@ -56,7 +56,8 @@ bool workflow_state::operator==(const workflow_state& o) const {
          && steps == o.steps && tokens == o.tokens && cost_nusd == o.cost_nusd && seed == o.seed && started_at == o.started_at
          && deadline == o.deadline && events == o.events && next_timer == o.next_timer
          && timers == o.timers && visits == o.visits && outcome == o.outcome && reason == o.reason
-         && granted == o.granted;
+         && granted == o.granted && soft_passed == o.soft_passed
+         && resume_node == o.resume_node && resume_attempt == o.resume_attempt;
 }
 
 duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& node,

@@ -20,6 +20,8 @@
 //   any live     timer_fired{workflow_deadline} cancel_step if running; budget
 //   at_gate      signal_received{gate, verdict} edit merges its patch; enter(route[verdict]),
 //                                                edit without a route takes approve's
+//   at_gate (soft gate, resume_node set) signal approve/edit: edit merges; node =
+//                                                resume_node, schedule(resume_attempt)
 //   at_gate      timer_fired{gate_deadline}     enter(route["timeout"] or route["reject"]),
 //                                                label "timeout"
 //   at_gate      timer_fired{gate_reminder}     remind{gate, n}
@@ -39,6 +41,9 @@
 //                agent              -> schedule(1)
 //   schedule(a): a budget is spent (max_steps, max_tokens, max_cost_usd, deadline)
 //                -> budget;
+//                the soft share of max_tokens or max_cost_usd is reached, the first
+//                time -> resume_node/attempt = (node, a), enter(soft_gate) with label
+//                "budget";
 //                else -> scheduling: schedule_step{node, a}
 //   fail(kind):  failure_route(node, kind, attempt): retry -> backoff: start_timer(
 //                retry_backoff, now + backoff_delay); a route -> enter(target); none
@@ -145,6 +150,8 @@ struct builder {
   void enter(const std::string& target, const std::string& label, const std::string& reason) {
     disarm(timer_kind::gate_deadline); // the gate left, if any, no longer waits
     disarm(timer_kind::gate_reminder);
+    s.resume_node.clear(); // a soft gate left by its own routes resumes nothing
+    s.resume_attempt = 0;
     const node& n = *def.find(target);
     switch (n.kind) {
       case node_kind::terminal:
@@ -190,9 +197,36 @@ struct builder {
     return {};
   }
 
+  // Why the soft budget threshold stops the workflow now, or "".
+  std::string soft_threshold() const {
+    const auto& b = def.limits;
+    if (b.soft_share <= 0 || s.soft_passed)
+      return {};
+    auto share = [&](uint64_t max) {
+      return static_cast<uint64_t>(static_cast<double>(max) * b.soft_share);
+    };
+    auto pct = std::to_string(static_cast<int>(b.soft_share * 100 + 0.5)) + "%";
+    if (b.max_tokens > 0 && s.tokens >= share(b.max_tokens + s.granted.tokens))
+      return "soft budget: " + std::to_string(s.tokens) + " tokens used, " + pct + " of "
+             + std::to_string(b.max_tokens + s.granted.tokens) + " reached";
+    auto max_cost = to_nano_usd(b.max_cost_usd) + s.granted.cost_nusd;
+    if (b.max_cost_usd > 0 && s.cost_nusd >= share(max_cost))
+      return "soft budget: " + usd(s.cost_nusd) + " used, " + pct + " of " + usd(max_cost)
+             + " reached";
+    return {};
+  }
+
   void schedule(uint32_t attempt) {
     if (auto why = spent_budget(); !why.empty())
       return budget(why);
+    if (auto why = soft_threshold(); !why.empty()) {
+      auto node = s.node;
+      s.soft_passed = true;
+      enter(def.limits.soft_gate, outcome::budget, "node '" + node + "': " + why);
+      s.resume_node = node;
+      s.resume_attempt = attempt;
+      return;
+    }
     s.at = phase::scheduling;
     s.attempt = attempt;
     out.emplace_back(schedule_step{s.node, attempt});
@@ -397,6 +431,18 @@ caf::error on(builder& b, const event& e, const signal_received& ev) {
       route = routes.find(outcome::approve);
   }
   std::string who = ev.by.empty() ? "" : " by '" + ev.by + "'";
+  if (!b.s.resume_node.empty() && ev.decision != outcome::reject) {
+    // the soft budget gate: go on with the attempt that waited for it
+    b.disarm(timer_kind::gate_deadline);
+    b.disarm(timer_kind::gate_reminder);
+    b.s.node = b.s.resume_node;
+    b.s.reason = "gate '" + ev.gate + "': " + ev.decision + who + ": over the soft budget";
+    auto attempt = b.s.resume_attempt;
+    b.s.resume_node.clear();
+    b.s.resume_attempt = 0;
+    b.schedule(attempt);
+    return {};
+  }
   b.enter(route->second, ev.decision,
           "gate '" + ev.gate + "': " + ev.decision + who);
   return {};

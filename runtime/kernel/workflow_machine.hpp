@@ -210,6 +210,9 @@ struct workflow_state {
   std::string reason;   ///< failed or dead-lettered: why; else the failure or budget that
                         ///< routed here (or "")
   budget_grant granted; ///< budget added by dead-letter retries, in all
+  bool soft_passed = false; ///< the soft budget threshold has parked it once
+  std::string resume_node;  ///< at the soft gate: the node whose attempt waits
+  uint32_t resume_attempt = 0; ///< ... and that attempt's number
 
   bool finished() const { return at == phase::completed || at == phase::failed; }
   bool operator==(const workflow_state& o) const;

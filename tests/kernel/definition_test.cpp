@@ -116,6 +116,21 @@ TEST_CASE("validation refuses a broken definition, naming node and problem", "[d
           return B{"t"}.gate("g", p).on("approve", "done").on("reject", "done")
                    .completed("done").build(); },
      {"node 'g'", "must not be negative"}},
+    {"a soft share out of range",
+     [] { budgets b; b.max_tokens = 10; b.soft_share = 1.0; b.soft_gate = "g";
+          return B{"t"}.gate("g").on("approve", "done").on("reject", "done")
+                   .completed("done").limits(b).build(); },
+     {"soft_share must be between 0 and 1"}},
+    {"a soft budget without a budget to be a share of",
+     [] { budgets b; b.soft_share = 0.8; b.soft_gate = "g";
+          return B{"t"}.gate("g").on("approve", "done").on("reject", "done")
+                   .completed("done").limits(b).build(); },
+     {"needs a max_tokens or max_cost_usd"}},
+    {"a soft gate that is not a gate",
+     [] { budgets b; b.max_tokens = 10; b.soft_share = 0.8; b.soft_gate = "done";
+          return B{"t"}.gate("g").on("approve", "done").on("reject", "done")
+                   .completed("done").limits(b).build(); },
+     {"soft_gate 'done' is not a gate node"}},
     {"zero max_attempts",
      [] { B b{"t"}; return covered(b, "a", [] { auto p = with_fallback("done");
                              p.retry.max_attempts = 0; return p; }()).on("ok", "done")

@@ -88,6 +88,26 @@ definition gated(uint32_t reminders = 3, bool escalate = true) {
                  .build());
 }
 
+// A soft budget: "a" ok -> "b" ok -> done; max_tokens 100, soft share 0.8
+// at gate "over" (approve -> done, never taken while resuming; reject ->
+// stopped).
+definition soft() {
+  budgets b;
+  b.max_tokens = 100;
+  b.soft_share = 0.8;
+  b.soft_gate = "over";
+  agent_policy p;
+  p.timeout = std::chrono::milliseconds{1000};
+  return built(definition_builder{"soft"}
+                 .agent("a", "worker", p).on("ok", "b")
+                 .agent("b", "worker", p).on("ok", "done")
+                 .gate("over").on("approve", "done").on("reject", "stopped")
+                 .completed("done")
+                 .failed("stopped")
+                 .limits(b)
+                 .build());
+}
+
 using check_fn = std::function<void(const workflow_state&)>;
 
 struct row {
@@ -145,6 +165,9 @@ const history UD = U2 + history{failed(1400, "a", 2, failure_kind::crashed)};
 // "gated" (see above): at gate g since 1200; timer 2 = its deadline @2200,
 // 3-5 = reminders @1500, @1800, @2100
 const history GG = {started(1000), scheduled(1000, "a", 1), completed(1200, "a", 1, "ok")};
+// "soft": a ran and spent 80 tokens, so b waits at the soft gate "over"
+const history SA = {started(1000), scheduled(1000, "a", 1)};
+const history SO = SA + history{completed(1200, "a", 1, "ok", json::object(), 80)};
 // dead-lettered at review: the 500 ms deadline passed at the gate (DL)
 const history GD = G + history{deadline_fired(1500, 1)};
 
@@ -488,6 +511,42 @@ std::vector<row> accepted_rows() {
        CHECK(s.outcome == "timeout");
        CHECK(s.reason == "gate 'g': no decision within 1000 ms");
      }},
+    // -- soft budget --------------------------------------------------------------
+    {"the soft share reached parks at the soft gate before the next attempt", soft(), SA,
+     completed(1200, "a", 1, "ok", json::object(), 80), phase::at_gate,
+     {"cancel_timer(1)", "await_signal(over)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "over");
+       CHECK(s.resume_node == "b");
+       CHECK(s.resume_attempt == 1);
+       CHECK(s.soft_passed);
+       CHECK(s.reason == "node 'b': soft budget: 80 tokens used, 80% of 100 reached");
+       CHECK(s.visits.at("b") == 1);
+     }},
+    {"below the soft share the workflow goes on", soft(), SA,
+     completed(1200, "a", 1, "ok", json::object(), 79), phase::scheduling,
+     {"cancel_timer(1)", "schedule_step(b,1)"}},
+    {"approve at the soft gate resumes the waiting attempt, not the gate's route", soft(), SO,
+     signal(1300, "over", "approve"), phase::scheduling, {"schedule_step(b,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "b");
+       CHECK(s.resume_node.empty());
+       CHECK(s.visits.at("b") == 1); // the same visit
+       CHECK(s.reason == "gate 'over': approve by 'ann': over the soft budget");
+     }},
+    {"edit at the soft gate merges and resumes", soft(), SO,
+     signal(1300, "over", "edit", {{"cap", 5}}), phase::scheduling, {"schedule_step(b,1)"},
+     [](const workflow_state& s) { CHECK(s.data.at("cap") == 5); }},
+    {"the soft gate parks once: later attempts go on until the hard budget", soft(),
+     SO + history{signal(1300, "over", "approve"), scheduled(1300, "b", 1)},
+     completed(1400, "b", 1, "ok", json::object(), 10), phase::completed,
+     {"cancel_timer(2)", "complete(done)"}},
+    {"reject at the soft gate takes its reject route", soft(), SO,
+     signal(1300, "over", "reject"), phase::failed, {"fail(stopped,reject)"},
+     [](const workflow_state& s) { CHECK(s.resume_node.empty()); }},
+    {"the hard budget wins over the soft one", soft(), SA,
+     completed(1200, "a", 1, "ok", json::object(), 100), phase::dead_lettered,
+     {"cancel_timer(1)", "dead_letter(b,budget)"}},
     // -- dead letter ------------------------------------------------------------
     {"retries exhausted with no route: dead-lettered at the node", unrouted(), U2,
      failed(1400, "a", 2, failure_kind::crashed), phase::dead_lettered,

@@ -56,6 +56,9 @@ workflow_state full_state(phase p) {
   s.outcome = "low_confidence";
   s.reason = "node 'extract': crashed: tab \t and \"quotes\"";
   s.granted = {3, u64_max, 7, duration{i64_max}};
+  s.soft_passed = true;
+  s.resume_node = "analyze";
+  s.resume_attempt = u32_max;
   return s;
 }
 
@@ -132,7 +135,8 @@ TEST_CASE("the initial state round-trips") {
   auto text = encode_state(workflow_state{});
   CHECK(text == R"({"attempt":0,"cost_nusd":0,"data":{},"deadline_ns":0,"events":0,)"
                 R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":1,)"
-                R"("node":"","outcome":"","phase":"not_started","reason":"","seed":0,)"
+                R"("node":"","outcome":"","phase":"not_started","reason":"","resume_attempt":0,)"
+                R"("resume_node":"","seed":0,"soft_passed":false,)"
                 R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"v":3,"visits":{}})");
   auto back = decode_state(text, "wf-1", 0);
   REQUIRE(back);
@@ -147,7 +151,8 @@ TEST_CASE("a snapshot is the documented one-line JSON") {
     R"({"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,)"
     R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},)"
     R"("next_timer":2,"node":"extract","outcome":"","phase":"running",)"
-    R"("reason":"","seed":7,"started_at_ns":1000000,"steps":1,"timers":)"
+    R"("reason":"","resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,)"
+    R"("started_at_ns":1000000,"steps":1,"timers":)"
     R"([{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],)"
     R"("tokens":0,"v":3,"visits":{"extract":1}})";
   CHECK(encode_state(t->state) == expected);
@@ -272,7 +277,7 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
     snapshot.erase(item.key());
     check_corrupt(decode(snapshot), "missing field '" + item.key() + "'");
   }
-  CHECK(base.size() == 18);
+  CHECK(base.size() == 21);
   for (const char* key : {"fire_at_ns", "id", "kind"}) {
     INFO(key);
     auto snapshot = base;
@@ -283,11 +288,14 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
 
 TEST_CASE("a version 2 snapshot, written before dead-letter grants, decodes with none") {
   auto v2 = valid_snapshot();
-  v2.erase("granted");
+  for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed"})
+    v2.erase(key);
   v2["v"] = 2;
   auto s = decode(v2);
   REQUIRE(s);
   CHECK(s->granted == budget_grant{});
+  CHECK_FALSE(s->soft_passed);
+  CHECK(s->resume_node.empty());
   CHECK(s->node == "extract");
   v2["granted"] = {{"cost_nusd", 0}, {"steps", 0}, {"time_ns", 0}, {"tokens", 0}};
   check_corrupt(decode(v2), "unexpected field 'granted'");
@@ -306,12 +314,16 @@ TEST_CASE("a grant's fields are checked like the snapshot's") {
   snap = valid_snapshot();
   snap["granted"] = 3;
   check_corrupt(decode(snap), "field 'granted': expected an object");
+  snap = valid_snapshot();
+  snap["soft_passed"] = 1;
+  check_corrupt(decode(snap), "field 'soft_passed': expected a boolean, got number 1");
 }
 
 TEST_CASE("a version 1 snapshot, written before costs were kept, decodes with cost 0") {
   auto v1 = valid_snapshot();
   v1.erase("cost_nusd");
-  v1.erase("granted");
+  for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed"})
+    v1.erase(key);
   v1["v"] = 1;
   auto s = decode(v1);
   REQUIRE(s);
