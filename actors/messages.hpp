@@ -65,15 +65,16 @@ typename Inspector::result_type inspect(Inspector& f, recovery_report& x) {
 }
 
 /// Caller -> manager -> workflow: a gate decision, or an operator's
-/// dead-letter retry or drop.
+/// dead-letter retry or drop, or a cancel.
 struct signal_msg {
   /// Verdicts that are not a gate's: an operator's dead-letter actions.
   static constexpr const char* dlq_retry = "dlq_retry";
   static constexpr const char* dlq_drop = "dlq_drop";
+  static constexpr const char* cancel = "cancel";
   std::string workflow_id;
   std::string gate;       ///< "" for a dead-letter action
-  std::string verdict;    ///< approve | reject | edit | dlq_retry | dlq_drop
-  std::string patch_json; ///< edit: the patch; dlq_drop: the reason
+  std::string verdict;    ///< approve | reject | edit | dlq_retry | dlq_drop | cancel
+  std::string patch_json; ///< edit: the patch; dlq_drop, cancel: the reason
   std::string by;
   uint64_t grant_steps = 0; ///< dlq_retry: budget added
   uint64_t grant_tokens = 0;

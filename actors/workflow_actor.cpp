@@ -135,10 +135,12 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.agent = c.agent;
   in.attempt = c.attempt;
   in.token = st.next_token++;
-  in.key = kernel::idempotency_key(st.id, c.node, c.visit);
+  // a compensation keys its effects apart from the step it undoes
+  in.key = kernel::idempotency_key(st.id, c.compensation ? c.node + "~undo" : c.node, c.visit);
   in.state = st.wf.data;
   in.budget = budgets_of(self);
-  // registry::add_definition checked the agent exists; a snapshot never shrinks
+  // registry::add_definition checked the agent (and compensating agent)
+  // exists; a snapshot never shrinks
   auto impl = st.env.agents->at(c.agent);
   st.agent_token = in.token;
   st.agent_node = c.node;
@@ -444,10 +446,13 @@ void resume(self_ptr self) {
   }
 }
 
-// A dead-letter retry or drop as its event (the manager checked the grant).
+// A dead-letter retry or drop, or a cancel, as its event (the facade
+// checked the grant).
 kernel::event operator_event(self_ptr self, const signal_msg& s) {
   if (s.verdict == signal_msg::dlq_drop)
     return kernel::dlq_dropped{now(self), s.by, s.patch_json};
+  if (s.verdict == signal_msg::cancel)
+    return kernel::workflow_cancelled{now(self), s.by, s.patch_json};
   kernel::dlq_retried e{now(self), s.by, {}};
   e.grant.steps = s.grant_steps;
   e.grant.tokens = s.grant_tokens;
@@ -531,7 +536,8 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();
-      if (s.verdict == signal_msg::dlq_retry || s.verdict == signal_msg::dlq_drop) {
+      if (s.verdict == signal_msg::dlq_retry || s.verdict == signal_msg::dlq_drop
+          || s.verdict == signal_msg::cancel) {
         enqueue(self, {operator_event(self, s), rp, 0, 0});
         maybe_passivate(self);
         return rp;

@@ -284,6 +284,27 @@ std::map<std::string, uint32_t> read_visits(field_reader& in) {
   return out;
 }
 
+std::vector<std::pair<std::string, uint32_t>> read_undo(field_reader& in) {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  const json* undo = in.of_type("undo", json::value_t::array);
+  if (undo == nullptr)
+    return out;
+  for (size_t i = 0; i < undo->size() && !in.failed(); ++i) {
+    const auto& item = (*undo)[i];
+    auto where = "undo[" + std::to_string(i) + "]";
+    if (!item.is_object()) {
+      in.wrong_type(where, "an object", item);
+      break;
+    }
+    auto u = in.nested(item, where);
+    auto node = u.str("node");
+    auto visit = u.u32("visit");
+    u.check_all_read();
+    out.emplace_back(std::move(node), visit);
+  }
+  return out;
+}
+
 kernel::budget_grant read_grant(field_reader& in) {
   kernel::budget_grant g;
   const json* obj = in.of_type("granted", json::value_t::object);
@@ -304,8 +325,12 @@ kernel::budget_grant read_grant(field_reader& in) {
 } // namespace
 
 std::string encode_state(const kernel::workflow_state& s) {
+  auto undo = json::array();
+  for (const auto& [node, visit] : s.undo)
+    undo.push_back({{"node", node}, {"visit", visit}});
   json out = {
     {"attempt", s.attempt},
+    {"compensating", s.compensating},
     {"cost_nusd", s.cost_nusd},
     {"data", s.data},
     {"deadline_ns", s.deadline.count()},
@@ -327,6 +352,9 @@ std::string encode_state(const kernel::workflow_state& s) {
     {"steps", s.steps},
     {"timers", encode_timers(s.timers)},
     {"tokens", s.tokens},
+    {"undo", std::move(undo)},
+    {"undo_reason", s.undo_reason},
+    {"undo_terminal", s.undo_terminal},
     {"v", format_version},
     {"visits", encode_visits(s.visits)},
   };
@@ -360,6 +388,8 @@ caf::expected<kernel::workflow_state> decode_state(const std::string& text,
                    + std::to_string(format_version) + ")");
   kernel::workflow_state s;
   s.attempt = in.u32("attempt");
+  if (version >= 3)
+    s.compensating = in.boolean("compensating");
   if (version >= 2)
     s.cost_nusd = in.u64("cost_nusd");
   if (const json* data = in.of_type("data", json::value_t::object)) // invariant 9
@@ -384,6 +414,11 @@ caf::expected<kernel::workflow_state> decode_state(const std::string& text,
   s.steps = in.u64("steps");
   s.timers = read_timers(in);
   s.tokens = in.u64("tokens");
+  if (version >= 3) {
+    s.undo = read_undo(in);
+    s.undo_reason = in.str("undo_reason");
+    s.undo_terminal = in.str("undo_terminal");
+  }
   s.visits = read_visits(in);
   in.check_all_read();
   if (in.failed())

@@ -9,6 +9,7 @@
 //   key              JSON type                       workflow_state field
 //   ---------------  ------------------------------  ----------------------
 //   attempt          unsigned 32                     attempt
+//   compensating     boolean                         compensating (since v3)
 //   cost_nusd        unsigned 64 (nano-dollars)      cost_nusd (since v2)
 //   data             object                          data
 //   deadline_ns      signed 64 (instant::count())    deadline (0 = none)
@@ -31,6 +32,10 @@
 //   timers           array of timer objects,         timers
 //                    ascending by id
 //   tokens           unsigned 64                     tokens
+//   undo             array of undo objects, oldest   undo (since v3)
+//                    first
+//   undo_reason      string                          undo_reason (since v3)
+//   undo_terminal    string                          undo_terminal (since v3)
 //   v                unsigned (3)                    -
 //   visits           object: node name -> unsigned   visits
 //                    32
@@ -40,14 +45,17 @@
 //                    workflow_deadline | gate_deadline | gate_reminder)
 //   grant object     cost_nusd, steps, tokens (unsigned 64), time_ns
 //                    (unsigned 63)
+//   undo object      node (string), visit (unsigned 32)
 //
-//   e.g. {"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,
+//   e.g. {"attempt":1,"compensating":false,"cost_nusd":0,"data":{"ticket":"T-1"},
+//         "deadline_ns":0,"events":2,
 //         "granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":2,
 //         "node":"extract","outcome":"","phase":"running","reason":"",
 //         "resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,
 //         "started_at_ns":1000000,"steps":1,"timers":
 //         [{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],
-//         "tokens":0,"v":3,"visits":{"extract":1}}
+//         "tokens":0,"undo":[],"undo_reason":"","undo_terminal":"","v":3,
+//         "visits":{"extract":1}}
 //   (one line in the journal)
 //
 // Invariants (decoding enforces each; a violation is errc::journal_corrupt
@@ -57,8 +65,9 @@
 //   (3) `v` is a version this build knows (1 to 3), checked before any other
 //       field. A format change bumps `v` and edits this comment first; old
 //       versions stay decodable. Version 1 had no cost_nusd (it decodes as 0),
-//       versions 1 and 2 no granted, resume_attempt, resume_node or
-//       soft_passed (they decode as 0, "" and false).
+//       versions 1 and 2 no granted, resume_attempt, resume_node,
+//       soft_passed, compensating, undo, undo_reason or undo_terminal (they
+//       decode as 0, "", false and empty).
 //   (4) Every key listed above (for the snapshot's version) is present with its type, in the snapshot and
 //       in each timer object. Nothing is defaulted.
 //   (5) No other key is present, in the snapshot or in a timer object.

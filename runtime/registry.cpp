@@ -30,6 +30,13 @@ caf::error registry::add_definition(definition def) {
       return make_error(errc::unknown_agent, "definition '" + def.name + "': node '" + n.name
                                                  + "' names agent '" + n.agent
                                                  + "', which is not registered");
+  for (auto& n : def.nodes)
+    if (n.kind == node_kind::agent && !n.policy.compensate.empty()
+        && !agents_->count(n.policy.compensate))
+      return make_error(errc::unknown_agent, "definition '" + def.name + "': node '" + n.name
+                                                 + "' names compensating agent '"
+                                                 + n.policy.compensate
+                                                 + "', which is not registered");
   if (definitions_.count(def.name))
     return make_error(errc::unknown_definition,
                       "definition '" + def.name + "' is already registered");

@@ -237,6 +237,19 @@ struct runtime::impl {
     return s;
   }
 
+  /// An operator's action on one workflow (dead-letter drop, cancel): the
+  /// verdict and reason go to the workflow through the manager.
+  caf::error act(const std::string& workflow_id, const char* verdict, const std::string& by,
+                 const std::string& reason) {
+    signal_msg m;
+    m.workflow_id = workflow_id;
+    m.verdict = verdict;
+    m.patch_json = reason;
+    m.by = by;
+    auto r = ask<caf::unit_t>(&service_directory::manager, signal_atom::value, std::move(m));
+    return r ? caf::error{} : r.error();
+  }
+
   /// Sends one request to service `which` and waits for its answer, or for
   /// the service to die first (interrupted).
   template <class T, class... Ts>
@@ -427,13 +440,12 @@ caf::error runtime::retry_dead_letter(const std::string& workflow_id, const std:
 
 caf::error runtime::drop_dead_letter(const std::string& workflow_id, const std::string& by,
                                      const std::string& reason) {
-  signal_msg m;
-  m.workflow_id = workflow_id;
-  m.verdict = signal_msg::dlq_drop;
-  m.patch_json = reason;
-  m.by = by;
-  auto r = impl_->ask<caf::unit_t>(&service_directory::manager, signal_atom::value, std::move(m));
-  return r ? caf::error{} : r.error();
+  return impl_->act(workflow_id, signal_msg::dlq_drop, by, reason);
+}
+
+caf::error runtime::cancel(const std::string& workflow_id, const std::string& by,
+                           const std::string& reason) {
+  return impl_->act(workflow_id, signal_msg::cancel, by, reason);
 }
 
 caf::expected<std::vector<journal_record>> runtime::history(const std::string& workflow_id) {

@@ -28,6 +28,10 @@ constexpr const char* budget = "budget";
 constexpr const char* exhausted = "exhausted";
 /// a dead-lettered workflow an operator gave up on
 constexpr const char* dropped = "dropped";
+/// a workflow an operator cancelled
+constexpr const char* cancelled = "cancelled";
+/// a failed workflow whose completed steps were compensated
+constexpr const char* compensated = "compensated";
 // gate decisions
 constexpr const char* approve = "approve";
 constexpr const char* reject = "reject";
@@ -71,6 +75,13 @@ struct agent_policy {
   retry_policy retry;
   /// Node taken by any failure without a more specific route ("" = none).
   std::string fallback;
+  /// A registered agent that undoes what this node did ("" = nothing to
+  /// undo). When the workflow fails after this node completed (a failed
+  /// terminal, a dead letter dropped, a cancel), the compensations of its
+  /// completed nodes run newest first, each with this node's timeout and
+  /// retry policy; then the workflow fails with outcome "compensated". A
+  /// compensation that fails for good dead-letters the workflow.
+  std::string compensate;
 };
 
 /// Per gate node: who is told when a workflow parks there. The webhook gets

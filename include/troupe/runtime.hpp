@@ -159,6 +159,14 @@ public:
   /// and `reason`, journaled with `by`. bad_signal if it is not dead-lettered.
   caf::error drop_dead_letter(const std::string& workflow_id, const std::string& by,
                               const std::string& reason);
+  /// Cancels a live workflow (running, parked, or dead-lettered): an
+  /// attempt in flight is abandoned, then the compensations of its
+  /// completed steps run (agent_policy::compensate) and it fails with
+  /// outcome "compensated", or at once with "cancelled" if there is nothing
+  /// to undo. Journaled with `by` and `reason`. workflow_finished if it has
+  /// finished; bad_signal while it is compensating already.
+  caf::error cancel(const std::string& workflow_id, const std::string& by,
+                    const std::string& reason);
   /// The workflow's journaled events, oldest first.
   caf::expected<std::vector<journal_record>> history(const std::string& workflow_id);
   /// Rebuilds every workflow the journal has open (not completed or failed)

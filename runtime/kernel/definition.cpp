@@ -198,6 +198,8 @@ std::string check_node(const definition& d, const node& n) {
     return where + "fallback leads to unknown node '" + p.fallback + "'";
   if (!n.routes.count(outcome::ok))
     return where + "outcome 'ok' has no route";
+  if (p.compensate == n.agent)
+    return where + "an agent cannot compensate itself ('" + n.agent + "')";
   // a failure no route covers is not refused: it dead-letters the workflow
   return {};
 }

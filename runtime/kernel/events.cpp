@@ -18,6 +18,7 @@ const char* kind_of(const event& e) {
     const char* operator()(const signal_received&) const { return "signal_received"; }
     const char* operator()(const dlq_retried&) const { return "dlq_retried"; }
     const char* operator()(const dlq_dropped&) const { return "dlq_dropped"; }
+    const char* operator()(const workflow_cancelled&) const { return "workflow_cancelled"; }
   } name;
   return std::visit(name, e);
 }
@@ -57,7 +58,9 @@ bool workflow_state::operator==(const workflow_state& o) const {
          && deadline == o.deadline && events == o.events && next_timer == o.next_timer
          && timers == o.timers && visits == o.visits && outcome == o.outcome && reason == o.reason
          && granted == o.granted && soft_passed == o.soft_passed
-         && resume_node == o.resume_node && resume_attempt == o.resume_attempt;
+         && resume_node == o.resume_node && resume_attempt == o.resume_attempt
+         && undo == o.undo && compensating == o.compensating && undo_terminal == o.undo_terminal
+         && undo_reason == o.undo_reason;
 }
 
 duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& node,

@@ -29,6 +29,9 @@
 //                                                deadline re-armed if still ahead; agent node:
 //                                                schedule(1) in the same visit; gate: at_gate
 //   dead_lettered dlq_dropped{by, reason}       -> failed: fail{outcome "dropped"}
+//   any live     workflow_cancelled{by, reason} cancel_step if running; -> failed:
+//                                                fail{outcome "cancelled"} (refused while
+//                                                compensating)
 //   completed/failed  any event                 refused: workflow_finished
 //   anything else                               refused: invalid_transition
 //
@@ -53,6 +56,14 @@
 //                dead letter
 //   dead letter: -> dead_lettered at the current node: cancel timers,
 //                dead_letter{node, label, reason}
+//   failing (a failed terminal, a drop, a cancel) with `undo` not empty and not
+//   compensating: cancel timers, compensating; then for each entry of undo, newest
+//                first: node = it, schedule(1) (no budget check), run_agent{its
+//                compensate agent, its visit, compensation}; any step_completed pops
+//                it; a failure retries by the node's policy, else dead letter (a
+//                retry re-runs it, a drop ends failed "dropped"); undo empty ->
+//                failed: fail{undo_terminal, "compensated"}
+//   (a completed step of a node with a compensating agent pushes (node, visit) on undo)
 //
 // Invariants:
 //   1. A timer id is in state.timers exactly while it is armed; every start_timer
@@ -113,6 +124,8 @@ struct builder {
 
   void finish(phase p, const std::string& terminal, const std::string& label,
               const std::string& reason) {
+    if (p == phase::failed && !s.compensating && !s.undo.empty())
+      return compensate(terminal, label, reason);
     disarm_all();
     s.at = p;
     s.outcome = label;
@@ -126,6 +139,34 @@ struct builder {
       s.reason = reason;
       out.emplace_back(fail{terminal, label, reason});
     }
+  }
+
+  // The workflow failed with completed steps to undo: run their
+  // compensations, newest first, before it ends. Nothing is armed (budgets
+  // and the deadline no longer apply: an undo must not be cut short).
+  void compensate(const std::string& terminal, const std::string& label,
+                  const std::string& reason) {
+    disarm_all();
+    s.compensating = true;
+    s.undo_terminal = terminal;
+    s.undo_reason = "'" + label + "': " + reason;
+    s.outcome.clear();
+    s.reason = "compensating after " + s.undo_reason;
+    next_compensation();
+  }
+
+  // Schedules the newest compensation left, or ends the workflow compensated.
+  void next_compensation() {
+    if (s.undo.empty()) {
+      s.compensating = false;
+      auto reason = "compensated after " + s.undo_reason;
+      s.undo_reason.clear();
+      auto terminal = std::move(s.undo_terminal);
+      s.undo_terminal.clear();
+      return finish(phase::failed, terminal, outcome::compensated, reason);
+    }
+    s.node = s.undo.back().first;
+    schedule(1);
   }
 
   // How many reminders a wait at gate `g` sends: those due before its deadline.
@@ -217,6 +258,12 @@ struct builder {
   }
 
   void schedule(uint32_t attempt) {
+    if (s.compensating) { // an undo runs whatever the budgets say
+      s.at = phase::scheduling;
+      s.attempt = attempt;
+      out.emplace_back(schedule_step{s.node, attempt});
+      return;
+    }
     if (auto why = spent_budget(); !why.empty())
       return budget(why);
     if (auto why = soft_threshold(); !why.empty()) {
@@ -270,6 +317,9 @@ struct builder {
       arm(timer_kind::retry_backoff, at + backoff_delay(n.policy.retry, s.seed, n.name, s.attempt));
       return;
     }
+    if (s.compensating)
+      return to_dead_letter(dec.label, "compensating node '" + n.name + "' (agent '"
+                                         + n.policy.compensate + "') failed: " + reason);
     if (dec.target.empty())
       return to_dead_letter(dec.label, reason);
     enter(dec.target, dec.label, reason);
@@ -326,7 +376,11 @@ caf::error on(builder& b, const event& e, const step_scheduled& ev) {
   b.s.at = phase::running;
   ++b.s.steps;
   b.arm(timer_kind::step_timeout, ev.at + n.policy.timeout);
-  b.out.emplace_back(run_agent{n.name, n.agent, ev.attempt, b.s.visits[n.name]});
+  if (b.s.compensating)
+    b.out.emplace_back(
+      run_agent{n.name, n.policy.compensate, ev.attempt, b.s.undo.back().second, true});
+  else
+    b.out.emplace_back(run_agent{n.name, n.agent, ev.attempt, b.s.visits[n.name]});
   return {};
 }
 
@@ -337,6 +391,17 @@ caf::error on(builder& b, const event& e, const step_completed& ev) {
   b.s.tokens += ev.tokens;
   b.s.cost_nusd += ev.cost_nusd;
   const node& n = b.current();
+  if (b.s.compensating) { // undone, whatever the label
+    if (!ev.patch.is_object()) {
+      b.failed_attempt(failure_kind::bad_output, "state patch is not a JSON object");
+      return {};
+    }
+    b.disarm(timer_kind::step_timeout);
+    b.s.data.merge_patch(ev.patch);
+    b.s.undo.pop_back();
+    b.next_compensation();
+    return {};
+  }
   auto route = n.routes.find(ev.label);
   if (is_builtin_failure(ev.label) || route == n.routes.end()) {
     b.failed_attempt(failure_kind::bad_output,
@@ -349,6 +414,8 @@ caf::error on(builder& b, const event& e, const step_completed& ev) {
   }
   b.disarm(timer_kind::step_timeout);
   b.s.data.merge_patch(ev.patch);
+  if (!n.policy.compensate.empty())
+    b.s.undo.emplace_back(n.name, b.s.visits[n.name]);
   b.enter(route->second, ev.label, {});
   return {};
 }
@@ -361,7 +428,7 @@ caf::error on(builder& b, const event& e, const step_failed& ev) {
     return refuse(b.s, e, "unknown failure kind " + std::to_string(static_cast<int>(ev.kind)));
   b.s.tokens += ev.tokens;
   b.s.cost_nusd += ev.cost_nusd;
-  if (ev.kind == failure_kind::budget) {
+  if (ev.kind == failure_kind::budget && !b.s.compensating) {
     b.budget("budget: " + ev.reason);
     return {};
   }
@@ -458,7 +525,7 @@ caf::error on(builder& b, const event& e, const dlq_retried& ev) {
   g.time += ev.grant.time;
   if (b.s.deadline > instant::zero()) {
     b.s.deadline += ev.grant.time;
-    if (b.s.deadline > b.at)
+    if (b.s.deadline > b.at && !b.s.compensating)
       b.arm(timer_kind::workflow_deadline, b.s.deadline);
   }
   b.s.outcome.clear();
@@ -480,6 +547,19 @@ caf::error on(builder& b, const event& e, const dlq_dropped& ev) {
   auto why = "dropped from dead letter" + (ev.by.empty() ? "" : " by '" + ev.by + "'")
              + (ev.reason.empty() ? "" : ": " + ev.reason) + " (was: " + b.s.reason + ")";
   b.finish(phase::failed, {}, outcome::dropped, why);
+  return {};
+}
+
+caf::error on(builder& b, const event& e, const workflow_cancelled& ev) {
+  if (b.s.at == phase::not_started)
+    return refuse(b.s, e, "the workflow has not started");
+  if (b.s.compensating)
+    return refuse(b.s, e, "the workflow is compensating already");
+  if (b.s.at == phase::running)
+    b.out.emplace_back(cancel_step{b.s.node, b.s.attempt});
+  b.finish(phase::failed, {}, outcome::cancelled,
+           "cancelled" + (ev.by.empty() ? "" : " by '" + ev.by + "'")
+             + (ev.reason.empty() ? "" : ": " + ev.reason));
   return {};
 }
 

@@ -102,8 +102,18 @@ struct dlq_dropped {
   std::string reason;
 };
 
+/// An operator cancels a live workflow: an attempt in flight is abandoned,
+/// and it fails with outcome "cancelled" (compensating first, see
+/// agent_policy::compensate).
+struct workflow_cancelled {
+  instant at;
+  std::string by;
+  std::string reason;
+};
+
 using event = std::variant<workflow_started, step_scheduled, step_completed, step_failed,
-                           timer_fired, signal_received, dlq_retried, dlq_dropped>;
+                           timer_fired, signal_received, dlq_retried, dlq_dropped,
+                           workflow_cancelled>;
 
 /// "workflow_started", "step_scheduled", ...
 const char* kind_of(const event& e);
@@ -122,6 +132,7 @@ struct run_agent {
   std::string agent;
   uint32_t attempt = 0;
   uint32_t visit = 0; ///< nth entry into `node`; keys idempotency across attempts
+  bool compensation = false; ///< `agent` undoes that visit of `node`
 };
 /// Abandon an attempt that timed out: stop its agent, drop its late reply.
 struct cancel_step {
@@ -213,6 +224,12 @@ struct workflow_state {
   bool soft_passed = false; ///< the soft budget threshold has parked it once
   std::string resume_node;  ///< at the soft gate: the node whose attempt waits
   uint32_t resume_attempt = 0; ///< ... and that attempt's number
+  /// Completed visits of nodes with a compensating agent, oldest first:
+  /// what a failure undoes, newest first.
+  std::vector<std::pair<std::string, uint32_t>> undo;
+  bool compensating = false; ///< the steps run are undo.back()'s compensation
+  std::string undo_terminal; ///< compensating: the failed terminal it ends at ("" none)
+  std::string undo_reason;   ///< compensating: why the workflow failed
 
   bool finished() const { return at == phase::completed || at == phase::failed; }
   bool operator==(const workflow_state& o) const;

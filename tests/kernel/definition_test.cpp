@@ -131,6 +131,10 @@ TEST_CASE("validation refuses a broken definition, naming node and problem", "[d
           return B{"t"}.gate("g").on("approve", "done").on("reject", "done")
                    .completed("done").limits(b).build(); },
      {"soft_gate 'done' is not a gate node"}},
+    {"an agent compensating itself",
+     [] { agent_policy p; p.compensate = "worker";
+          return B{"t"}.agent("a", "worker", p).on("ok", "done").completed("done").build(); },
+     {"node 'a'", "an agent cannot compensate itself"}},
     {"zero max_attempts",
      [] { B b{"t"}; return covered(b, "a", [] { auto p = with_fallback("done");
                              p.retry.max_attempts = 0; return p; }()).on("ok", "done")

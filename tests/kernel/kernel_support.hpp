@@ -80,6 +80,9 @@ inline event signal(int64_t at, std::string gate, std::string decision, json pat
                          std::move(by)};
 }
 
+inline event cancel(int64_t at, std::string reason = "customer asked", std::string by = "ops") {
+  return workflow_cancelled{ms(at), std::move(by), std::move(reason)};
+}
 inline event dlq_retry(int64_t at, budget_grant grant = {}, std::string by = "ops") {
   return dlq_retried{ms(at), std::move(by), grant};
 }
@@ -104,7 +107,7 @@ inline std::string render(const command& c) {
     }
     std::string operator()(const run_agent& x) const {
       return "run_agent(" + x.node + "," + x.agent + "," + std::to_string(x.attempt) + ","
-             + std::to_string(x.visit) + ")";
+             + std::to_string(x.visit) + (x.compensation ? ",undo" : "") + ")";
     }
     std::string operator()(const cancel_step& x) const {
       return "cancel_step(" + x.node + "," + std::to_string(x.attempt) + ")";

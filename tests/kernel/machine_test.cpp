@@ -108,6 +108,31 @@ definition soft() {
                  .build());
 }
 
+// A saga: reserve (undone by "release") -> charge (undone by "refund", 2
+// attempts) -> gate review (approve -> ship, reject -> declined); ship (no
+// undo; exhausted -> declined) -> done.
+definition saga(budgets limits = {}) {
+  agent_policy reserve;
+  reserve.timeout = std::chrono::milliseconds{1000};
+  reserve.compensate = "release";
+  agent_policy charge = reserve;
+  charge.compensate = "refund";
+  charge.retry.max_attempts = 2;
+  charge.retry.base_backoff = std::chrono::milliseconds{100};
+  charge.retry.max_backoff = std::chrono::milliseconds{100};
+  agent_policy ship;
+  ship.timeout = std::chrono::milliseconds{1000};
+  return built(definition_builder{"saga"}
+                 .agent("reserve", "reserver", reserve).on("ok", "charge")
+                 .agent("charge", "charger", charge).on("ok", "review")
+                 .gate("review").on("approve", "ship").on("reject", "declined")
+                 .agent("ship", "shipper", ship).on("ok", "done").on("exhausted", "declined")
+                 .completed("done")
+                 .failed("declined")
+                 .limits(limits)
+                 .build());
+}
+
 using check_fn = std::function<void(const workflow_state&)>;
 
 struct row {
@@ -168,6 +193,19 @@ const history GG = {started(1000), scheduled(1000, "a", 1), completed(1200, "a",
 // "soft": a ran and spent 80 tokens, so b waits at the soft gate "over"
 const history SA = {started(1000), scheduled(1000, "a", 1)};
 const history SO = SA + history{completed(1200, "a", 1, "ok", json::object(), 80)};
+// "saga": reserve and charge done (timers 1, 2 used), at gate review
+const history SR = {started(1000), scheduled(1000, "reserve", 1),
+                    completed(1100, "reserve", 1, "ok"), scheduled(1100, "charge", 1),
+                    completed(1200, "charge", 1, "ok")};
+// rejected at review: compensating charge (timer 3 its step timeout)
+const history SC = SR + history{signal(1300, "review", "reject"), scheduled(1300, "charge", 1)};
+// charge refunded; compensating reserve (timer 4)
+const history SC2 = SC + history{completed(1400, "charge", 1, "refunded"),
+                                 scheduled(1400, "reserve", 1)};
+// the refund failed twice: dead-lettered while compensating charge
+const history SCD = SC + history{failed(1400, "charge", 1, failure_kind::crashed),
+                                 retry_fired(1500, 4), scheduled(1500, "charge", 2),
+                                 failed(1600, "charge", 2, failure_kind::crashed)};
 // dead-lettered at review: the 500 ms deadline passed at the gate (DL)
 const history GD = G + history{deadline_fired(1500, 1)};
 
@@ -547,6 +585,80 @@ std::vector<row> accepted_rows() {
     {"the hard budget wins over the soft one", soft(), SA,
      completed(1200, "a", 1, "ok", json::object(), 100), phase::dead_lettered,
      {"cancel_timer(1)", "dead_letter(b,budget)"}},
+    // -- compensation -------------------------------------------------------------
+    {"a completed step with a compensating agent is remembered", saga(),
+     {started(1000), scheduled(1000, "reserve", 1)}, completed(1100, "reserve", 1, "ok"),
+     phase::scheduling, {"cancel_timer(1)", "schedule_step(charge,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.undo == std::vector<std::pair<std::string, uint32_t>>{{"reserve", 1}});
+     }},
+    {"failing after compensable steps compensates, newest first", saga(), SR,
+     signal(1300, "review", "reject"), phase::scheduling, {"schedule_step(charge,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.compensating);
+       CHECK(s.node == "charge");
+       CHECK(s.undo_terminal == "declined");
+       CHECK(s.reason == "compensating after 'reject': gate 'review': reject by 'ann'");
+     }},
+    {"a compensation runs the compensating agent, keyed to the visit it undoes", saga(),
+     SR + history{signal(1300, "review", "reject")}, scheduled(1300, "charge", 1),
+     phase::running,
+     {"start_timer(3,step_timeout,2300ms)", "run_agent(charge,refund,1,1,undo)"}},
+    {"a compensation done, any label: the next, older one", saga(), SC,
+     completed(1400, "charge", 1, "refunded", {{"refund", "r-1"}}), phase::scheduling,
+     {"cancel_timer(3)", "schedule_step(reserve,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.data.at("refund") == "r-1");
+       CHECK(s.undo.size() == 1);
+     }},
+    {"the last compensation done: failed at the terminal, outcome compensated", saga(), SC2,
+     completed(1500, "reserve", 1, "ok"), phase::failed,
+     {"cancel_timer(4)", "fail(declined,compensated)"},
+     [](const workflow_state& s) {
+       CHECK(s.node == "declined");
+       CHECK(s.outcome == "compensated");
+       CHECK(s.reason == "compensated after 'reject': gate 'review': reject by 'ann'");
+       CHECK(s.undo.empty());
+       CHECK_FALSE(s.compensating);
+     }},
+    {"a failed compensation retries by its node's policy", saga(), SC,
+     failed(1400, "charge", 1, failure_kind::crashed), phase::backoff,
+     {"cancel_timer(3)", "start_timer(4,retry_backoff," + retry_at(saga(), "charge", 1, 1400)
+                           + ")"}},
+    {"a compensation that fails for good dead-letters the workflow",
+     saga(), SC + history{failed(1400, "charge", 1, failure_kind::crashed),
+                          retry_fired(1500, 4), scheduled(1500, "charge", 2)},
+     failed(1600, "charge", 2, failure_kind::crashed), phase::dead_lettered,
+     {"cancel_timer(5)", "dead_letter(charge,exhausted)"},
+     [](const workflow_state& s) {
+       CHECK(s.compensating);
+       CHECK(s.reason == "compensating node 'charge' (agent 'refund') failed: node 'charge' "
+                         "attempt 2: crashed: boom");
+     }},
+    {"a retried dead letter re-runs the compensation", saga(), SCD, dlq_retry(5000),
+     phase::scheduling, {"schedule_step(charge,1)"},
+     [](const workflow_state& s) { CHECK(s.compensating); }},
+    {"a dropped dead letter ends without the compensations left", saga(), SCD,
+     dlq_drop(5000), phase::failed, {"fail(,dropped)"},
+     [](const workflow_state& s) { CHECK(s.undo.size() == 2); }},
+    {"a cancel at a gate compensates", saga(), SR, cancel(1300), phase::scheduling,
+     {"schedule_step(charge,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.undo_terminal.empty());
+       CHECK(s.reason == "compensating after 'cancelled': cancelled by 'ops': customer asked");
+     }},
+    {"a cancel mid-attempt abandons the attempt, then compensates", saga(),
+     {started(1000), scheduled(1000, "reserve", 1), completed(1100, "reserve", 1, "ok"),
+      scheduled(1100, "charge", 1)},
+     cancel(1150), phase::scheduling,
+     {"cancel_step(charge,1)", "cancel_timer(2)", "schedule_step(reserve,1)"}},
+    {"a cancel with nothing to undo fails at once, outcome cancelled", D, R, cancel(1100),
+     phase::failed, {"cancel_step(extract,1)", "cancel_timer(1)", "fail(,cancelled)"},
+     [](const workflow_state& s) { CHECK(s.reason == "cancelled by 'ops': customer asked"); }},
+    {"a cancel of a dead letter ends it", unrouted(), UD, cancel(5000), phase::failed,
+     {"fail(,cancelled)"}},
+    {"compensations run with the step budget spent", saga(with_steps(2)), SR,
+     signal(1300, "review", "reject"), phase::scheduling, {"schedule_step(charge,1)"}},
     // -- dead letter ------------------------------------------------------------
     {"retries exhausted with no route: dead-lettered at the node", unrouted(), U2,
      failed(1400, "a", 2, failure_kind::crashed), phase::dead_lettered,
@@ -719,6 +831,10 @@ TEST_CASE("apply() refuses events that do not fit, leaving the state as it was",
      completed(2000, "a", 2, "ok"), inv, "no attempt is running"},
     {"a drop after a drop", unrouted(), UD + history{dlq_drop(5000)}, dlq_drop(5100), done,
      "has finished"},
+    {"a cancel while compensating", saga(), SC, cancel(1350), inv,
+     "the workflow is compensating already"},
+    {"a cancel before start", D, {}, cancel(1000), inv, "has not started"},
+    {"a cancel after finish", D, F, cancel(3000), done, "has finished"},
     {"a gate deadline after the decision", gated(), GG + history{signal(1300, "g", "reject")},
      fired(ms(2200), 2, timer_kind::gate_deadline), done, "has finished"},
     {"a reminder that is a deadline", gated(), GG, fired(ms(2200), 3, timer_kind::gate_deadline),

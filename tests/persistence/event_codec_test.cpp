@@ -47,6 +47,9 @@ bool same(const dlq_retried& a, const dlq_retried& b) {
 bool same(const dlq_dropped& a, const dlq_dropped& b) {
   return a.at == b.at && a.by == b.by && a.reason == b.reason;
 }
+bool same(const workflow_cancelled& a, const workflow_cancelled& b) {
+  return a.at == b.at && a.by == b.by && a.reason == b.reason;
+}
 bool same(const event& a, const event& b) {
   if (a.index() != b.index())
     return false;
@@ -92,6 +95,7 @@ std::vector<event> sample_history() {
                 {std::numeric_limits<uint64_t>::max(), 2, 3,
                  duration{std::numeric_limits<int64_t>::max()}}},
     dlq_dropped{instant{10'000}, "", "no \"longer\" needed"},
+    workflow_cancelled{instant{11'000}, "Zoë", "customer ✓ asked"},
   };
 }
 
@@ -183,6 +187,9 @@ TEST_CASE("payloads are compact JSON with exactly the documented fields") {
   auto dr = to_record("wf", 7, dlq_dropped{instant{11}, "ops", "why"});
   CHECK(dr.kind == "dlq_dropped");
   CHECK(dr.payload == R"({"by":"ops","reason":"why","v":1})");
+  auto wc = to_record("wf", 8, workflow_cancelled{instant{12}, "ops", "why"});
+  CHECK(wc.kind == "workflow_cancelled");
+  CHECK(wc.payload == R"({"by":"ops","reason":"why","v":1})");
   auto too_long = with_payload(rt, {{"by", "ops"}, {"grant_cost_nusd", 0}, {"grant_steps", 0},
                                     {"grant_time_ns", std::numeric_limits<uint64_t>::max()},
                                     {"grant_tokens", 0}, {"v", 1}});

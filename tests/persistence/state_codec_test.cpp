@@ -59,6 +59,10 @@ workflow_state full_state(phase p) {
   s.soft_passed = true;
   s.resume_node = "analyze";
   s.resume_attempt = u32_max;
+  s.compensating = true;
+  s.undo = {{"reserve", 1}, {"charge_ステップ", u32_max}};
+  s.undo_terminal = "declined";
+  s.undo_reason = "'reject': gate 'review'";
   return s;
 }
 
@@ -133,11 +137,12 @@ TEST_CASE("every timer kind round-trips") {
 
 TEST_CASE("the initial state round-trips") {
   auto text = encode_state(workflow_state{});
-  CHECK(text == R"({"attempt":0,"cost_nusd":0,"data":{},"deadline_ns":0,"events":0,)"
+  CHECK(text == R"({"attempt":0,"compensating":false,"cost_nusd":0,"data":{},"deadline_ns":0,"events":0,)"
                 R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":1,)"
                 R"("node":"","outcome":"","phase":"not_started","reason":"","resume_attempt":0,)"
                 R"("resume_node":"","seed":0,"soft_passed":false,)"
-                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"v":3,"visits":{}})");
+                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"undo":[],"undo_reason":"",)"
+                R"("undo_terminal":"","v":3,"visits":{}})");
   auto back = decode_state(text, "wf-1", 0);
   REQUIRE(back);
   CHECK(*back == workflow_state{});
@@ -148,13 +153,14 @@ TEST_CASE("a snapshot is the documented one-line JSON") {
   auto t = replay(triage(), {started(1, {{"ticket", "T-1"}}), scheduled(1, "extract", 1)});
   REQUIRE(t);
   const std::string expected =
-    R"({"attempt":1,"cost_nusd":0,"data":{"ticket":"T-1"},"deadline_ns":0,"events":2,)"
+    R"({"attempt":1,"compensating":false,"cost_nusd":0,"data":{"ticket":"T-1"},)"
+    R"("deadline_ns":0,"events":2,)"
     R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},)"
     R"("next_timer":2,"node":"extract","outcome":"","phase":"running",)"
     R"("reason":"","resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,)"
     R"("started_at_ns":1000000,"steps":1,"timers":)"
     R"([{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],)"
-    R"("tokens":0,"v":3,"visits":{"extract":1}})";
+    R"("tokens":0,"undo":[],"undo_reason":"","undo_terminal":"","v":3,"visits":{"extract":1}})";
   CHECK(encode_state(t->state) == expected);
   auto back = decode_state(expected, "wf-1", 2);
   REQUIRE(back);
@@ -277,7 +283,7 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
     snapshot.erase(item.key());
     check_corrupt(decode(snapshot), "missing field '" + item.key() + "'");
   }
-  CHECK(base.size() == 21);
+  CHECK(base.size() == 25);
   for (const char* key : {"fire_at_ns", "id", "kind"}) {
     INFO(key);
     auto snapshot = base;
@@ -288,7 +294,8 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
 
 TEST_CASE("a version 2 snapshot, written before dead-letter grants, decodes with none") {
   auto v2 = valid_snapshot();
-  for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed"})
+  for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed", "compensating",
+                   "undo", "undo_reason", "undo_terminal"})
     v2.erase(key);
   v2["v"] = 2;
   auto s = decode(v2);
@@ -315,6 +322,12 @@ TEST_CASE("a grant's fields are checked like the snapshot's") {
   snap["granted"] = 3;
   check_corrupt(decode(snap), "field 'granted': expected an object");
   snap = valid_snapshot();
+  snap["undo"] = json::array({{{"node", "a"}}});
+  check_corrupt(decode(snap), "missing field 'undo[0].visit'");
+  snap = valid_snapshot();
+  snap["undo"] = json::array({1});
+  check_corrupt(decode(snap), "field 'undo[0]': expected an object");
+  snap = valid_snapshot();
   snap["soft_passed"] = 1;
   check_corrupt(decode(snap), "field 'soft_passed': expected a boolean, got number 1");
 }
@@ -322,7 +335,8 @@ TEST_CASE("a grant's fields are checked like the snapshot's") {
 TEST_CASE("a version 1 snapshot, written before costs were kept, decodes with cost 0") {
   auto v1 = valid_snapshot();
   v1.erase("cost_nusd");
-  for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed"})
+  for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed", "compensating",
+                   "undo", "undo_reason", "undo_terminal"})
     v1.erase(key);
   v1["v"] = 1;
   auto s = decode(v1);
@@ -411,7 +425,7 @@ TEST_CASE("(6) an integer out of its field's range is journal_corrupt") {
   }
   // Beyond 64 bits the parser yields a float: out of range shows as mistyped.
   auto text = valid_snapshot().dump();
-  auto at = text.find(R"("tokens":0,"v")");
+  auto at = text.find(R"("tokens":0,"undo")");
   REQUIRE(at != std::string::npos);
   text.replace(at, 10, R"("tokens":18446744073709551616)");
   check_corrupt(decode_state(text, "wf-7", 12),
