@@ -1,7 +1,8 @@
 // The order_processing example under heavy faults, replays and restarts on a
 // SQLite journal: 200 orders, a third of the model calls and attempts
 // faulted, every start issued twice at once and again after each restart,
-// the runtime destroyed mid-run and rebuilt on the same file twice. Every
+// the runtime destroyed mid-run and rebuilt on the same file twice (the
+// first time with every order whose model call hung still open). Every
 // order ends shipped or refunded, the warehouse holds exactly one shipment
 // or refund per order, and no step completed twice. Timeouts run on the
 // example's virtual clock: nothing sleeps; waits are awaits on workflows.
@@ -52,7 +53,9 @@ struct world {
   std::shared_ptr<timeout_driver> driver = std::make_shared<timeout_driver>();
   std::unique_ptr<runtime> rt;
 
-  void open() {
+  /// With `drive` false the timeout driver is left detached: hung calls
+  /// stay hung, as behind a stuck model, until the runtime is stopped.
+  void open(bool drive = true) {
     auto journal = open_sqlite_journal({dir.file("journal.db")});
     REQUIRE(journal);
     auto cfg = order_config(opt, driver);
@@ -60,7 +63,8 @@ struct world {
     cfg.snapshot_every = 4;
     rt = std::make_unique<runtime>(std::move(cfg));
     REQUIRE(!register_order_processing(*rt, store, opt));
-    driver->attach(rt.get());
+    if (drive)
+      driver->attach(rt.get());
   }
   void close() { // as a crash would, for what is in flight: attempts are cut off
     driver->attach(nullptr);
@@ -100,14 +104,9 @@ TEST_CASE("order_processing ships or refunds every order exactly once through fa
           "replays and restarts",
           "[examples][order_processing]") {
   world w;
-  w.open();
+  w.open(false);
   auto ids = w.start_all_twice();
-  // run 1 ends with a third of the orders finished and the rest in flight
-  for (size_t i = 0; i < ids.size() / 3; ++i) {
-    auto info = w.rt->await(ids[i], patience);
-    REQUIRE(info);
-    CHECK(info->finished());
-  }
+  // run 1 stops with the orders whose calls hung (and any others) in flight
   w.close();
 
   // run 2: recover, replay every start (twice at once), stop again part-way
@@ -115,6 +114,7 @@ TEST_CASE("order_processing ships or refunds every order exactly once through fa
   auto rep = w.rt->recover();
   REQUIRE(rep);
   CHECK(rep->quarantined.empty());
+  CHECK(rep->resumed >= 10); // a hang is drawn for about one order in six
   CHECK(w.start_all_twice() == ids);
   for (size_t i = ids.size() / 3; i < 2 * ids.size() / 3; ++i)
     REQUIRE(w.rt->await(ids[i], patience));

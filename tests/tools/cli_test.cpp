@@ -110,7 +110,7 @@ TEST_CASE("cli runs order_processing with a restart and no duplicate shipment",
   CHECK(r.err.empty());
 }
 
-TEST_CASE("cli runs loan_approval through its timeouts, fallback and gate", "[tools][cli]") {
+TEST_CASE("cli runs loan_approval through its timeouts and fallback and gate", "[tools][cli]") {
   auto r = run_cli({"run", "loan_approval", "--workflows", "8"});
   INFO(r.out << r.err);
   CHECK(r.code == troupe::cli::exit_ok);
