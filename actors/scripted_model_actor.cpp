@@ -57,6 +57,8 @@ caf::behavior scripted_model(caf::stateful_actor<scripted_model_state>* self,
         return self->make_response_promise<llm_reply>(); // never answered
 
       auto reply = answer(st.cfg, req, fault);
+      if (reply && reply->text == scripted_model_config::no_reply)
+        return self->make_response_promise<llm_reply>(); // the rule hangs it
       if (st.cfg.latency <= duration::zero()) {
         if (reply)
           return std::move(*reply);

@@ -88,9 +88,11 @@ caf::behavior timer_service(self_ptr self, std::shared_ptr<clock_source> clock) 
     },
     [self](wake_atom, int64_t armed_for) {
       auto& st = self->state;
-      if (armed_for == st.wake_armed)
-        st.wake_armed = 0;
       auto now = now_ns(self);
+      // a wake-up still in flight for an instant now past was delayed by a
+      // clock jump (runtime::clock_changed): ask for a new one below
+      if (armed_for == st.wake_armed || st.wake_armed <= now)
+        st.wake_armed = 0;
       while (!st.due.empty() && st.due.begin()->first <= now) {
         auto key = st.due.begin()->second;
         st.armed.erase(key);

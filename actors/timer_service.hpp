@@ -10,6 +10,8 @@
 //       sender (replacing one with that id); at fire_at the service sends
 //       (timer_atom, id) back, if the sender still lives.
 //   (disarm_atom, uint64_t id)                     cancels it, if armed.
+//   (wake_atom, int64_t 0)                         from anyone: fires every timer
+//       due by the clock now (runtime::clock_changed, after a clock jump).
 // Time is the clock_source's (null: the actor clock, as the workflow uses).
 #pragma once
 

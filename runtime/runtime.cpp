@@ -484,6 +484,20 @@ caf::expected<std::vector<child_info>> runtime::services() {
   return result;
 }
 
+caf::error runtime::clock_changed() {
+  auto all = services();
+  if (!all)
+    return std::move(all.error());
+  for (const auto& c : *all)
+    if (c.id == "timers" && c.running && c.actor) {
+      // a wake-up for no timer in particular: the service fires what is due
+      // by the clock now and asks for its next wake-up again
+      caf::anon_send(c.actor, wake_atom::value, int64_t{0});
+      return {};
+    }
+  return make_error(errc::shutting_down, "the timer service is not running");
+}
+
 const char* to_string(workflow_status s) {
   switch (s) {
     case workflow_status::running: return "running";

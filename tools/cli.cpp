@@ -4,6 +4,7 @@
 #include "cli.hpp"
 #include "dlq.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <ostream>
 #include <string>
@@ -17,6 +18,8 @@
 #include "troupe/seams.hpp"
 
 #include "ledger/ledger.hpp"
+#include "loan_approval/loan_approval.hpp"
+#include "order_processing/order_processing.hpp"
 #include "supervision_tree/supervision_tree.hpp"
 #include "triage/triage.hpp"
 #include "triage/triage_crash.hpp"
@@ -35,6 +38,8 @@ using examples::triage_options;
 struct run_options {
   triage_options triage;
   examples::ledger_options ledger;
+  examples::order_options orders;
+  examples::loan_options loans;
 };
 
 /// One runnable example: its name, a line for --help, and its driver.
@@ -60,6 +65,16 @@ const std::vector<example>& known_examples() {
        [](const run_options&, std::ostream& out) {
          return examples::run_supervision_tree(out);
        }},
+      {"order_processing", "orders classified, then shipped or refunded exactly once through a "
+                           "warehouse, under faults, a restart and replayed starts",
+       [](const run_options& o, std::ostream& out) {
+         return examples::run_order_processing(o.orders, out);
+       }},
+      {"loan_approval", "loan applications: identity, credit (a slow bureau against a 2 s "
+                        "budget, then a fallback), risk, compliance and an underwriter's gate",
+       [](const run_options& o, std::ostream& out) {
+         return examples::run_loan_approval(o.loans, out);
+       }},
   };
   return all;
 }
@@ -69,9 +84,22 @@ const std::vector<const char*> ledger_only_flags = {"--journal", "--ledger", "--
                                                     "--kill-at-sync"};
 const std::vector<const char*> triage_only_flags = {"--timeout-rate", "--malformed-rate"};
 
+/// The only flags order_processing and loan_approval take.
+const std::vector<std::string> order_flags = {"--workflows", "--seed", "--fail-rate",
+                                              "--malformed-rate", "--timeout-rate", "--threads"};
+const std::vector<std::string> loan_flags = {"--workflows", "--seed", "--threads"};
+
 /// Checks that example `name` got no flag of another example and every flag
 /// it needs; "" when usable.
 std::string check_example_flags(const std::string& name, const CLI::App& cmd) {
+  if (name == "order_processing" || name == "loan_approval") {
+    const auto& allowed = name == "loan_approval" ? loan_flags : order_flags;
+    for (const auto* o : cmd.get_options())
+      if (o->count() > 0 && o->nonpositional()
+          && std::find(allowed.begin(), allowed.end(), o->get_name()) == allowed.end())
+        return o->get_name() + " does not apply to the " + name + " example";
+    return {};
+  }
   if (name == "supervision_tree") {
     for (const auto* o : cmd.get_options())
       if (o->count() > 0 && o->nonpositional())
@@ -453,7 +481,20 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   ledger.seed = opt.seed;
   ledger.fail_rate = opt.fail_rate;
   ledger.threads = opt.threads;
-  return ex->run(run_options{opt, ledger}, out) == 0 ? exit_ok : exit_failed;
+  examples::order_options orders; // their own defaults, unless a flag says otherwise
+  examples::loan_options loans;
+  if (run_cmd->count("--workflows") > 0)
+    orders.orders = loans.applications = opt.workflows;
+  if (run_cmd->count("--seed") > 0)
+    orders.seed = loans.seed = opt.seed;
+  if (run_cmd->count("--fail-rate") > 0)
+    orders.fail_rate = opt.fail_rate;
+  if (run_cmd->count("--malformed-rate") > 0)
+    orders.malformed_rate = opt.malformed_rate;
+  if (run_cmd->count("--timeout-rate") > 0)
+    orders.hang_rate = opt.timeout_rate;
+  orders.threads = loans.threads = opt.threads;
+  return ex->run(run_options{opt, ledger, orders, loans}, out) == 0 ? exit_ok : exit_failed;
 }
 
 } // namespace troupe::cli

@@ -73,6 +73,10 @@ struct scripted_model_config {
   /// Reply text for a request whose `script` names this rule. Must be
   /// thread-safe and must not block. Unknown scripts get an llm_unavailable error.
   using rule = std::function<std::string(const llm_request&)>;
+  /// What a rule returns to leave the call unanswered, as a model that
+  /// hangs would: the step's timeout decides (tests and examples use it to
+  /// hang chosen calls; timeout_rate hangs calls at random).
+  static inline const std::string no_reply = "\x01troupe:no-reply";
   std::map<std::string, rule> rules;
 
   duration latency{0};           ///< before every reply

@@ -3,6 +3,8 @@
 // their gates, await results, shut down. All methods are thread-safe and
 // block the calling thread only for the call itself (await: until the
 // workflow settles or the timeout passes). Never call them from an actor.
+// Destroying a runtime waits for the threads other than its own caller that
+// have called into it to end (CAF 0.17 counts them): end those first.
 #pragma once
 
 #include <chrono>
@@ -190,6 +192,11 @@ public:
   /// A service that dies is restarted with those started after it; a new
   /// manager recovers every open workflow from the journal.
   caf::expected<std::vector<child_info>> services();
+  /// Tells the runtime that its injected clock (config::clock) jumped, as a
+  /// test's virtual clock does: step and retry timers now due fire at once
+  /// instead of after the delay measured when they were armed. Timers armed
+  /// before the call are covered. shutting_down if the timer service is gone.
+  caf::error clock_changed();
   /// Stops taking work, stops every actor, waits for them. Idempotent.
   void shutdown();
 

@@ -3,6 +3,9 @@
 // wait is an await on the workflow's own settlement.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include "troupe/errors.hpp"
 #include "troupe/runtime.hpp"
 
@@ -232,4 +235,69 @@ TEST_CASE("after shutdown every call says so") {
   REQUIRE(!id);
   CHECK(is(id.error(), errc::shutting_down));
   rt.shutdown(); // idempotent
+}
+
+namespace {
+
+/// A clock the test moves by hand, from the system clock onwards.
+class jumping_clock final : public clock_source {
+public:
+  std::chrono::nanoseconds now() const override {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+           + std::chrono::nanoseconds{skew.load()};
+  }
+  std::atomic<int64_t> skew{0};
+};
+
+} // namespace
+
+TEST_CASE("a rule's no_reply hangs the call and clock_changed fires the step timeout and "
+          "then the retry at once") {
+  auto clock = std::make_shared<jumping_clock>();
+  std::atomic<int> asked{0};
+  config cfg = quiet_config();
+  cfg.clock = clock;
+  cfg.model.rules["silent_once"] = [&asked](const llm_request& r) {
+    // request ids end in ":<attempt>:<call>": the first attempt hangs
+    ++asked;
+    return r.request_id.find(":1:0") != std::string::npos ? scripted_model_config::no_reply
+                                                           : std::string{R"({"ok":true})"};
+  };
+  runtime rt{cfg};
+  REQUIRE(!rt.register_agent("waiter", [](step_context& ctx) {
+    llm_request req;
+    req.script = "silent_once";
+    req.messages.push_back({"user", "anyone there?"});
+    ask_json(ctx, req, [](step_context& c, nlohmann::json) { c.finish({}); });
+  }));
+  agent_policy p;
+  p.timeout = 1h; // never reached in real time
+  p.retry.max_attempts = 2;
+  p.retry.base_backoff = 1ms; // armed after the jump, behind a wake-up due in 1 h
+  p.retry.max_backoff = 2ms;
+  REQUIRE(!rt.register_definition(*definition_builder{"hang"}
+                                     .agent("wait", "waiter", p).on("ok", "done")
+                                     .on("exhausted", "gave_up")
+                                     .completed("done").failed("gave_up")
+                                     .build()));
+  auto id = rt.start("hang", nlohmann::json::object());
+  REQUIRE(id);
+  while (asked.load() == 0) // the call is out, its timer armed before it
+    std::this_thread::yield();
+  auto still = rt.status(*id);
+  REQUIRE(still);
+  CHECK(still->status == workflow_status::running);
+  clock->skew += std::chrono::nanoseconds{1h + 1s}.count();
+  REQUIRE(!rt.clock_changed());
+  auto info = rt.await(*id, patience);
+  REQUIRE(info);
+  CHECK(info->node == "done");
+  auto events = rt.history(*id);
+  REQUIRE(events);
+  int timeouts = 0;
+  for (const auto& r : *events)
+    timeouts += r.kind == "step_failed"
+                && r.payload.find("no outcome within 3600000 ms") != std::string::npos;
+  CHECK(timeouts == 1);
 }

@@ -102,6 +102,30 @@ TEST_CASE("cli runs a small fault-free triage", "[tools][cli]") {
   CHECK(r.err.empty());
 }
 
+TEST_CASE("cli runs order_processing with a restart and no duplicate shipment",
+          "[tools][cli]") {
+  auto r = run_cli({"run", "order_processing", "--workflows", "12", "--seed", "5"});
+  INFO(r.out << r.err);
+  CHECK(r.code == troupe::cli::exit_ok);
+  CHECK_THAT(r.out, Catch::Contains("order_processing: 12 orders"));
+  CHECK_THAT(r.out, Catch::Contains("run 2: a new runtime on the same journal"));
+  CHECK_THAT(r.out, Catch::Contains("order-11"));
+  CHECK_THAT(r.out, Catch::Contains("duplicate fulfillments    0"));
+  CHECK_THAT(r.out, Catch::Contains("unsettled               0"));
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("cli runs loan_approval through its timeouts and fallback and gate", "[tools][cli]") {
+  auto r = run_cli({"run", "loan_approval", "--workflows", "8"});
+  INFO(r.out << r.err);
+  CHECK(r.code == troupe::cli::exit_ok);
+  CHECK_THAT(r.out, Catch::Contains("loan_approval: 8 applications"));
+  CHECK_THAT(r.out, Catch::Contains("credit_check(1 timeout) -> credit_fallback(1)"));
+  CHECK_THAT(r.out, Catch::Contains("approval["));
+  CHECK_THAT(r.out, Catch::Contains("unsettled         0"));
+  CHECK(r.err.empty());
+}
+
 TEST_CASE("cli runs triage against a real model server with --provider", "[tools][cli]") {
   troupe::testing::fake_model_server server;
   troupe::testing::fake_response answer; // fits all three agents
@@ -143,6 +167,15 @@ TEST_CASE("cli refuses provider flags that do not fit together", "[tools][cli]")
       {{"run", "ledger", "--journal", "j", "--ledger", "l", "--provider", "openai", "--model",
         "m"},
        "triage example only"},
+      {{"run", "order_processing", "--journal", "j"},
+       "--journal does not apply to the order_processing example"},
+      {{"run", "order_processing", "--provider", "openai", "--model", "m"},
+       "does not apply to the order_processing example"},
+      {{"run", "loan_approval", "--fail-rate", "0.1"},
+       "--fail-rate does not apply to the loan_approval example"},
+      {{"run", "loan_approval", "--ledger", "l"},
+       "--ledger does not apply to the loan_approval example"},
+      {{"run", "loan_approval", "--workflows", "0"}, "--workflows"},
   };
   for (const auto& c : cases) {
     auto r = run_cli(c.args);
