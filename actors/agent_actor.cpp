@@ -33,6 +33,19 @@ public:
   const nlohmann::json& state() const override { return in_.state; }
   const budgets_left& budget() const override { return in_.budget; }
   const std::string& idempotency_key() const override { return in_.key; }
+  const std::string& user() const override { return in_.user; }
+
+  nlohmann::json session_get(const std::string& key) const override {
+    if (!in_.sessions || in_.user.empty())
+      return nullptr;
+    return in_.sessions->get(in_.user, key);
+  }
+
+  caf::error session_put(const std::string& key, const nlohmann::json& value) override {
+    if (!in_.sessions)
+      return make_error(errc::invalid_input, "session context: none in this runtime");
+    return in_.sessions->put(in_.user, key, value);
+  }
 
   void ask(llm_request req, reply_handler then) override;
   void effect(const std::string& name, effect_fn fn, effect_handler then) override;

@@ -34,6 +34,7 @@
 
 #include "troupe/agent.hpp"
 #include "troupe/gateway.hpp"
+#include "runtime/session_store.hpp"
 
 namespace troupe {
 
@@ -47,6 +48,8 @@ struct step_input {
   std::string key;       ///< idempotency key of the visit
   nlohmann::json state;
   budgets_left budget;
+  std::string user;                         ///< whose session context it sees
+  std::shared_ptr<session_store> sessions;  ///< null: none (session calls fail)
 };
 
 } // namespace troupe

@@ -139,6 +139,8 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.key = kernel::idempotency_key(st.id, c.compensation ? c.node + "~undo" : c.node, c.visit);
   in.state = st.wf.data;
   in.budget = budgets_of(self);
+  in.user = st.row.user;
+  in.sessions = st.env.sessions;
   // registry::add_definition checked the agent (and compensating agent)
   // exists; a snapshot never shrinks
   auto impl = st.env.agents->at(c.agent);

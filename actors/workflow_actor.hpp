@@ -28,6 +28,7 @@
 #include "runtime/registry.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/seams.hpp"
+#include "runtime/session_store.hpp"
 
 namespace troupe {
 
@@ -41,6 +42,7 @@ struct workflow_env {
   caf::actor manager; ///< receives (status_atom, info_msg) on park and finish; may be null
   caf::actor timers;  ///< the timer service (step and retry timers); null: CAF's clock
   caf::actor notifier; ///< POSTs gate webhooks (notifier_actor.hpp); null: none sent
+  std::shared_ptr<session_store> sessions; ///< per-user session context; null: none
   std::shared_ptr<clock_source> clock; ///< null: the actor clock (test coordinator in tests)
   uint32_t snapshot_every = 0; ///< 0: no snapshots
   bool passivate = true;       ///< quit when parked at a gate

@@ -52,6 +52,7 @@ struct keyed_start {
   std::string definition;
   std::string input;
   std::string key;
+  std::string user;
   caf::response_promise rp;
 };
 
@@ -138,6 +139,7 @@ workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
   w.passivate = st.env.passivate;
   w.timers = st.env.timers;
   w.notifier = st.env.notifier;
+  w.sessions = st.env.sessions;
   return w;
 }
 
@@ -468,7 +470,7 @@ bool join_same_key(self_ptr self, const std::string& key, caf::response_promise&
 // Starts a new workflow; `rp` gets its id once its first write is durable
 // (see answer_start), or the reason it cannot start.
 void start_new(self_ptr self, const std::string& def_name, const std::string& input_json,
-               const std::string& key, caf::response_promise& rp) {
+               const std::string& key, const std::string& user, caf::response_promise& rp) {
   auto& st = self->state;
   auto def = st.env.reg->find_definition(def_name);
   if (!def) {
@@ -494,6 +496,7 @@ void start_new(self_ptr self, const std::string& def_name, const std::string& in
   row.version = def->version;
   row.idempotency_key = key;
   row.created_ns = created_ns;
+  row.user = user;
   auto& e = st.workflows[id];
   e.last.id = id;
   e.last.definition = def_name;
@@ -530,7 +533,7 @@ void look_up_key(self_ptr self, keyed_start s) {
       else if (st.stopping)
         w.rp.deliver(make_error(errc::shutting_down, "the runtime is shutting down"));
       else if (!join_same_key(self, key, w.rp)) // the first one starts it, the rest join
-        start_new(self, w.definition, w.input, key, w.rp);
+        start_new(self, w.definition, w.input, key, w.user, w.rp);
     }
   };
   self->request(st.env.journal, caf::infinite, key_atom::value, key)
@@ -733,16 +736,22 @@ caf::behavior requests(self_ptr self) {
     // Answers once the workflow_started event is durable (see answer_start):
     // an id returned is an id the journal has, even if the process dies next.
     [self](start_atom, const std::string& def_name, const std::string& input_json,
-           const std::string& key) -> caf::result<std::string> {
+           const std::string& key, const std::string& user) -> caf::result<std::string> {
       auto& st = self->state;
       if (st.stopping)
         return make_error(errc::shutting_down, "the runtime is shutting down");
       auto rp = self->make_response_promise();
       if (key.empty())
-        start_new(self, def_name, input_json, key, rp);
+        start_new(self, def_name, input_json, key, user, rp);
       else if (!join_same_key(self, key, rp)) // not in memory: in the journal?
-        look_up_key(self, {def_name, input_json, key, rp});
+        look_up_key(self, {def_name, input_json, key, user, rp});
       return rp;
+    },
+    [self](start_atom, const std::string& def_name, const std::string& input_json,
+           const std::string& key) {
+      // without a user: as above, delegated
+      return self->delegate(caf::actor_cast<caf::actor>(self), start_atom::value, def_name,
+                            input_json, key, std::string{});
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

@@ -37,6 +37,7 @@
 #include "troupe/gateway.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/seams.hpp"
+#include "runtime/session_store.hpp"
 
 namespace troupe {
 
@@ -73,6 +74,7 @@ struct manager_env {
   /// write, acknowledged in order), then recovers every open workflow as
   /// recover() does. Requests wait until then.
   std::shared_ptr<live_workflows> adopt_from;
+  std::shared_ptr<session_store> sessions; ///< per-user session context; null: none
 };
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env);

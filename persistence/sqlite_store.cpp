@@ -30,6 +30,7 @@
 //   outcome          TEXT NOT NULL
 //   created_ns       INTEGER NOT NULL
 //   updated_ns       INTEGER NOT NULL
+//   user_id          TEXT NOT NULL  who it runs for, "" = none (since schema 3)
 //   INDEX workflows_key  UNIQUE (idempotency_key)
 //                        WHERE idempotency_key IS NOT NULL      (I5)
 //   INDEX workflows_open (created_ns, id)
@@ -94,8 +95,8 @@
 //      workflows in flight share index pages and a commit writes fewer of
 //      them. Step 2 rebuilds both tables (n in created_ns order).
 //   3  workflows.status may be 'dead_lettered' (an open status: the
-//      workflow waits for an operator). Step 3 rebuilds workflows, keeping
-//      each row's n.
+//      workflow waits for an operator), and workflows.user_id names who the
+//      workflow runs for. Step 3 rebuilds workflows, keeping each row's n.
 //
 // Opening. Nothing is written before the file is known to be ours or new:
 // a file that is not SQLite, or SQLite with another application_id, or with
@@ -236,10 +237,12 @@ CREATE TABLE workflows_3 (
     CHECK (status IN ('running', 'parked', 'dead_lettered', 'completed', 'failed')),
   outcome TEXT NOT NULL,
   created_ns INTEGER NOT NULL,
-  updated_ns INTEGER NOT NULL);
+  updated_ns INTEGER NOT NULL,
+  user_id TEXT NOT NULL);
 INSERT INTO workflows_3 (n, id, definition, version, idempotency_key, status, outcome,
-                         created_ns, updated_ns)
-  SELECT n, id, definition, version, idempotency_key, status, outcome, created_ns, updated_ns
+                         created_ns, updated_ns, user_id)
+  SELECT n, id, definition, version, idempotency_key, status, outcome, created_ns, updated_ns,
+         ''
   FROM workflows ORDER BY n;
 DROP TABLE workflows;
 ALTER TABLE workflows_3 RENAME TO workflows;
@@ -355,7 +358,7 @@ std::string text(sqlite3_stmt* s, int i) {
 // The columns of workflow_row, in order, for every query that reads rows.
 #define TROUPE_ROW_COLUMNS                                                                   \
   "id, definition, version, COALESCE(idempotency_key, ''), status, outcome, created_ns, "   \
-  "updated_ns"
+  "updated_ns, user_id"
 
 workflow_row row_at(sqlite3_stmt* s) {
   workflow_row r;
@@ -367,6 +370,7 @@ workflow_row row_at(sqlite3_stmt* s) {
   r.outcome = text(s, 5);
   r.created_ns = sqlite3_column_int64(s, 6);
   r.updated_ns = sqlite3_column_int64(s, 7);
+  r.user = text(s, 8);
   return r;
 }
 
@@ -642,11 +646,12 @@ caf::error sqlite_journal::prepare_all() {
                       " FROM workflows WHERE id = ?1"},
     {&st_.upsert_workflow,
      "INSERT INTO workflows (id, definition, version, idempotency_key, status, outcome,"
-     " created_ns, updated_ns) VALUES (?1, ?2, ?3, NULLIF(?4, ''), ?5, ?6, ?7, ?8)"
+     " created_ns, updated_ns, user_id) VALUES (?1, ?2, ?3, NULLIF(?4, ''), ?5, ?6, ?7, ?8, ?9)"
      " ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,"
      " version = excluded.version, idempotency_key = excluded.idempotency_key,"
      " status = excluded.status, outcome = excluded.outcome,"
-     " created_ns = excluded.created_ns, updated_ns = excluded.updated_ns"},
+     " created_ns = excluded.created_ns, updated_ns = excluded.updated_ns,"
+     " user_id = excluded.user_id"},
     {&st_.key_owner, "SELECT id FROM workflows WHERE idempotency_key = ?1"},
     {&st_.upsert_snapshot, "INSERT INTO snapshots (workflow_id, wf_seq, state) VALUES (?1, ?2, ?3)"
                            " ON CONFLICT (workflow_id) DO UPDATE SET wf_seq = excluded.wf_seq,"
@@ -734,7 +739,7 @@ caf::error sqlite_journal::append_write(journal_write& w) {
     }
     auto err = run(st_.upsert_workflow, [&] { return "append: workflow '" + row.id + "'"; },
                    row.id, row.definition, int64_t{row.version}, row.idempotency_key,
-                   row.status, row.outcome, row.created_ns, row.updated_ns);
+                   row.status, row.outcome, row.created_ns, row.updated_ns, row.user);
     if (err)
       return err;
   }

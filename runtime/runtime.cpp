@@ -25,6 +25,7 @@
 #include "actors/workflow_manager_actor.hpp"
 #include "persistence/journal_writer_actor.hpp"
 #include "runtime/registry.hpp"
+#include "runtime/session_store.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe {
@@ -76,6 +77,9 @@ config checked(config cfg) {
                                 "0 <= base_backoff <= max_backoff");
   if (cfg.journal_batch == 0)
     throw std::invalid_argument("troupe config: journal_batch must be at least 1");
+  if (cfg.session_ttl <= duration::zero() || cfg.session_max_bytes == 0)
+    throw std::invalid_argument("troupe config: session_ttl and session_max_bytes must be "
+                                "positive");
   auto level = spdlog::level::from_str(cfg.log_level);
   if (level == spdlog::level::off && cfg.log_level != "off")
     throw std::invalid_argument("troupe config: unknown log_level '" + cfg.log_level + "'");
@@ -231,6 +235,7 @@ struct runtime::impl {
                         std::make_shared<live_workflows>(),
                         nullptr};
         env.adopt_from = std::exchange(workflows, env.live); // null at the first start
+        env.sessions = sessions; // outlives a manager's restart
         return spawn_workflow_manager(sys, std::move(env));
       },
       std::chrono::minutes{1})); // it stops every workflow first
@@ -319,6 +324,8 @@ struct runtime::impl {
   caf::actor_system sys;
   std::shared_ptr<registry> reg = std::make_shared<registry>();
   std::shared_ptr<const gateway_config> models = std::make_shared<const gateway_config>(cfg.gateway);
+  std::shared_ptr<session_store> sessions =
+    std::make_shared<session_store>(cfg.clock, cfg.session_ttl, cfg.session_max_bytes);
   service_directory svc;
   std::shared_ptr<live_workflows> workflows; ///< the current manager's
   caf::actor root; ///< the services' supervisor
@@ -346,7 +353,8 @@ caf::error runtime::register_definition(definition def) {
 }
 
 caf::expected<std::string> runtime::start(const std::string& definition, nlohmann::json input,
-                                          const std::string& idempotency_key) {
+                                          const std::string& idempotency_key,
+                                          const std::string& user) {
   if (!input.is_object())
     return make_error(errc::invalid_input,
                       "input of a '" + definition + "' workflow must be a JSON object");
@@ -357,7 +365,7 @@ caf::expected<std::string> runtime::start(const std::string& definition, nlohman
     return make_error(errc::invalid_input, "input of a '" + definition + "' workflow: " + e.what());
   }
   return impl_->ask<std::string>(&service_directory::manager, start_atom::value, definition,
-                                 text, idempotency_key);
+                                 text, idempotency_key, user);
 }
 
 caf::error runtime::signal(const std::string& workflow_id, const std::string& gate,

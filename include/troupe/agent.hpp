@@ -58,6 +58,19 @@ public:
   /// Stable across the attempts of one visit to this node: hand it to
   /// external systems that dedupe.
   virtual const std::string& idempotency_key() const = 0;
+  /// The user the workflow was started for ("" if none: runtime::start).
+  virtual const std::string& user() const = 0;
+
+  /// This user's session context: small JSON values by key, shared by the
+  /// agents of all of the user's workflows and never visible to another
+  /// user's; each expires config::session_ttl after its last write. Held in
+  /// memory, not journaled: a restart forgets it. Null if the key holds
+  /// nothing (or the workflow has no user).
+  virtual nlohmann::json session_get(const std::string& key) const = 0;
+  /// Sets the value under `key` (null removes it). invalid_input if the
+  /// workflow has no user, or the value would take the user's context past
+  /// config::session_max_bytes (nothing changes then).
+  virtual caf::error session_put(const std::string& key, const nlohmann::json& value) = 0;
 
   /// Asks the model; `then` runs later on the attempt's runner actor with the
   /// reply or an error. The request's idempotency key and (if empty) script

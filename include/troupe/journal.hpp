@@ -52,13 +52,14 @@ struct workflow_row {
   std::string outcome;         ///< terminal: the label that ended it
   int64_t created_ns = 0;
   int64_t updated_ns = 0;
+  std::string user;            ///< who it runs for ("" = nobody): session context
   bool finished() const { return status == "completed" || status == "failed"; }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, workflow_row& x) {
   return f(caf::meta::type_name("workflow_row"), x.id, x.definition, x.version,
-           x.idempotency_key, x.status, x.outcome, x.created_ns, x.updated_ns);
+           x.idempotency_key, x.status, x.outcome, x.created_ns, x.updated_ns, x.user);
 }
 
 /// The kernel state of a workflow after its event `wf_seq`, encoded by

@@ -57,6 +57,11 @@ struct config {
   /// A workflow parked at a gate gives up its actor until a signal or its
   /// deadline wakes it from the journal.
   bool passivate = true;
+  /// Per-user session context (step_context::session_get/put): a value
+  /// expires this long after its last write; one user's values take at
+  /// most session_max_bytes (keys and JSON text).
+  std::chrono::nanoseconds session_ttl = std::chrono::hours{1};
+  size_t session_max_bytes = 64 * 1024;
   /// spdlog level name: trace, debug, info, warn, error, off.
   std::string log_level = "warn";
 };
@@ -135,9 +140,11 @@ public:
   /// workflow's id instead of starting another. Returns once the workflow's
   /// first event is in the journal: an id returned survives a crash right
   /// after. journal_write_failed if that write failed (nothing was started;
-  /// retry with the same key if unsure).
+  /// retry with the same key if unsure). `user` (journaled with the
+  /// workflow) is whose session context its agents see.
   caf::expected<std::string> start(const std::string& definition, nlohmann::json input,
-                                   const std::string& idempotency_key = {});
+                                   const std::string& idempotency_key = {},
+                                   const std::string& user = {});
   /// Delivers a decision to a workflow parked at `gate`.
   caf::error signal(const std::string& workflow_id, const std::string& gate, const decision& d);
   /// Waits until the workflow finishes or is dead-lettered (or, with
