@@ -277,18 +277,10 @@ TEST_CASE("journal purge refuses a bad age, a missing file and a journal in use,
 
 namespace {
 
-/// A journal at `dir`/dlq.db with two workflows of "flaky" dead-lettered
-/// (their agent always crashes; no route covers it) and one completed.
-/// Returns the path and the dead-lettered ids.
-std::pair<std::string, std::vector<std::string>> dead_lettered_journal(
-    troupe::testing::temp_dir& dir, std::atomic<bool>& broken) {
+/// Registers agent "flaky" (crashes while `broken`) and definition "flaky"
+/// (node "call", 2 attempts, no route for a failure: it dead-letters).
+void register_flaky(troupe::runtime& rt, std::atomic<bool>& broken) {
   using namespace troupe;
-  auto path = dir.file("dlq.db");
-  auto store = open_sqlite_journal({path});
-  REQUIRE(store);
-  config cfg;
-  cfg.journal = *store;
-  runtime rt{cfg};
   REQUIRE_FALSE(rt.register_agent("flaky", [&broken](step_context& ctx) {
     if (broken)
       return ctx.fail(failure_kind::crashed, "upstream down");
@@ -301,6 +293,20 @@ std::pair<std::string, std::vector<std::string>> dead_lettered_journal(
   REQUIRE_FALSE(rt.register_definition(
     *definition_builder{"flaky"}.agent("call", "flaky", p).on("ok", "done").completed("done")
        .build()));
+}
+
+/// A journal at `dir`/dlq.db with two workflows of "flaky" dead-lettered
+/// (their agent crashes while `broken`). Returns the path and their ids.
+std::pair<std::string, std::vector<std::string>> dead_lettered_journal(
+    troupe::testing::temp_dir& dir, std::atomic<bool>& broken) {
+  using namespace troupe;
+  auto path = dir.file("dlq.db");
+  auto store = open_sqlite_journal({path});
+  REQUIRE(store);
+  config cfg;
+  cfg.journal = *store;
+  runtime rt{cfg};
+  register_flaky(rt, broken);
   std::vector<std::string> ids;
   for (int i = 0; i < 2; ++i) {
     auto id = rt.start("flaky", {{"n", i}});
@@ -378,16 +384,7 @@ TEST_CASE("dlq retry and drop journal the operator's action, and a runtime recov
   config cfg;
   cfg.journal = *store;
   runtime rt{cfg};
-  REQUIRE_FALSE(rt.register_agent("flaky", [&broken](step_context& ctx) {
-    if (broken)
-      return ctx.fail(failure_kind::crashed, "upstream down");
-    ctx.finish({});
-  }));
-  agent_policy p;
-  p.retry.max_attempts = 2;
-  REQUIRE_FALSE(rt.register_definition(
-    *definition_builder{"flaky"}.agent("call", "flaky", p).on("ok", "done").completed("done")
-       .build()));
+  register_flaky(rt, broken);
   REQUIRE(rt.recover()->resumed == 1);
   auto done = rt.await(ids[0], std::chrono::seconds{10});
   REQUIRE(done);
