@@ -233,9 +233,9 @@ struct runtime::impl {
                         svc.get(&service_directory::timers),
                         svc.get(&service_directory::notifier),
                         std::make_shared<live_workflows>(),
-                        nullptr};
+                        nullptr,
+                        sessions}; // the context outlives a manager's restart
         env.adopt_from = std::exchange(workflows, env.live); // null at the first start
-        env.sessions = sessions; // outlives a manager's restart
         return spawn_workflow_manager(sys, std::move(env));
       },
       std::chrono::minutes{1})); // it stops every workflow first

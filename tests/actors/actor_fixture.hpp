@@ -68,7 +68,7 @@ struct actor_fixture : test_coordinator_fixture<> {
   manager_env manager_config() {
     // a new seed per boot, as a restarted process has: ids must not repeat
     return {reg,   journal,        model,     nullptr, nullptr, seeded_random(++boots),
-            store, snapshot_every, passivate, timers, notifier, nullptr, nullptr};
+            store, snapshot_every, passivate, timers, notifier, nullptr, nullptr, nullptr};
   }
 
   uint32_t snapshot_every = 0;
