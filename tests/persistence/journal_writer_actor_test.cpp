@@ -47,7 +47,7 @@ journal_write rec(uint64_t n) {
   r.at_ns = static_cast<int64_t>(n);
   r.payload = R"({"timer":)" + std::to_string(n) + R"(,"v":1})";
   journal_write w;
-  w.workflow.push_back({r.workflow_id, "d", 1, "", "running", "", 1, 1});
+  w.workflow.push_back({r.workflow_id, "d", 1, "", "running", "", 1, 1, ""});
   w.events.push_back(std::move(r));
   return w;
 }
@@ -232,7 +232,7 @@ TEST_CASE_METHOD(writer_fixture, "purge through the writer removes finished work
   auto writer = spawn_journal_writer(sys, store, 8);
   sched.run();
   journal_write done = rec(1);
-  done.workflow[0] = {"wf-1", "d", 1, "", "completed", "ok", 1, 10};
+  done.workflow[0] = {"wf-1", "d", 1, "", "completed", "ok", 1, 10, ""};
   journal_write open = rec(2);
   open.workflow[0].updated_ns = 10;
   for (auto* w : {&done, &open}) {
