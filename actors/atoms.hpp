@@ -30,5 +30,6 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 using key_atom = caf::atom_constant<caf::atom("key")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using notify_atom = caf::atom_constant<caf::atom("notify")>;
+using crash_atom = caf::atom_constant<caf::atom("crash")>;
 
 } // namespace troupe

@@ -561,6 +561,11 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
       return rp;
     },
     [self](status_atom) { return info(self); },
+    // the manager gave up restarting this workflow's crashing actor
+    [self](crash_atom, const std::string& reason) {
+      self->state.resumed = true; // nothing pending is re-issued: it stops here
+      enqueue(self, {kernel::workflow_crashed{now(self), reason}, {}, 0, 0});
+    },
     [self](resume_atom) {
       if (!self->state.resumed) {
         self->state.resumed = true;

@@ -45,6 +45,7 @@ struct entry {
   /// the start calls for it (the first, and any with its key) wait here.
   bool durable = true;
   std::vector<caf::response_promise> starting;
+  std::deque<int64_t> crashes; ///< when its actor crashed, within restart_period
 };
 
 /// A start with an idempotency key, while the journal is asked for the key.
@@ -617,6 +618,61 @@ caf::expected<recovery_report> recover_all(self_ptr self) {
   return rep;
 }
 
+// A workflow actor crashed (not a journal failure, not a stop): rebuild it
+// from the journal, OTP-style, once the journal writer has committed what it
+// sent (an empty write is acknowledged after them). Up to restart_intensity
+// crashes within restart_period it resumes; past that it is rebuilt only to
+// be dead-lettered, so a workflow whose transitions crash for good waits
+// for an operator instead of looping. False if it cannot be rebuilt (it
+// stays stopped, for recover()).
+bool restart_crashed(self_ptr self, const std::string& id, entry& e, const std::string& why) {
+  auto& st = self->state;
+  auto def = st.env.reg->find_definition(e.last.definition);
+  if (!def)
+    return false;
+  auto now = now_ns(self);
+  auto& c = e.crashes;
+  while (!c.empty() && c.front() <= now - st.env.restart_period.count())
+    c.pop_front();
+  c.push_back(now);
+  bool give_up = c.size() > st.env.restart_intensity;
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(st.env.restart_period).count();
+  auto what = "its actor crashed " + std::to_string(c.size()) + " times within "
+              + std::to_string(secs) + " s: " + why;
+  self->request(st.env.journal, caf::infinite, append_atom::value, journal_write{})
+    .then(
+      [self, id, def, give_up, what](uint64_t) {
+        auto& st = self->state;
+        auto i = st.workflows.find(id);
+        if (i == st.workflows.end() || i->second.actor || st.stopping)
+          return; // woken or forgotten meanwhile
+        auto& e = i->second;
+        auto row = st.env.store->workflow(id);
+        auto wf = row ? persistence::load_workflow(*st.env.store, *def, id)
+                      : caf::expected<persistence::loaded_workflow>{row.error()};
+        if (!wf || wf->state.finished()) {
+          spdlog::error("workflow {}: not restarted: {}", id,
+                        wf ? "finished" : describe(wf.error()));
+          return;
+        }
+        track(self, id, e,
+              spawn_recovered_workflow(self->system(), env_for(self, def), std::move(*row),
+                                       std::move(*wf)));
+        if (give_up) {
+          spdlog::error("workflow {}: dead-lettered: {}", id, what);
+          self->send(e.actor, crash_atom::value, what);
+        } else {
+          spdlog::warn("workflow {}: restarted: {}", id, what);
+          self->send(e.actor, resume_atom::value);
+        }
+      },
+      [id](caf::error& err) {
+        spdlog::error("workflow {}: not restarted: the journal writer failed: {}", id,
+                      describe(err));
+      });
+  return true;
+}
+
 caf::behavior requests(self_ptr self);
 
 // A replacement manager, once the dead one's workflows are all down: waits
@@ -695,6 +751,9 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
         self->quit(st.stopping);
       return;
     }
+    if (!e.last.stopped && e.durable && !finished(e.last)
+        && restart_crashed(self, id, e, describe(dm.reason)))
+      return; // its waiters wait on for the new actor
     info_msg m = e.last;
     m.status = static_cast<uint8_t>(workflow_status::failed);
     m.outcome = "crashed";

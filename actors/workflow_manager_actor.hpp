@@ -75,6 +75,11 @@ struct manager_env {
   /// recover() does. Requests wait until then.
   std::shared_ptr<live_workflows> adopt_from;
   std::shared_ptr<session_store> sessions; ///< per-user session context; null: none
+  /// A workflow actor that crashes is rebuilt from the journal up to this
+  /// many times within `restart_period`; one more crash dead-letters it
+  /// (outcome "crashed").
+  uint32_t restart_intensity = 3;
+  std::chrono::nanoseconds restart_period = std::chrono::minutes{1};
 };
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env);

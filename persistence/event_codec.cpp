@@ -118,6 +118,10 @@ std::string encode(const kernel::workflow_cancelled& e) {
   return payload_writer{}.field("by", e.by).field("reason", e.reason).field("v", v1).done();
 }
 
+std::string encode(const kernel::workflow_crashed& e) {
+  return payload_writer{}.field("reason", e.reason).field("v", v1).done();
+}
+
 std::string encode(const kernel::dlq_dropped& e) {
   return payload_writer{}.field("by", e.by).field("reason", e.reason).field("v", v1).done();
 }
@@ -305,6 +309,10 @@ const kind_entry kinds[] = {
   {"dlq_dropped", v1,
    [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
      return kernel::dlq_dropped{at, in.str("by"), in.str("reason")};
+   }},
+  {"workflow_crashed", v1,
+   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
+     return kernel::workflow_crashed{at, in.str("reason")};
    }},
   {"workflow_cancelled", v1,
    [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {

@@ -27,12 +27,13 @@
 //                      (unsigned 63: nanoseconds)
 //   dlq_dropped        v (1), by (string), reason (string)
 //   workflow_cancelled v (1), by (string), reason (string)
+//   workflow_crashed   v (1), reason (string)
 //
 //   e.g. kind "step_scheduled", payload {"attempt":1,"node":"extract","v":1}
 //
 // Invariants (decoding enforces each; a violation is errc::journal_corrupt
 // with context "<workflow id> #<wf_seq> (<kind>): <what is wrong>"):
-//   (1) `kind` is one of the nine names above.
+//   (1) `kind` is one of the ten names above.
 //   (2) `payload` parses as a JSON object.
 //   (3) `v` is a version of that kind this build knows: 1 up to the one
 //       above. A format change bumps `v` of the kinds it touches and edits

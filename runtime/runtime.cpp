@@ -234,7 +234,9 @@ struct runtime::impl {
                         svc.get(&service_directory::notifier),
                         std::make_shared<live_workflows>(),
                         nullptr,
-                        sessions}; // the context outlives a manager's restart
+                        sessions, // the context outlives a manager's restart
+                        cfg.workflow_restart_intensity,
+                        cfg.workflow_restart_period};
         env.adopt_from = std::exchange(workflows, env.live); // null at the first start
         return spawn_workflow_manager(sys, std::move(env));
       },

@@ -57,6 +57,12 @@ struct config {
   /// A workflow parked at a gate gives up its actor until a signal or its
   /// deadline wakes it from the journal.
   bool passivate = true;
+  /// A workflow actor that crashes (a bug, not a failed step: those are
+  /// retried by policy) is rebuilt from the journal up to this many times
+  /// within the period; one more crash dead-letters the workflow, outcome
+  /// "crashed", for an operator to retry or drop.
+  uint32_t workflow_restart_intensity = 3;
+  std::chrono::nanoseconds workflow_restart_period = std::chrono::minutes{1};
   /// Per-user session context (step_context::session_get/put): a value
   /// expires this long after its last write; one user's values take at
   /// most session_max_bytes (keys and JSON text).

@@ -19,6 +19,7 @@ const char* kind_of(const event& e) {
     const char* operator()(const dlq_retried&) const { return "dlq_retried"; }
     const char* operator()(const dlq_dropped&) const { return "dlq_dropped"; }
     const char* operator()(const workflow_cancelled&) const { return "workflow_cancelled"; }
+    const char* operator()(const workflow_crashed&) const { return "workflow_crashed"; }
   } name;
   return std::visit(name, e);
 }

@@ -29,6 +29,8 @@
 //                                                deadline re-armed if still ahead; agent node:
 //                                                schedule(1) in the same visit; gate: at_gate
 //   dead_lettered dlq_dropped{by, reason}       -> failed: fail{outcome "dropped"}
+//   any live but dead_lettered  workflow_crashed{reason}  cancel_step if running;
+//                                                dead letter, outcome "crashed"
 //   any live     workflow_cancelled{by, reason} cancel_step if running; -> failed:
 //                                                fail{outcome "cancelled"} (refused while
 //                                                compensating)
@@ -560,6 +562,17 @@ caf::error on(builder& b, const event& e, const workflow_cancelled& ev) {
   b.finish(phase::failed, {}, outcome::cancelled,
            "cancelled" + (ev.by.empty() ? "" : " by '" + ev.by + "'")
              + (ev.reason.empty() ? "" : ": " + ev.reason));
+  return {};
+}
+
+caf::error on(builder& b, const event& e, const workflow_crashed& ev) {
+  if (b.s.at == phase::not_started)
+    return refuse(b.s, e, "the workflow has not started");
+  if (b.s.at == phase::dead_lettered)
+    return refuse(b.s, e, "the workflow is dead-lettered already");
+  if (b.s.at == phase::running)
+    b.out.emplace_back(cancel_step{b.s.node, b.s.attempt});
+  b.to_dead_letter("crashed", ev.reason);
   return {};
 }
 

@@ -111,9 +111,17 @@ struct workflow_cancelled {
   std::string reason;
 };
 
+/// The workflow's actor crashed more often than the manager's restart
+/// intensity allows: it is dead-lettered (outcome "crashed") instead of
+/// being restarted again.
+struct workflow_crashed {
+  instant at;
+  std::string reason;
+};
+
 using event = std::variant<workflow_started, step_scheduled, step_completed, step_failed,
                            timer_fired, signal_received, dlq_retried, dlq_dropped,
-                           workflow_cancelled>;
+                           workflow_cancelled, workflow_crashed>;
 
 /// "workflow_started", "step_scheduled", ...
 const char* kind_of(const event& e);

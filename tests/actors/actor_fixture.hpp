@@ -68,11 +68,15 @@ struct actor_fixture : test_coordinator_fixture<> {
   manager_env manager_config() {
     // a new seed per boot, as a restarted process has: ids must not repeat
     return {reg,   journal,        model,     nullptr, nullptr, seeded_random(++boots),
-            store, snapshot_every, passivate, timers, notifier, nullptr, nullptr, nullptr};
+            store, snapshot_every, passivate, timers, notifier, live, nullptr, nullptr,
+            restart_intensity, std::chrono::minutes{1}};
   }
 
   uint32_t snapshot_every = 0;
   bool passivate = true;
+  uint32_t restart_intensity = 3;
+  /// The manager's live workflow actors (tests kill them from here).
+  std::shared_ptr<live_workflows> live = std::make_shared<live_workflows>();
   uint64_t boots = 0;
 
   ~actor_fixture() {

@@ -734,3 +734,46 @@ TEST_CASE_METHOD(fixture, "a decision before the deadline cancels the reminders 
   CHECK(log->all.size() == 1); // no reminder after the decision
   CHECK(trace(id).back() == "signal_received first reject");
 }
+
+TEST_CASE_METHOD(fixture, "a workflow actor that keeps crashing is rebuilt from the journal, "
+                          "then dead-lettered past the restart intensity") {
+  model_cfg.latency = 1h; // each attempt is still running when its actor dies
+  define(definition_builder{"slow"}
+           .agent("a", "asker", policy(2h, 10)).on("ok", "done")
+           .completed("done")
+           .build());
+  boot();
+  auto id = start("slow");
+  auto kill_it = [&] {
+    auto actors = live->all();
+    REQUIRE(actors.size() == 1);
+    caf::anon_send_exit(actors[0], caf::exit_reason::kill);
+    sched.run();
+    return actors[0];
+  };
+  for (int crash = 1; crash <= 3; ++crash) {
+    INFO("crash " << crash);
+    auto old = kill_it();
+    auto s = status(id);
+    CHECK(static_cast<workflow_status>(s.status) == workflow_status::running);
+    REQUIRE(live->all().size() == 1);
+    CHECK(live->all()[0] != old); // a new actor, from the journal
+  }
+  // the interrupted attempt was failed as crashed after the first restart
+  CHECK(trace(id)[2] == "step_failed a#1 crashed");
+  kill_it(); // the fourth within a minute: restart intensity 3 is passed
+  auto s = status(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::dead_lettered);
+  CHECK(s.outcome == "crashed");
+  CHECK(s.reason.find("its actor crashed 4 times within 60 s: ") == 0);
+  CHECK(trace(id).back() == "workflow_crashed");
+  CHECK(live->all().empty()); // passive in dead letter
+  auto dead = store->dead_letters();
+  REQUIRE(dead);
+  REQUIRE(dead->size() == 1);
+  CHECK(dead->front().outcome == "crashed");
+  // an operator's retry runs it again
+  REQUIRE_FALSE(signal(id, "", signal_msg::dlq_retry));
+  CHECK(static_cast<workflow_status>(status(id).status) == workflow_status::running);
+  CHECK(trace(id).back() == "step_scheduled a#1");
+}

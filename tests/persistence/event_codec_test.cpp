@@ -50,6 +50,9 @@ bool same(const dlq_dropped& a, const dlq_dropped& b) {
 bool same(const workflow_cancelled& a, const workflow_cancelled& b) {
   return a.at == b.at && a.by == b.by && a.reason == b.reason;
 }
+bool same(const workflow_crashed& a, const workflow_crashed& b) {
+  return a.at == b.at && a.reason == b.reason;
+}
 bool same(const event& a, const event& b) {
   if (a.index() != b.index())
     return false;
@@ -96,6 +99,7 @@ std::vector<event> sample_history() {
                  duration{std::numeric_limits<int64_t>::max()}}},
     dlq_dropped{instant{10'000}, "", "no \"longer\" needed"},
     workflow_cancelled{instant{11'000}, "Zoë", "customer ✓ asked"},
+    workflow_crashed{instant{12'000}, "its actor crashed 4 times: kill"},
   };
 }
 
