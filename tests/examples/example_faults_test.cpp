@@ -16,6 +16,7 @@
 
 #include "loan_approval/loan_approval.hpp"
 #include "order_processing/order_processing.hpp"
+#include "support/services.hpp"
 #include "troupe/errors.hpp"
 
 using namespace troupe;
@@ -29,34 +30,10 @@ constexpr auto patience = 60000ms; // only reached when a test is broken
 const std::vector<std::string> services = {"journal", "timers",   "scripted",
                                            "gateway", "notifier", "manager"};
 
-child_info service(runtime& rt, const std::string& id) {
-  auto all = rt.services();
-  REQUIRE(all);
-  for (auto& c : *all)
-    if (c.id == id)
-      return c;
-  FAIL("no service " << id);
-  return {};
-}
-
 /// Kills service `id` and waits until its supervisor has started it, and
 /// those it took along, again.
 void kill(runtime& rt, const std::string& id) {
-  auto before = service(rt, id);
-  REQUIRE(before.running);
-  caf::anon_send_exit(before.actor, caf::exit_reason::kill);
-  auto until = std::chrono::steady_clock::now() + patience;
-  for (;;) {
-    auto all = rt.services();
-    REQUIRE(all);
-    bool up = true;
-    for (auto& c : *all)
-      up = up && c.running;
-    if (up && service(rt, id).started > before.started)
-      return;
-    REQUIRE(std::chrono::steady_clock::now() < until);
-    std::this_thread::yield();
-  }
+  testing::kill_service(rt, id, patience);
 }
 
 /// rt.start, again while a restarting manager answers interrupted.

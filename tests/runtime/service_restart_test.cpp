@@ -18,6 +18,7 @@
 
 #include <caf/all.hpp>
 
+#include "support/services.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/runtime.hpp"
 
@@ -86,38 +87,11 @@ struct fixture {
     REQUIRE(!rt.register_definition(flow()));
   }
 
-  child_info service(const std::string& id) {
-    auto all = rt.services();
-    REQUIRE(all);
-    for (auto& c : *all)
-      if (c.id == id)
-        return c;
-    FAIL("no service " << id);
-    return {};
-  }
+  child_info service(const std::string& id) { return testing::service(rt, id); }
 
   /// Kills service `id` and waits until its supervisor has started it, and
   /// those it took along, again.
-  void kill(const std::string& id) {
-    auto before = service(id);
-    REQUIRE(before.running);
-    caf::anon_send_exit(before.actor, caf::exit_reason::kill);
-    auto until = std::chrono::steady_clock::now() + patience;
-    for (;;) {
-      auto all = rt.services();
-      REQUIRE(all);
-      bool up = true;
-      for (auto& c : *all)
-        up = up && c.running;
-      auto now = service(id);
-      if (up && now.started > before.started) {
-        CHECK(now.actor != before.actor);
-        return;
-      }
-      REQUIRE(std::chrono::steady_clock::now() < until);
-      std::this_thread::yield();
-    }
-  }
+  void kill(const std::string& id) { testing::kill_service(rt, id, patience); }
 
   /// Runs `n` workflows to the end with `id` killed while they are in
   /// flight; every workflow completes and each step's effect ran under its
