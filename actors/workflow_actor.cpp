@@ -136,7 +136,8 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.attempt = c.attempt;
   in.token = st.next_token++;
   // a compensation keys its effects apart from the step it undoes
-  in.key = kernel::idempotency_key(st.id, c.compensation ? c.node + "~undo" : c.node, c.visit);
+  in.key = c.compensation ? kernel::idempotency_key(st.id, c.node + "~undo", c.visit)
+                          : kernel::idempotency_key(st.id, c.node, c.visit);
   in.state = st.wf.data;
   in.budget = budgets_of(self);
   in.user = st.row.user;

@@ -42,7 +42,7 @@
 //                gate               -> at_gate: start_timer(gate_deadline)?,
 //                                      start_timer(gate_reminder) for each reminder
 //                                      due before the deadline, await_signal
-//                (entering any node first cancels the gate timers of the gate left)
+//                (entering any node from a gate first cancels that gate's timers)
 //                agent              -> schedule(1)
 //   schedule(a): a budget is spent (max_steps, max_tokens, max_cost_usd, deadline)
 //                -> budget;
@@ -191,10 +191,12 @@ struct builder {
   }
 
   void enter(const std::string& target, const std::string& label, const std::string& reason) {
-    disarm(timer_kind::gate_deadline); // the gate left, if any, no longer waits
-    disarm(timer_kind::gate_reminder);
-    s.resume_node.clear(); // a soft gate left by its own routes resumes nothing
-    s.resume_attempt = 0;
+    if (s.at == phase::at_gate) { // the gate left no longer waits (no scan per step)
+      disarm(timer_kind::gate_deadline);
+      disarm(timer_kind::gate_reminder);
+      s.resume_node.clear(); // a soft gate left by its own routes resumes nothing
+      s.resume_attempt = 0;
+    }
     const node& n = *def.find(target);
     switch (n.kind) {
       case node_kind::terminal:
