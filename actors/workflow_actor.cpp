@@ -101,16 +101,14 @@ void enqueue(self_ptr self, queued q) {
 
 budgets_left budgets_of(self_ptr self) {
   auto& st = self->state;
-  const auto& b = st.env.def->limits;
+  auto l = kernel::limits_of(*st.env.def, st.wf); // with dead-letter grants
   budgets_left left;
-  if (b.max_steps > 0)
-    left.steps = b.max_steps > st.wf.steps ? b.max_steps - st.wf.steps : 0;
-  if (b.max_tokens > 0)
-    left.tokens = b.max_tokens > st.wf.tokens ? b.max_tokens - st.wf.tokens : 0;
-  if (b.max_cost_usd > 0) {
-    auto max = to_nano_usd(b.max_cost_usd);
-    left.cost_nusd = max > st.wf.cost_nusd ? max - st.wf.cost_nusd : 0;
-  }
+  if (l.steps > 0)
+    left.steps = l.steps > st.wf.steps ? l.steps - st.wf.steps : 0;
+  if (l.tokens > 0)
+    left.tokens = l.tokens > st.wf.tokens ? l.tokens - st.wf.tokens : 0;
+  if (l.cost_nusd > 0)
+    left.cost_nusd = l.cost_nusd > st.wf.cost_nusd ? l.cost_nusd - st.wf.cost_nusd : 0;
   if (st.wf.deadline > instant::zero())
     left.time = std::max(duration::zero(), st.wf.deadline - now(self));
   return left;

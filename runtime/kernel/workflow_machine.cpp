@@ -78,6 +78,8 @@
 //      has no timers and takes only dlq_retried and dlq_dropped.
 #include "kernel/workflow_machine.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <iterator>
 
 #include "troupe/errors.hpp"
@@ -85,6 +87,10 @@
 namespace troupe::kernel {
 
 namespace {
+
+uint64_t add_saturating(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
 
 /// "$0.000123": nano-dollars shown to the nano.
 std::string usd(uint64_t nano) {
@@ -226,16 +232,14 @@ struct builder {
   }
 
   std::string spent_budget() const {
-    const auto& b = def.limits;
-    const auto& g = s.granted;
-    if (b.max_steps > 0 && s.steps >= b.max_steps + g.steps)
-      return "max_steps budget of " + std::to_string(b.max_steps + g.steps) + " spent";
-    if (b.max_tokens > 0 && s.tokens >= b.max_tokens + g.tokens)
-      return "max_tokens budget of " + std::to_string(b.max_tokens + g.tokens) + " spent ("
+    auto l = limits_of(def, s);
+    if (l.steps > 0 && s.steps >= l.steps)
+      return "max_steps budget of " + std::to_string(l.steps) + " spent";
+    if (l.tokens > 0 && s.tokens >= l.tokens)
+      return "max_tokens budget of " + std::to_string(l.tokens) + " spent ("
              + std::to_string(s.tokens) + " used)";
-    auto max_cost = to_nano_usd(b.max_cost_usd) + g.cost_nusd;
-    if (b.max_cost_usd > 0 && s.cost_nusd >= max_cost)
-      return "max_cost_usd budget of " + usd(max_cost) + " spent (" + usd(s.cost_nusd)
+    if (l.cost_nusd > 0 && s.cost_nusd >= l.cost_nusd)
+      return "max_cost_usd budget of " + usd(l.cost_nusd) + " spent (" + usd(s.cost_nusd)
              + " used)";
     if (s.deadline > instant::zero() && at >= s.deadline)
       return "deadline passed";
@@ -251,12 +255,12 @@ struct builder {
       return static_cast<uint64_t>(static_cast<double>(max) * b.soft_share);
     };
     auto pct = std::to_string(static_cast<int>(b.soft_share * 100 + 0.5)) + "%";
-    if (b.max_tokens > 0 && s.tokens >= share(b.max_tokens + s.granted.tokens))
+    auto l = limits_of(def, s);
+    if (l.tokens > 0 && s.tokens >= share(l.tokens))
       return "soft budget: " + std::to_string(s.tokens) + " tokens used, " + pct + " of "
-             + std::to_string(b.max_tokens + s.granted.tokens) + " reached";
-    auto max_cost = to_nano_usd(b.max_cost_usd) + s.granted.cost_nusd;
-    if (b.max_cost_usd > 0 && s.cost_nusd >= share(max_cost))
-      return "soft budget: " + usd(s.cost_nusd) + " used, " + pct + " of " + usd(max_cost)
+             + std::to_string(l.tokens) + " reached";
+    if (l.cost_nusd > 0 && s.cost_nusd >= share(l.cost_nusd))
+      return "soft budget: " + usd(s.cost_nusd) + " used, " + pct + " of " + usd(l.cost_nusd)
              + " reached";
     return {};
   }
@@ -523,12 +527,14 @@ caf::error on(builder& b, const event& e, const dlq_retried& ev) {
   if (b.s.at != phase::dead_lettered)
     return refuse(b.s, e, "the workflow is not dead-lettered");
   auto& g = b.s.granted;
-  g.steps += ev.grant.steps;
-  g.tokens += ev.grant.tokens;
-  g.cost_nusd += ev.grant.cost_nusd;
-  g.time += ev.grant.time;
+  g.steps = add_saturating(g.steps, ev.grant.steps);
+  g.tokens = add_saturating(g.tokens, ev.grant.tokens);
+  g.cost_nusd = add_saturating(g.cost_nusd, ev.grant.cost_nusd);
+  auto more = std::max(ev.grant.time, duration::zero());
+  auto room = [](duration d) { return duration::max() - std::max(d, duration::zero()); };
+  g.time += std::min(more, room(g.time));
   if (b.s.deadline > instant::zero()) {
-    b.s.deadline += ev.grant.time;
+    b.s.deadline += std::min(more, room(b.s.deadline));
     if (b.s.deadline > b.at && !b.s.compensating)
       b.arm(timer_kind::workflow_deadline, b.s.deadline);
   }
@@ -579,6 +585,19 @@ caf::error on(builder& b, const event& e, const workflow_crashed& ev) {
 }
 
 } // namespace
+
+limits limits_of(const definition& def, const workflow_state& s) {
+  const auto& b = def.limits;
+  const auto& g = s.granted;
+  limits l;
+  if (b.max_steps > 0)
+    l.steps = add_saturating(b.max_steps, g.steps);
+  if (b.max_tokens > 0)
+    l.tokens = add_saturating(b.max_tokens, g.tokens);
+  if (b.max_cost_usd > 0)
+    l.cost_nusd = add_saturating(to_nano_usd(b.max_cost_usd), g.cost_nusd);
+  return l;
+}
 
 caf::expected<transition> apply(const definition& def, const workflow_state& s, const event& e) {
   if (s.finished())

@@ -249,6 +249,17 @@ struct transition {
   std::vector<command> commands;
 };
 
+/// A workflow's budgets now: the definition's limits plus what dead-letter
+/// retries granted (saturating; 0, unlimited, stays 0). Costs in
+/// nano-dollars. The kernel checks these, and agents are told what is left
+/// of them.
+struct limits {
+  uint64_t steps = 0;
+  uint64_t tokens = 0;
+  uint64_t cost_nusd = 0;
+};
+limits limits_of(const definition& def, const workflow_state& s);
+
 /// Pure: equal (definition, state, event) always give an equal transition.
 /// An event that does not fit the state is errc::invalid_transition naming
 /// both; the input state is never changed.

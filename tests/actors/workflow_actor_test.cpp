@@ -282,6 +282,22 @@ TEST_CASE_METHOD(fixture, "a model call whose estimate does not fit the token bu
   CHECK(s.reason.find("does not fit the 20 tokens left") != std::string::npos);
 }
 
+TEST_CASE_METHOD(fixture, "tokens granted with a dead-letter retry reach the agent's model "
+                          "calls") {
+  define(spender(20)); // the first call's reservation does not fit: dead-lettered
+  boot();
+  auto id = start("spend");
+  REQUIRE(static_cast<workflow_status>(run_to_end(id).status)
+          == workflow_status::dead_lettered);
+  signal_msg retry{id, "", signal_msg::dlq_retry, "", "ops"};
+  retry.grant_tokens = 10'000; // room for every step's reservation
+  self->send(manager, signal_atom::value, retry);
+  auto s = run_to_end(id);
+  CHECK(static_cast<workflow_status>(s.status) == workflow_status::completed);
+  CHECK(s.tokens > 0);
+  CHECK(s.steps == 5); // the refused attempt, then a, b, c and d
+}
+
 TEST_CASE_METHOD(fixture, "max_tokens stops a workflow once its model calls spent the budget, "
                           "without ever spending past it") {
   // Room for the first call's reservation and a little more: each call
