@@ -48,6 +48,8 @@ struct workflow_actor_state {
   bool agent_reported = false; ///< its report arrived (nothing to cancel)
   std::string agent_node;
   uint32_t agent_attempt = 0;
+  std::string agent_name;    ///< the agent that attempt runs
+  instant agent_started{-1}; ///< when it was dispatched; -1: not by this actor
   uint64_t next_token = 1;
   uint64_t attempt_tokens = 0;
   uint64_t attempt_nusd = 0; ///< that attempt's model cost so far
@@ -146,6 +148,8 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   st.agent_token = in.token;
   st.agent_node = c.node;
   st.agent_attempt = c.attempt;
+  st.agent_name = c.agent;
+  st.agent_started = now(self);
   st.attempt_tokens = 0;
   st.attempt_nusd = 0;
   st.agent_reported = false;
@@ -362,6 +366,68 @@ bool idle_at_gate(self_ptr self) {
          && st.inbox.empty() && !st.journaling && !st.runner;
 }
 
+/// What the metrics learn from one event, applied once it is durable.
+struct metric_note {
+  bool started = false;
+  const char* reached = nullptr; ///< a status the workflow entered: completed, ...
+  std::string agent;             ///< an attempt of it ended with `outcome`
+  std::string outcome;
+  instant took{-1};
+  std::string retried;           ///< a later attempt of this agent was scheduled
+};
+
+/// The agent that runs `node`'s attempts in `s` (its compensation's while
+/// compensating).
+const std::string& agent_at(self_ptr self, const kernel::workflow_state& s,
+                            const std::string& node) {
+  static const std::string none;
+  const troupe::node* n = self->state.env.def->find(node);
+  if (!n)
+    return none;
+  return s.compensating ? n->policy.compensate : n->agent;
+}
+
+metric_note observe(self_ptr self, const kernel::event& ev, const kernel::workflow_state& before,
+                    const kernel::workflow_state& after) {
+  auto& st = self->state;
+  metric_note m;
+  // an attempt this actor dispatched knows its agent and start; one cut off
+  // by a crash of the process (failed on recovery) only its node
+  auto attempt_ended = [&](const std::string& node, uint32_t attempt, instant at) {
+    if (node == st.agent_node && attempt == st.agent_attempt && st.agent_started.count() >= 0) {
+      m.agent = st.agent_name;
+      m.took = at - st.agent_started;
+    } else {
+      m.agent = agent_at(self, before, node);
+    }
+  };
+  if (std::holds_alternative<kernel::workflow_started>(ev)) {
+    m.started = true;
+  } else if (auto* c = std::get_if<kernel::step_completed>(&ev)) {
+    attempt_ended(c->node, c->attempt, c->at);
+    m.outcome = c->label;
+  } else if (auto* f = std::get_if<kernel::step_failed>(&ev)) {
+    attempt_ended(f->node, f->attempt, f->at);
+    m.outcome = to_string(f->kind);
+  }
+  if (before.at != after.at
+      && (after.at == kernel::phase::completed || after.at == kernel::phase::failed
+          || after.at == kernel::phase::dead_lettered))
+    m.reached = to_string(after.at);
+  return m;
+}
+
+void record(runtime_metrics& metrics, const metric_note& m) {
+  if (m.started)
+    metrics.workflow_started();
+  if (!m.outcome.empty())
+    metrics.step_ended(m.agent, m.outcome, m.took);
+  if (m.reached)
+    metrics.workflow_ended(m.reached);
+  if (!m.retried.empty())
+    metrics.step_retried(m.retried);
+}
+
 void pump(self_ptr self) {
   auto& st = self->state;
   while (!st.journaling && !st.inbox.empty()) {
@@ -384,6 +450,9 @@ void pump(self_ptr self) {
       return;
     }
     auto seq_before = st.wf_seq;
+    metric_note note;
+    if (st.env.metrics)
+      note = observe(self, q.ev, st.wf, t->state);
     st.wf = std::move(t->state);
     journal_write w;
     w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, q.ev));
@@ -392,13 +461,19 @@ void pump(self_ptr self) {
       return;
     }
     complete_write(self, w, seq_before);
+    // a write schedules at most one attempt (kernel invariant 2)
+    if (st.env.metrics && w.events.size() > 1 && st.wf.at == kernel::phase::running
+        && st.wf.attempt > 1)
+      note.retried = agent_at(self, st.wf, st.wf.node);
     st.journaling = true;
     auto commands = std::make_shared<std::vector<kernel::command>>(std::move(t->commands));
     auto reply = q.reply;
     self->request(st.env.journal, caf::infinite, append_atom::value, std::move(w))
       .then(
-        [self, commands, reply, first = seq_before == 0](uint64_t) mutable {
+        [self, commands, reply, first = seq_before == 0, note = std::move(note)](uint64_t) mutable {
           self->state.journaling = false;
+          if (self->state.env.metrics)
+            record(*self->state.env.metrics, note);
           // before the signal's reply: its sender may await next; the first
           // write always: the manager answers start() once it is durable
           if (first)

@@ -29,6 +29,7 @@
 #include "troupe/journal.hpp"
 #include "troupe/seams.hpp"
 #include "runtime/session_store.hpp"
+#include "runtime/metrics.hpp"
 
 namespace troupe {
 
@@ -43,6 +44,7 @@ struct workflow_env {
   caf::actor timers;  ///< the timer service (step and retry timers); null: CAF's clock
   caf::actor notifier; ///< POSTs gate webhooks (notifier_actor.hpp); null: none sent
   std::shared_ptr<session_store> sessions; ///< per-user session context; null: none
+  std::shared_ptr<runtime_metrics> metrics; ///< fed once each event is durable; null: none
   std::shared_ptr<clock_source> clock; ///< null: the actor clock (test coordinator in tests)
   uint32_t snapshot_every = 0; ///< 0: no snapshots
   bool passivate = true;       ///< quit when parked at a gate

@@ -141,6 +141,7 @@ workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
   w.timers = st.env.timers;
   w.notifier = st.env.notifier;
   w.sessions = st.env.sessions;
+  w.metrics = st.env.metrics;
   return w;
 }
 
@@ -663,6 +664,8 @@ bool restart_crashed(self_ptr self, const std::string& id, entry& e, const std::
           self->send(e.actor, crash_atom::value, what);
         } else {
           spdlog::warn("workflow {}: restarted: {}", id, what);
+          if (st.env.metrics)
+            st.env.metrics->workflow_actor_restarted();
           self->send(e.actor, resume_atom::value);
         }
       },

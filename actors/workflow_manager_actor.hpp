@@ -33,6 +33,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "runtime/metrics.hpp"
 #include "runtime/registry.hpp"
 #include "troupe/gateway.hpp"
 #include "troupe/journal.hpp"
@@ -80,6 +81,7 @@ struct manager_env {
   /// (outcome "crashed").
   uint32_t restart_intensity = 3;
   std::chrono::nanoseconds restart_period = std::chrono::minutes{1};
+  std::shared_ptr<runtime_metrics> metrics; ///< for the workflows and restarts; null: none
 };
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env);

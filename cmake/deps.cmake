@@ -21,6 +21,9 @@ find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(spdlog 1.10 CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(Catch2 2 CONFIG REQUIRED)
+# Prometheus' data model and text format for runtime::metrics_text (only the
+# core library: `troupe serve` has its own HTTP server).
+find_package(prometheus-cpp CONFIG REQUIRED COMPONENTS core) # ships no version file
 include(Catch)
 
 # cpp-httplib (Debian ships a compiled library and a pkg-config file): the

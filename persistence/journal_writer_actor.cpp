@@ -3,6 +3,7 @@
 #include "persistence/journal_writer_actor.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,7 +60,15 @@ void flush(writer_actor* self) {
   for (size_t i = 0; i < n; ++i)
     batch.push_back(std::move(st.queue[i].write));
   ++st.store_calls;
+  auto began = std::chrono::steady_clock::now();
   auto err = st.store->append(batch);
+  if (st.metrics) {
+    if (err)
+      st.metrics->journal_failed();
+    else
+      st.metrics->journal_committed(n, std::chrono::steady_clock::now() - began);
+    st.metrics->journal_queue(st.queue.size() - n);
+  }
   if (err) {
     ++st.failed_calls;
     auto failure = write_failed(err, n);
@@ -85,8 +94,9 @@ void flush(writer_actor* self) {
 } // namespace
 
 caf::behavior journal_writer(writer_actor* self, std::shared_ptr<journal_store> store,
-                             size_t max_batch) {
+                             size_t max_batch, std::shared_ptr<runtime_metrics> metrics) {
   self->state.store = std::move(store);
+  self->state.metrics = std::move(metrics);
   self->state.max_batch = std::max<size_t>(max_batch, 1);
   return {
     [self](append_atom, journal_write& write) {
@@ -129,10 +139,12 @@ caf::behavior journal_writer(writer_actor* self, std::shared_ptr<journal_store> 
 }
 
 caf::actor spawn_journal_writer(caf::actor_system& sys, std::shared_ptr<journal_store> store,
-                                size_t max_batch, bool detached) {
+                                size_t max_batch, bool detached,
+                                std::shared_ptr<runtime_metrics> metrics) {
   if (detached)
-    return sys.spawn<caf::detached>(journal_writer, std::move(store), max_batch);
-  return sys.spawn(journal_writer, std::move(store), max_batch);
+    return sys.spawn<caf::detached>(journal_writer, std::move(store), max_batch,
+                                    std::move(metrics));
+  return sys.spawn(journal_writer, std::move(store), max_batch, std::move(metrics));
 }
 
 } // namespace troupe::persistence

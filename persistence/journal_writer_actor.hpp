@@ -44,6 +44,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/response_promise.hpp>
 
+#include "runtime/metrics.hpp"
 #include "troupe/journal.hpp"
 
 namespace troupe::persistence {
@@ -63,19 +64,22 @@ struct journal_writer_state {
   bool flush_scheduled = false; ///< a flush_atom is in our mailbox
   uint64_t store_calls = 0;     ///< batches handed to the store so far
   uint64_t failed_calls = 0;    ///< of which the store refused
+  std::shared_ptr<runtime_metrics> metrics; ///< commit latency, batch sizes; null: none
 
   static const char* name;
 };
 
 /// The writer's behavior (see the protocol above). `store` must not be null;
-/// `max_batch` 0 is taken as 1.
+/// `max_batch` 0 is taken as 1; `metrics` may be null.
 caf::behavior journal_writer(caf::stateful_actor<journal_writer_state>* self,
-                             std::shared_ptr<journal_store> store, size_t max_batch);
+                             std::shared_ptr<journal_store> store, size_t max_batch,
+                             std::shared_ptr<runtime_metrics> metrics);
 
 /// Spawns the journal writer over `store`, committing at most `max_batch`
 /// writes per store call, on a thread of its own if `detached`. Only this
 /// actor may call store->append().
 caf::actor spawn_journal_writer(caf::actor_system& sys, std::shared_ptr<journal_store> store,
-                                size_t max_batch, bool detached = false);
+                                size_t max_batch, bool detached = false,
+                                std::shared_ptr<runtime_metrics> metrics = nullptr);
 
 } // namespace troupe::persistence

@@ -8,7 +8,9 @@
 
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -24,6 +26,7 @@
 #include "actors/timer_service.hpp"
 #include "actors/workflow_manager_actor.hpp"
 #include "persistence/journal_writer_actor.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/registry.hpp"
 #include "runtime/session_store.hpp"
 #include "troupe/errors.hpp"
@@ -174,7 +177,11 @@ struct runtime::impl {
     s.flags.period = std::chrono::seconds{30};
     s.flags.base_backoff = std::chrono::milliseconds{10};
     s.flags.max_backoff = std::chrono::seconds{2};
-    s.observer = [this](const supervision_event& e) {
+    s.observer = [this, seen = std::make_shared<std::set<std::string>>()](
+                   const supervision_event& e) {
+      if (e.k == supervision_event::kind::started && !e.child.empty()
+          && !seen->insert(e.child).second)
+        metrics->service_restarted(e.child);
       if (e.k == supervision_event::kind::escalated || e.k == supervision_event::kind::stopped) {
         if (e.k == supervision_event::kind::escalated)
           spdlog::critical("troupe: the runtime's services gave up: {}", e.what);
@@ -196,7 +203,7 @@ struct runtime::impl {
     };
     s.children.push_back(child("journal", &service_directory::journal, [this](auto& sys) {
       return persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch,
-                                               cfg.journal->blocks());
+                                               cfg.journal->blocks(), metrics);
     }));
     s.children.push_back(child("timers", &service_directory::timers, [this](auto& sys) {
       return spawn_timer_service(sys, cfg.clock);
@@ -236,7 +243,8 @@ struct runtime::impl {
                         nullptr,
                         sessions, // the context outlives a manager's restart
                         cfg.workflow_restart_intensity,
-                        cfg.workflow_restart_period};
+                        cfg.workflow_restart_period,
+                        metrics};
         env.adopt_from = std::exchange(workflows, env.live); // null at the first start
         return spawn_workflow_manager(sys, std::move(env));
       },
@@ -328,6 +336,7 @@ struct runtime::impl {
   std::shared_ptr<const gateway_config> models = std::make_shared<const gateway_config>(cfg.gateway);
   std::shared_ptr<session_store> sessions =
     std::make_shared<session_store>(cfg.clock, cfg.session_ttl, cfg.session_max_bytes);
+  std::shared_ptr<runtime_metrics> metrics = std::make_shared<runtime_metrics>();
   service_directory svc;
   std::shared_ptr<live_workflows> workflows; ///< the current manager's
   caf::actor root; ///< the services' supervisor
@@ -481,6 +490,25 @@ void runtime::shutdown() {
 
 caf::expected<std::vector<lane_stats>> runtime::model_lanes() {
   return impl_->ask_again<std::vector<lane_stats>>(&service_directory::model, status_atom::value);
+}
+
+caf::expected<std::string> runtime::metrics_text() {
+  runtime_metrics::scrape now;
+  auto lanes = model_lanes();
+  if (!lanes)
+    return std::move(lanes.error());
+  now.lanes = std::move(*lanes);
+  // The journal is the truth about workflows (finished ones are counted by
+  // troupe_workflows_ended_total); reads are safe from any thread.
+  auto open = impl_->cfg.journal->open_workflows();
+  if (!open)
+    return std::move(open.error());
+  std::map<std::string, uint64_t> by_status = {{"running", 0}, {"parked", 0},
+                                               {"dead_lettered", 0}};
+  for (auto& row : *open)
+    ++by_status[row.status];
+  now.workflows.assign(by_status.begin(), by_status.end());
+  return impl_->metrics->text(now);
 }
 
 caf::expected<std::vector<child_info>> runtime::services() {

@@ -13,6 +13,7 @@ packages=(
   libspdlog-dev         # runtime log
   libcli11-dev          # the troupe command line
   catch2                # tests (v2)
+  prometheus-cpp-dev    # runtime metrics in Prometheus' text format
 )
 
 missing=()

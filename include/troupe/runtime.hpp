@@ -199,6 +199,12 @@ public:
   /// The model gateway's lanes (provider + model) used so far: breaker
   /// state, queue, counts, tokens and cost.
   caf::expected<std::vector<lane_stats>> model_lanes();
+  /// The runtime's metrics in Prometheus' text exposition format (what
+  /// `troupe serve` answers on /metrics): workflows by status, steps by
+  /// agent and outcome, retries, step latency per agent, restarts, journal
+  /// commit latency and batch sizes, and per model lane the breaker state,
+  /// queue depth, requests, tokens and cost. README lists every series.
+  caf::expected<std::string> metrics_text();
   /// The runtime's service actors, in start order, under its root
   /// supervisor (rest_for_one: journal, timers, scripted, gateway,
   /// notifier, manager).

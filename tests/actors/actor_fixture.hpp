@@ -57,7 +57,7 @@ struct actor_fixture : test_coordinator_fixture<> {
 
   /// Spawns the service actors; call after filling reg and model_cfg.
   void boot() {
-    journal = persistence::spawn_journal_writer(sys, store, 64);
+    journal = persistence::spawn_journal_writer(sys, store, 64, false, metrics);
     model = spawn_scripted_model(sys, model_cfg);
     timers = spawn_timer_service(sys, nullptr);
     manager = spawn_workflow_manager(sys, manager_config());
@@ -69,12 +69,13 @@ struct actor_fixture : test_coordinator_fixture<> {
     // a new seed per boot, as a restarted process has: ids must not repeat
     return {reg,   journal,        model,     nullptr, nullptr, seeded_random(++boots),
             store, snapshot_every, passivate, timers, notifier, live, nullptr, nullptr,
-            restart_intensity, std::chrono::minutes{1}};
+            restart_intensity, std::chrono::minutes{1}, metrics};
   }
 
   uint32_t snapshot_every = 0;
   bool passivate = true;
   uint32_t restart_intensity = 3;
+  std::shared_ptr<runtime_metrics> metrics = std::make_shared<runtime_metrics>();
   /// The manager's live workflow actors (tests kill them from here).
   std::shared_ptr<live_workflows> live = std::make_shared<live_workflows>();
   uint64_t boots = 0;

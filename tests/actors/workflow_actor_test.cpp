@@ -3,6 +3,7 @@
 // caused on purpose and asserted against the journal.
 #include "actors/actor_fixture.hpp"
 #include "actors/workflow_actor.hpp"
+#include "support/prometheus_text.hpp"
 
 using namespace troupe;
 using namespace troupe::testing;
@@ -137,6 +138,39 @@ TEST_CASE_METHOD(fixture, "a silent model times out at exactly the step timeout,
   auto done = status(id);
   CHECK(static_cast<workflow_status>(done.status) == workflow_status::completed);
   CHECK(done.reason.empty());
+}
+
+TEST_CASE_METHOD(fixture, "metrics count each attempt by agent and outcome with its latency in "
+                          "the runtime's time, each retry, and the workflow's start and end") {
+  model_cfg.timeout_rate = 1.0;
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  auto before = metrics->text({});
+  CHECK(sample(before, "troupe_workflows_started_total") == 1);
+  CHECK(sample(before, R"(troupe_steps_total{agent="asker",outcome="timeout"})") == -1);
+  for (int i = 0; i < 8 && static_cast<workflow_status>(status(id).status)
+                               != workflow_status::parked; ++i) {
+    REQUIRE(trigger_timeout());
+    sched.run();
+  }
+  REQUIRE(!signal(id, "review", "approve"));
+  REQUIRE(static_cast<workflow_status>(status(id).status) == workflow_status::completed);
+  auto text = metrics->text({});
+  CHECK(sample(text, R"(troupe_steps_total{agent="asker",outcome="timeout"})") == 3);
+  CHECK(sample(text, R"(troupe_step_retries_total{agent="asker"})") == 2);
+  // each attempt timed out after exactly its 5 s, in test time
+  CHECK(sample(text, R"(troupe_step_duration_seconds_count{agent="asker"})") == 3);
+  CHECK(sample(text, R"(troupe_step_duration_seconds_sum{agent="asker"})") == 15);
+  CHECK(sample(text, R"(troupe_step_duration_seconds_bucket{agent="asker",le="2.5"})") == 0);
+  CHECK(sample(text, R"(troupe_step_duration_seconds_bucket{agent="asker",le="5"})") == 3);
+  CHECK(sample(text, R"(troupe_workflows_ended_total{status="completed"})") == 1);
+  CHECK(sample(text, R"(troupe_workflows_ended_total{status="failed"})") == -1);
+  // every write of the workflow went through a committed batch
+  CHECK(sample(text, "troupe_journal_commit_seconds_count") >= 1);
+  CHECK(sample(text, "troupe_journal_batch_writes_sum") == static_cast<double>(events(id).size())
+                                                            - 3); // 3 step_scheduled chained
+  CHECK(sample(text, "troupe_journal_failures_total") == 0);
 }
 
 TEST_CASE_METHOD(fixture, "an agent that throws is a crashed attempt, never a crashed workflow") {
@@ -451,6 +485,10 @@ TEST_CASE_METHOD(fixture, "a failing journal stops the workflow with journal_wri
   CHECK(s.reason.find("disk full") != std::string::npos);
   CHECK(trace(id).size() == 2); // nothing after the failed write
   CHECK(is(signal(id, "review", "approve"), errc::workflow_finished));
+  auto text = metrics->text({});
+  CHECK(sample(text, "troupe_journal_failures_total") == 1);
+  // the attempt's outcome never became durable: it is not counted
+  CHECK(sample(text, R"(troupe_steps_total{agent="asker",outcome="ok"})") == -1);
 }
 
 TEST_CASE_METHOD(fixture, "a signal whose event cannot be journaled is answered with the "
@@ -788,6 +826,9 @@ TEST_CASE_METHOD(fixture, "a workflow actor that keeps crashing is rebuilt from 
   REQUIRE(dead);
   REQUIRE(dead->size() == 1);
   CHECK(dead->front().outcome == "crashed");
+  auto text = metrics->text({});
+  CHECK(sample(text, R"(troupe_restarts_total{what="workflow"})") == 3);
+  CHECK(sample(text, R"(troupe_workflows_ended_total{status="dead_lettered"})") == 1);
   // an operator's retry runs it again
   REQUIRE_FALSE(signal(id, "", signal_msg::dlq_retry));
   CHECK(static_cast<workflow_status>(status(id).status) == workflow_status::running);
