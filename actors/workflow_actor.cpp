@@ -66,16 +66,6 @@ instant now(self_ptr self) {
   return std::chrono::duration_cast<instant>(self->clock().now().time_since_epoch());
 }
 
-workflow_status status_of(const kernel::workflow_state& s) {
-  switch (s.at) {
-    case kernel::phase::at_gate: return workflow_status::parked;
-    case kernel::phase::dead_lettered: return workflow_status::dead_lettered;
-    case kernel::phase::completed: return workflow_status::completed;
-    case kernel::phase::failed: return workflow_status::failed;
-    default: return workflow_status::running;
-  }
-}
-
 bool idle_at_gate(self_ptr self);
 
 info_msg info(self_ptr self) {
@@ -650,6 +640,16 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
 }
 
 } // namespace
+
+workflow_status status_of(const kernel::workflow_state& s) {
+  switch (s.at) {
+    case kernel::phase::at_gate: return workflow_status::parked;
+    case kernel::phase::dead_lettered: return workflow_status::dead_lettered;
+    case kernel::phase::completed: return workflow_status::completed;
+    case kernel::phase::failed: return workflow_status::failed;
+    default: return workflow_status::running;
+  }
+}
 
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                           nlohmann::json input, uint64_t seed) {

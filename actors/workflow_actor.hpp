@@ -27,6 +27,7 @@
 #include "persistence/recovery.hpp"
 #include "runtime/registry.hpp"
 #include "troupe/journal.hpp"
+#include "troupe/runtime.hpp"
 #include "troupe/seams.hpp"
 #include "runtime/session_store.hpp"
 #include "runtime/metrics.hpp"
@@ -49,6 +50,9 @@ struct workflow_env {
   uint32_t snapshot_every = 0; ///< 0: no snapshots
   bool passivate = true;       ///< quit when parked at a gate
 };
+
+/// The status a workflow in state `s` reports (parked at a gate, ...).
+workflow_status status_of(const kernel::workflow_state& s);
 
 /// Spawns a new workflow that starts at once with `input` as its state;
 /// `row` names it (id, definition, version, idempotency key, created).

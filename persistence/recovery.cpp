@@ -1,19 +1,24 @@
 // Rebuilding a workflow from the journal (see the header).
 #include "persistence/recovery.hpp"
 
+#include <cstdint>
+
 #include "persistence/event_codec.hpp"
 #include "persistence/state_codec.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe::persistence {
 
-caf::expected<loaded_workflow> load_workflow(const journal_store& store, const definition& def,
-                                             const std::string& id) {
+namespace {
+
+/// Folds workflow `id`'s events up to `until` (at most) into its state.
+caf::expected<loaded_workflow> load(const journal_store& store, const definition& def,
+                                    const std::string& id, uint64_t until) {
   loaded_workflow out;
   auto snap = store.snapshot(id);
   if (!snap)
     return snap.error();
-  if (!snap->empty()) {
+  if (!snap->empty() && snap->front().wf_seq <= until) {
     auto& s = snap->front();
     auto st = decode_state(s.state, id, s.wf_seq);
     if (!st)
@@ -29,6 +34,8 @@ caf::expected<loaded_workflow> load_workflow(const journal_store& store, const d
   if (!records)
     return records.error();
   for (auto& r : *records) {
+    if (r.wf_seq > until)
+      break;
     if (r.wf_seq != out.wf_seq + 1)
       return make_error(errc::journal_corrupt, id + ": event #" + std::to_string(out.wf_seq + 1)
                                                    + " is missing (next is #"
@@ -46,6 +53,29 @@ caf::expected<loaded_workflow> load_workflow(const journal_store& store, const d
   }
   if (out.wf_seq == 0)
     return make_error(errc::journal_corrupt, id + ": the journal has no events for it");
+  return out;
+}
+
+} // namespace
+
+caf::expected<loaded_workflow> load_workflow(const journal_store& store, const definition& def,
+                                             const std::string& id) {
+  return load(store, def, id, UINT64_MAX);
+}
+
+caf::expected<loaded_workflow> load_workflow_at(const journal_store& store,
+                                                const definition& def, const std::string& id,
+                                                uint64_t wf_seq) {
+  if (wf_seq == 0)
+    return make_error(errc::invalid_input, "workflow " + id
+                                             + ": its events are numbered from #1, not #0");
+  auto out = load(store, def, id, wf_seq);
+  if (!out)
+    return out;
+  if (out->wf_seq < wf_seq)
+    return make_error(errc::invalid_input, "workflow " + id + " has events #1 to #"
+                                             + std::to_string(out->wf_seq) + ": there is no #"
+                                             + std::to_string(wf_seq));
   return out;
 }
 

@@ -28,4 +28,13 @@ struct loaded_workflow {
 caf::expected<loaded_workflow> load_workflow(const journal_store& store, const definition& def,
                                              const std::string& id);
 
+/// The workflow as it was right after its event `wf_seq` (time travel: what
+/// `troupe replay --until` shows): the events up to it folded through the
+/// kernel, from a snapshot only if one was taken at or before it. An
+/// `wf_seq` of 0 or past the last event is invalid_input saying how many
+/// events there are; otherwise the errors of load_workflow.
+caf::expected<loaded_workflow> load_workflow_at(const journal_store& store,
+                                                const definition& def, const std::string& id,
+                                                uint64_t wf_seq);
+
 } // namespace troupe::persistence

@@ -24,6 +24,7 @@
 #include "actors/notifier_actor.hpp"
 #include "actors/scripted_model_actor.hpp"
 #include "actors/timer_service.hpp"
+#include "actors/workflow_actor.hpp"
 #include "actors/workflow_manager_actor.hpp"
 #include "persistence/journal_writer_actor.hpp"
 #include "runtime/metrics.hpp"
@@ -490,6 +491,34 @@ void runtime::shutdown() {
 
 caf::expected<std::vector<lane_stats>> runtime::model_lanes() {
   return impl_->ask_again<std::vector<lane_stats>>(&service_directory::model, status_atom::value);
+}
+
+caf::expected<workflow_info> runtime::state_at(const std::string& workflow_id,
+                                               uint64_t wf_seq) {
+  auto& store = *impl_->cfg.journal; // reads are safe from any thread
+  auto row = store.workflow(workflow_id);
+  if (!row)
+    return std::move(row.error());
+  auto def = impl_->reg->find_definition(row->definition);
+  if (!def || def->version != row->version)
+    return make_error(errc::unknown_definition,
+                      "workflow " + workflow_id + " runs definition '" + row->definition + "' v"
+                        + std::to_string(row->version) + ", which is not registered here");
+  auto wf = persistence::load_workflow_at(store, *def, workflow_id, wf_seq);
+  if (!wf)
+    return std::move(wf.error());
+  workflow_info w;
+  w.id = row->id;
+  w.definition = row->definition;
+  w.status = status_of(wf->state);
+  w.node = wf->state.node;
+  w.outcome = wf->state.outcome;
+  w.reason = wf->state.reason;
+  w.state = std::move(wf->state.data);
+  w.steps = wf->state.steps;
+  w.tokens = wf->state.tokens;
+  w.cost_usd = to_usd(wf->state.cost_nusd);
+  return w;
 }
 
 caf::expected<std::string> runtime::metrics_text() {

@@ -182,6 +182,12 @@ public:
   /// finished; bad_signal while it is compensating already.
   caf::error cancel(const std::string& workflow_id, const std::string& by,
                     const std::string& reason);
+  /// The workflow as it was right after its journaled event `wf_seq` (time
+  /// travel, `troupe replay --until`): status, node, state, steps, tokens
+  /// and cost then, folded from the journal by the workflow's definition.
+  /// unknown_workflow; unknown_definition if its definition (that version)
+  /// is not registered here; invalid_input for a seq it does not have.
+  caf::expected<workflow_info> state_at(const std::string& workflow_id, uint64_t wf_seq);
   /// The workflow's journaled events, oldest first.
   caf::expected<std::vector<journal_record>> history(const std::string& workflow_id);
   /// Rebuilds every workflow the journal has open (not completed or failed)
