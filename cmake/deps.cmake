@@ -24,6 +24,7 @@ find_package(Catch2 2 CONFIG REQUIRED)
 include(Catch)
 
 # cpp-httplib (Debian ships a compiled library and a pkg-config file): the
-# fake model server the gateway tests talk to.
+# admin server (troupe_admin), and the fake model server the gateway tests
+# talk to.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
