@@ -273,7 +273,9 @@ int run(const std::string& troupe, const std::string& chromium, const std::strin
   api.await_status(id, "parked");
 
   // -- chromedriver and a headless Chromium --------------------------------------
-  child_process driver{{chromedriver, "--port=0"}, {}, dir + "/chromedriver.log"};
+  // Its own process group: whatever happens, the destructor kills it and
+  // the browser it started.
+  child_process driver{{chromedriver, "--port=0"}, {}, dir + "/chromedriver.log", true};
   std::string driver_out;
   line = driver.read_until("was started successfully on port", driver_out);
   check(!line.empty(), "chromedriver did not start:\n" + driver_out);
@@ -333,6 +335,10 @@ int run(const std::string& troupe, const std::string& chromium, const std::strin
     }
     std::cerr << "-- chromedriver log: " << dir << "/chromedriver.log (kept) --\n";
     remove_dir.dir = dir + "/profile";
+    try {
+      wd.quit(); // closes the browser; the driver's group is killed anyway
+    } catch (const std::exception&) {
+    }
     throw;
   }
   wd.quit();

@@ -2,7 +2,9 @@
 // chromedriver): started with posix_spawn, its stdout read line by line
 // through a pipe, signalled and waited for. The destructor kills a child
 // still running (SIGKILL) and reaps it, so a failed test leaves nothing
-// behind. Blocking reads: the test's own timeout bounds them.
+// behind; with `own_group`, the child leads a process group of its own and
+// the destructor kills the whole group (chromedriver and the browsers it
+// started). Blocking reads: the test's own timeout bounds them.
 #pragma once
 
 #include <fcntl.h>
@@ -27,7 +29,8 @@ public:
   /// remove it), stdout into a pipe, stderr to `stderr_path` ("" = the
   /// test's own stderr).
   child_process(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
-                const std::string& stderr_path = "") {
+                const std::string& stderr_path = "", bool own_group = false)
+    : own_group_(own_group) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) // other children must not hold it
       throw std::runtime_error("pipe failed");
@@ -67,7 +70,12 @@ public:
     sigset_t none;
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    short flags = POSIX_SPAWN_SETSIGMASK;
+    if (own_group) {
+      posix_spawnattr_setpgroup(&attr, 0); // a group led by the child
+      flags |= POSIX_SPAWN_SETPGROUP;
+    }
+    posix_spawnattr_setflags(&attr, flags);
     int rc = posix_spawn(&pid_, argv[0].c_str(), &fa, &attr, args.data(), envp.data());
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
@@ -80,9 +88,11 @@ public:
   }
   ~child_process() {
     if (pid_ > 0) {
-      kill(pid_, SIGKILL);
+      kill(own_group_ ? -pid_ : pid_, SIGKILL);
       int status = 0;
       waitpid(pid_, &status, 0);
+    } else if (own_group_ && group_ > 0) {
+      kill(-group_, SIGKILL); // what the child started may outlive it
     }
     if (out_ >= 0)
       close(out_);
@@ -130,6 +140,7 @@ public:
   int wait() {
     int status = 0;
     waitpid(pid_, &status, 0);
+    group_ = pid_;
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
@@ -138,7 +149,9 @@ public:
 private:
   static std::string name_of(const std::string& var) { return var.substr(0, var.find('=')); }
 
+  bool own_group_ = false;
   pid_t pid_ = -1;
+  pid_t group_ = -1; ///< after wait(): the group the child led
   int out_ = -1;
   std::string buffer_;
 };
