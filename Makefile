@@ -26,7 +26,10 @@ SOAK_WORKFLOWS ?= 200
 all: build
 
 bootstrap:
-	@scripts/bootstrap.sh
+	@scripts/bootstrap.sh $(BOOTSTRAP_FLAGS)
+
+# the test-only packages (headless Chromium for the dashboard's test)
+test: BOOTSTRAP_FLAGS = --test
 
 configure: bootstrap
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_ARGS) >/dev/null

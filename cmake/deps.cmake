@@ -27,6 +27,7 @@ find_package(prometheus-cpp CONFIG REQUIRED COMPONENTS core) # ships no version 
 include(Catch)
 
 # cpp-httplib (Debian ships a compiled library and a pkg-config file): the
-# fake model server the gateway tests talk to.
+# admin server (troupe_admin), and the fake model server the gateway tests
+# talk to.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)

@@ -114,6 +114,39 @@ public:
     return dead_letters_;
   }
 
+  caf::expected<std::vector<workflow_row>>
+  list_workflows(const workflow_query& q) const override {
+    if (auto why = query_error(q); !why.empty())
+      return make_error(errc::invalid_input, "memory journal: list workflows: " + why);
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto newer = [](const workflow_row& a, const workflow_row& b) {
+      return std::tie(a.created_ns, a.id) > std::tie(b.created_ns, b.id);
+    };
+    std::vector<workflow_row> out;
+    for (const auto& [id, wf] : workflows_) {
+      if (!wf.row || (!q.status.empty() && wf.row->status != q.status))
+        continue;
+      if (!q.before_id.empty()
+          && !(std::tie(wf.row->created_ns, wf.row->id)
+               < std::tie(q.before_created_ns, q.before_id)))
+        continue;
+      out.push_back(*wf.row);
+    }
+    auto keep = std::min(out.size(), q.limit);
+    std::partial_sort(out.begin(), out.begin() + static_cast<ptrdiff_t>(keep), out.end(), newer);
+    out.resize(keep);
+    return out;
+  }
+
+  caf::expected<workflow_counts> count_workflows() const override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    workflow_counts n;
+    for (const auto& [id, wf] : workflows_)
+      if (wf.row)
+        n.add(wf.row->status);
+    return n;
+  }
+
   caf::expected<uint64_t> purge(int64_t before_ns) override {
     std::lock_guard<std::mutex> guard{mtx_};
     uint64_t purged = 0;

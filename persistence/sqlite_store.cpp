@@ -8,7 +8,7 @@
 //
 // A troupe journal is a SQLite 3 database in WAL mode marked with
 //   PRAGMA application_id = 0x54525550 ("TRUP")
-//   PRAGMA user_version   = the schema version (3, see "Versions")
+//   PRAGMA user_version   = the schema version (4, see "Versions")
 //
 // events         one row per event, append-only
 //   seq          INTEGER PRIMARY KEY   the rowid; global order (I4)
@@ -36,6 +36,10 @@
 //   INDEX workflows_open (created_ns, id)
 //                        WHERE status NOT IN ('completed', 'failed')
 //                        open_workflows(): only open rows, oldest first
+//   INDEX workflows_status (status, created_ns, id)     (since schema 4)
+//                        list_workflows(): newest first within a status
+//                        (all statuses: five such walks merged), and
+//                        count_workflows() once per store, a covering scan
 //   INDEX workflows_done (updated_ns)
 //                        WHERE status IN ('completed', 'failed')   purge()
 // snapshots      the latest snapshot of each workflow (I7)
@@ -97,6 +101,9 @@
 //   3  workflows.status may be 'dead_lettered' (an open status: the
 //      workflow waits for an operator), and workflows.user_id names who the
 //      workflow runs for. Step 3 rebuilds workflows, keeping each row's n.
+//   4  INDEX workflows_status, so that listing workflows (the admin API)
+//      reads a page of index entries instead of scanning and sorting the
+//      table. Step 4 only adds it.
 //
 // Opening. Nothing is written before the file is known to be ours or new:
 // a file that is not SQLite, or SQLite with another application_id, or with
@@ -123,6 +130,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -252,6 +260,10 @@ CREATE INDEX workflows_open ON workflows (created_ns, id)
   WHERE status NOT IN ('completed', 'failed');
 CREATE INDEX workflows_done ON workflows (updated_ns)
   WHERE status IN ('completed', 'failed');
+)sql",
+  // 3 -> 4
+  R"sql(
+CREATE INDEX workflows_status ON workflows (status, created_ns, id);
 )sql",
 };
 
@@ -398,6 +410,9 @@ public:
   snapshot(const std::string& workflow_id) const override;
   caf::expected<std::vector<effect_record>> effect(const std::string& key) const override;
   caf::expected<std::vector<dead_letter_record>> dead_letters() const override;
+  caf::expected<std::vector<workflow_row>>
+  list_workflows(const workflow_query& q) const override;
+  caf::expected<workflow_counts> count_workflows() const override;
   caf::expected<uint64_t> purge(int64_t before_ns) override;
 
 private:
@@ -406,7 +421,7 @@ private:
     statement insert_event, last_event, upsert_workflow, key_owner, upsert_snapshot,
       insert_effect, insert_dead_letter;
     statement read_events, read_workflow, open_workflows, created_bound, read_snapshot, read_effect,
-      read_dead_letters;
+      read_dead_letters, list_workflows, list_status, count_workflows, row_status;
     statement purge_mark, purge_events, purge_snapshots, purge_effects, purge_workflows;
   };
 
@@ -455,6 +470,10 @@ private:
     uint64_t last = 0;
   };
   std::unordered_map<std::string, known_workflow> known_;
+  /// The rows per status, once count_workflows() has counted them; kept by
+  /// append() (which then reads a row's status before replacing it), and
+  /// dropped by a failed append and by purge(), to be counted again.
+  mutable std::optional<workflow_counts> counts_;
 };
 
 template <class Doing, class... Ts>
@@ -636,6 +655,10 @@ caf::error sqlite_journal::prepare_all() {
   };
 #define TROUPE_PURGED                                                                        \
   "(SELECT id FROM workflows WHERE status IN ('completed', 'failed') AND updated_ns < ?1)"
+#define TROUPE_LIST_STATUS(status)                                                          \
+  "SELECT " TROUPE_ROW_COLUMNS " FROM workflows WHERE status = " status                     \
+  " AND (?2 = '' OR created_ns < ?3 OR (created_ns = ?3 AND id < ?2))"                     \
+  " ORDER BY created_ns DESC, id DESC LIMIT ?4"
   const item items[] = {
     {&st_.begin, "BEGIN IMMEDIATE"},
     {&st_.commit, "COMMIT"},
@@ -675,6 +698,18 @@ caf::error sqlite_journal::prepare_all() {
     {&st_.read_effect, "SELECT workflow_id, result, at_ns FROM effects WHERE key = ?1"},
     {&st_.read_dead_letters, "SELECT workflow_id, node, outcome, reason, at_ns"
                              " FROM dead_letters ORDER BY id"},
+    // ?1 status, ?2 before_id ('' none), ?3 before_created_ns, ?4 limit: a
+    // walk back through workflows_status from the cursor
+    {&st_.list_status, TROUPE_LIST_STATUS("?1")},
+    // every status: the five walks merged (?1 unused)
+    {&st_.list_workflows,
+     "SELECT * FROM (" TROUPE_LIST_STATUS("'running'") ") UNION ALL SELECT * FROM ("
+     TROUPE_LIST_STATUS("'parked'") ") UNION ALL SELECT * FROM ("
+     TROUPE_LIST_STATUS("'dead_lettered'") ") UNION ALL SELECT * FROM ("
+     TROUPE_LIST_STATUS("'completed'") ") UNION ALL SELECT * FROM ("
+     TROUPE_LIST_STATUS("'failed'") ") ORDER BY created_ns DESC, id DESC LIMIT ?4"},
+    {&st_.count_workflows, "SELECT status, count(*) FROM workflows GROUP BY status"},
+    {&st_.row_status, "SELECT status FROM workflows WHERE id = ?1"},
     {&st_.purge_mark, "INSERT INTO journal_state (key, value) VALUES ('purged_seq', ?1)"
                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value"},
     {&st_.purge_events, "DELETE FROM events WHERE workflow IN (SELECT n FROM workflows"
@@ -685,6 +720,7 @@ caf::error sqlite_journal::prepare_all() {
                            " WHERE status IN ('completed', 'failed') AND updated_ns < ?1"},
   };
 #undef TROUPE_PURGED
+#undef TROUPE_LIST_STATUS
   for (const auto& it : items) {
     sqlite3_stmt* raw = nullptr;
     int rc = sqlite3_prepare_v3(db_, it.sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
@@ -718,6 +754,7 @@ caf::error sqlite_journal::append(std::vector<journal_write>& batch) {
     roll_back();
     next_seq_ = first_seq;
     known_.clear();
+    counts_.reset();
     for (auto& w : batch)
       for (auto& e : w.events)
         e.seq = 0;
@@ -737,11 +774,21 @@ caf::error sqlite_journal::append_write(journal_write& w) {
         return refuse_write("idempotency key '" + row.idempotency_key
                             + "' belongs to workflow '" + owner + "'");
     }
+    std::string was; // the row's status before, for counts_ ("" = a new row)
+    if (counts_)
+      if (auto err = each_row(st_.row_status, "append: read the row's status",
+                              [&](sqlite3_stmt* s) { was = text(s, 0); }, row.id))
+        return err;
     auto err = run(st_.upsert_workflow, [&] { return "append: workflow '" + row.id + "'"; },
                    row.id, row.definition, int64_t{row.version}, row.idempotency_key,
                    row.status, row.outcome, row.created_ns, row.updated_ns, row.user);
     if (err)
       return err;
+    if (counts_ && was != row.status) {
+      if (!was.empty())
+        counts_->add(was, -1);
+      counts_->add(row.status);
+    }
   }
   if (!w.events.empty()) {
     int64_t n = 0;
@@ -903,11 +950,40 @@ caf::expected<std::vector<dead_letter_record>> sqlite_journal::dead_letters() co
   return out;
 }
 
+caf::expected<std::vector<workflow_row>>
+sqlite_journal::list_workflows(const workflow_query& q) const {
+  if (auto why = query_error(q); !why.empty())
+    return make_error(errc::invalid_input, path_ + ": list workflows: " + why);
+  auto limit = as_int(std::min<uint64_t>(q.limit, INT64_MAX));
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<workflow_row> out;
+  if (auto err = each_row(q.status.empty() ? st_.list_workflows : st_.list_status,
+                          "list workflows",
+                          [&](sqlite3_stmt* s) { out.push_back(row_at(s)); }, q.status,
+                          q.before_id, q.before_created_ns, limit))
+    return err;
+  return out;
+}
+
+caf::expected<workflow_counts> sqlite_journal::count_workflows() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (counts_)
+    return *counts_;
+  workflow_counts n; // once: append() keeps them from here on
+  if (auto err = each_row(st_.count_workflows, "count workflows", [&](sqlite3_stmt* s) {
+        n.add(text(s, 0), sqlite3_column_int64(s, 1));
+      }))
+    return err;
+  counts_ = n;
+  return n;
+}
+
 // -- purge ------------------------------------------------------------------
 
 caf::expected<uint64_t> sqlite_journal::purge(int64_t before_ns) {
   std::lock_guard<std::mutex> guard{mtx_};
   known_.clear();
+  counts_.reset();
   auto err = run(st_.begin, "purge: begin");
   if (!err) // I4: the seqs of purged events stay used
     err = run(st_.purge_mark, "purge", as_int(next_seq_ - 1));

@@ -80,7 +80,7 @@ std::vector<prometheus::ClientMetric::Label> lane_labels(const std::string& lane
 std::vector<prometheus::MetricFamily> scraped(const runtime_metrics::scrape& now) {
   using prometheus::MetricType;
   std::vector<prometheus::MetricFamily> out;
-  auto wf = family("troupe_workflows", "Workflows in the journal by status.", MetricType::Gauge);
+  auto wf = family("troupe_workflows", "Workflows in the journal by status (finished ones until purged).", MetricType::Gauge);
   for (auto& [status, n] : now.workflows)
     wf.metric.push_back(sample({{"status", status}}, static_cast<double>(n), MetricType::Gauge));
   out.push_back(std::move(wf));

@@ -66,7 +66,8 @@ public:
   // -- read when scraped --
 
   struct scrape {
-    /// Workflows in the journal by row status (running, parked, ...).
+    /// Workflows in the journal by row status (running, parked, dead_lettered,
+    /// completed, failed).
     std::vector<std::pair<std::string, uint64_t>> workflows;
     std::vector<lane_stats> lanes;
   };

@@ -51,6 +51,14 @@ std::shared_ptr<const definition> registry::find_definition(const std::string& n
   return i == definitions_.end() ? nullptr : i->second;
 }
 
+std::vector<std::shared_ptr<const definition>> registry::definitions() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<std::shared_ptr<const definition>> out;
+  for (const auto& [name, def] : definitions_)
+    out.push_back(def);
+  return out;
+}
+
 std::shared_ptr<const registry::agent_map> registry::agents() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return agents_;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <caf/error.hpp>
 
@@ -28,6 +29,8 @@ public:
   caf::error add_definition(definition def);
 
   std::shared_ptr<const definition> find_definition(const std::string& name) const;
+  /// Every registered definition, by name.
+  std::vector<std::shared_ptr<const definition>> definitions() const;
   std::shared_ptr<const agent_map> agents() const;
 
 private:

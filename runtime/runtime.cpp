@@ -28,6 +28,7 @@
 #include "actors/workflow_manager_actor.hpp"
 #include "persistence/journal_writer_actor.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/change_feed.hpp"
 #include "runtime/registry.hpp"
 #include "runtime/session_store.hpp"
 #include "troupe/errors.hpp"
@@ -142,6 +143,9 @@ private:
 struct runtime::impl {
   explicit impl(config c)
     : cfg(checked(std::move(c))), sys_cfg(make_system_config(cfg)), sys(sys_cfg) {
+    // Watchers learn of each commit (runtime::watch); everything else sees
+    // the store as it was given.
+    cfg.journal = std::make_shared<feed_journal>(cfg.journal, feed);
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
     if (auto err = check_gateway(cfg.gateway))
       throw std::invalid_argument("troupe config: " + describe(err));
@@ -338,6 +342,7 @@ struct runtime::impl {
   std::shared_ptr<session_store> sessions =
     std::make_shared<session_store>(cfg.clock, cfg.session_ttl, cfg.session_max_bytes);
   std::shared_ptr<runtime_metrics> metrics = std::make_shared<runtime_metrics>();
+  std::shared_ptr<change_feed> feed = std::make_shared<change_feed>();
   service_directory svc;
   std::shared_ptr<live_workflows> workflows; ///< the current manager's
   caf::actor root; ///< the services' supervisor
@@ -487,6 +492,30 @@ void runtime::shutdown() {
   self->wait_for(i.root);
   i.root = nullptr;
   i.svc.close();
+  i.feed->close();
+}
+
+caf::expected<std::vector<workflow_row>> runtime::list(const workflow_query& q) {
+  return impl_->cfg.journal->list_workflows(q);
+}
+
+caf::expected<workflow_counts> runtime::counts() {
+  return impl_->cfg.journal->count_workflows();
+}
+
+std::vector<definition> runtime::definitions() {
+  std::vector<definition> out;
+  for (const auto& d : impl_->reg->definitions())
+    out.push_back(*d);
+  return out;
+}
+
+journal_changes runtime::watch(uint64_t after, std::chrono::milliseconds wait) {
+  return impl_->feed->wait(after, wait);
+}
+
+void runtime::wake_watchers() {
+  impl_->feed->wake();
 }
 
 caf::expected<std::vector<lane_stats>> runtime::model_lanes() {
@@ -527,16 +556,15 @@ caf::expected<std::string> runtime::metrics_text() {
   if (!lanes)
     return std::move(lanes.error());
   now.lanes = std::move(*lanes);
-  // The journal is the truth about workflows (finished ones are counted by
-  // troupe_workflows_ended_total); reads are safe from any thread.
-  auto open = impl_->cfg.journal->open_workflows();
-  if (!open)
-    return std::move(open.error());
-  std::map<std::string, uint64_t> by_status = {{"running", 0}, {"parked", 0},
-                                               {"dead_lettered", 0}};
-  for (auto& row : *open)
-    ++by_status[row.status];
-  now.workflows.assign(by_status.begin(), by_status.end());
+  // The journal is the truth about workflows; its store keeps the counts.
+  auto counts = impl_->cfg.journal->count_workflows();
+  if (!counts)
+    return std::move(counts.error());
+  now.workflows = {{"running", counts->running},
+                   {"parked", counts->parked},
+                   {"dead_lettered", counts->dead_lettered},
+                   {"completed", counts->completed},
+                   {"failed", counts->failed}};
   return impl_->metrics->text(now);
 }
 

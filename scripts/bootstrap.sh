@@ -8,13 +8,18 @@ packages=(
   libcaf-dev            # CAF 0.17.6: actors, scheduler, test DSL
   libsqlite3-dev        # the durable journal
   libcurl4-openssl-dev  # the model gateway's HTTP transport
-  libcpp-httplib-dev    # the fake model server in the tests
+  libcpp-httplib-dev    # the admin server (troupe serve); the fake model server in the tests
   nlohmann-json3-dev    # workflow state, event payloads
   libspdlog-dev         # runtime log
   libcli11-dev          # the troupe command line
   catch2                # tests (v2)
   prometheus-cpp-dev    # runtime metrics in Prometheus' text format
 )
+# Only for `make test` (--test): the dashboard's end-to-end test drives
+# headless Chromium through chromedriver's WebDriver API (tests/browser/).
+if [ "${1:-}" = "--test" ]; then
+  packages+=(chromium chromium-driver)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

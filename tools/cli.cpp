@@ -3,6 +3,7 @@
 // flag and exits with exit_usage.
 #include "cli.hpp"
 #include "dlq.hpp"
+#include "serve.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -423,6 +424,37 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   dlq_drop_cmd->add_option("--by", dlq.by, "Who drops it (journaled)")->required()->check(non_empty());
   dlq_drop_cmd->add_option("--reason", dlq.reason, "Why (journaled)")->required()->check(non_empty());
 
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "Run a runtime on a SQLite journal with the examples' agents and definitions, "
+               "recover it, and serve the admin API and the dashboard until SIGINT or SIGTERM. "
+               "The bearer token comes from the environment variable TROUPE_ADMIN_TOKEN");
+  serve_options serve_opt;
+  std::string listen = "127.0.0.1:8080";
+  std::vector<std::string> serve_examples;
+  serve_cmd->add_option("--journal", serve_opt.journal, "The journal (SQLite file, created if "
+                                                        "missing)")
+      ->required()
+      ->check(non_empty());
+  serve_cmd->add_option("--listen", listen, "HOST:PORT to listen on; port 0 picks a free one")
+      ->check(CLI::Validator(
+          [](std::string& in) {
+            std::string host;
+            uint16_t port = 0;
+            return parse_listen(in, host, port);
+          },
+          "HOST:PORT"))
+      ->capture_default_str();
+  std::string serve_known;
+  for (const auto& e : serve_example_names())
+    serve_known += (serve_known.empty() ? "" : ", ") + e;
+  serve_cmd->add_option("--example", serve_examples,
+                        "An example whose agents and definitions to register (" + serve_known
+                          + "); repeatable; default triage")
+      ->check(CLI::IsMember(serve_example_names()));
+  serve_cmd->add_option("--threads", serve_opt.threads, "Scheduler worker threads")
+      ->check(count_in(1, 256))
+      ->capture_default_str();
+
   std::vector<const char*> argv;
   if (args.empty())
     argv.push_back("troupe");
@@ -440,6 +472,18 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 
   if (purge_cmd->parsed())
     return purge_journal(purge_path, purge_age, out, err);
+
+  if (serve_cmd->parsed()) {
+    parse_listen(listen, serve_opt.host, serve_opt.port); // validated by the flag's check
+    if (!serve_examples.empty()) {
+      serve_opt.examples.clear();
+      for (const auto& e : serve_examples) // each once
+        if (std::find(serve_opt.examples.begin(), serve_opt.examples.end(), e)
+            == serve_opt.examples.end())
+          serve_opt.examples.push_back(e);
+    }
+    return serve(std::move(serve_opt), out, err);
+  }
 
   if (dlq_list_cmd->parsed())
     return dlq_list(dlq_path, dlq_json, out, err);

@@ -13,6 +13,7 @@
 //   dead letters workflows that ended dead-lettered, with why
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -121,6 +122,37 @@ typename Inspector::result_type inspect(Inspector& f, journal_write& x) {
            x.dead_letter);
 }
 
+/// Which workflow rows journal_store::list_workflows() returns: newest
+/// first, in (created_ns, id) order, descending. To page, pass the last row
+/// of a page as `before_*` for the next.
+struct workflow_query {
+  /// "" for any status; else one of the five (workflow_row::status).
+  std::string status;
+  /// At most this many rows: 1 or more.
+  size_t limit = 100;
+  /// With a non-empty `before_id`, only rows that come after the row
+  /// (before_created_ns, before_id) in the order above (it need not exist).
+  int64_t before_created_ns = 0;
+  std::string before_id;
+};
+
+/// What is wrong with `q` (an unknown status, a zero limit), or "". Stores
+/// refuse such a query with invalid_input and this text.
+std::string query_error(const workflow_query& q);
+
+/// How many workflow rows a journal has in each status.
+struct workflow_counts {
+  uint64_t running = 0;
+  uint64_t parked = 0;
+  uint64_t dead_lettered = 0;
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t total() const { return running + parked + dead_lettered + completed + failed; }
+  /// Adds `n` (negative: takes away) to the count of `status`; false,
+  /// changing nothing, for an unknown status.
+  bool add(const std::string& status, int64_t n = 1);
+};
+
 /// Storage behind the journal writer. append() and purge() are called by one
 /// thread at a time; the reads from any thread, concurrently with them.
 class journal_store {
@@ -161,6 +193,15 @@ public:
   virtual caf::expected<std::vector<effect_record>> effect(const std::string& key) const = 0;
   /// Every dead letter, oldest first.
   virtual caf::expected<std::vector<dead_letter_record>> dead_letters() const = 0;
+  /// The workflow rows `q` selects (see workflow_query); invalid_input if
+  /// query_error(q) is not empty. The SQLite store reads a page of its
+  /// status index (per status), whatever the journal's size.
+  virtual caf::expected<std::vector<workflow_row>>
+  list_workflows(const workflow_query& q) const = 0;
+  /// How many rows have each status. The SQLite store counts them once (a
+  /// scan of its status index, about 0.25 s per million workflows) and
+  /// keeps the counts as it appends; the memory store counts on each call.
+  virtual caf::expected<workflow_counts> count_workflows() const = 0;
 
   /// Deletes every completed or failed workflow last updated before
   /// `before_ns`, with its events, snapshots and effects (dead letters
@@ -209,6 +250,13 @@ public:
   }
   caf::expected<std::vector<dead_letter_record>> dead_letters() const override {
     return target_->dead_letters();
+  }
+  caf::expected<std::vector<workflow_row>>
+  list_workflows(const workflow_query& q) const override {
+    return target_->list_workflows(q);
+  }
+  caf::expected<workflow_counts> count_workflows() const override {
+    return target_->count_workflows();
   }
   caf::expected<uint64_t> purge(int64_t before_ns) override { return target_->purge(before_ns); }
   bool blocks() const override { return target_->blocks(); }

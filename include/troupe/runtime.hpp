@@ -125,6 +125,17 @@ struct extra_budget {
   std::chrono::nanoseconds time{0};
 };
 
+/// What changed in a runtime's journal since a version (runtime::watch).
+struct journal_changes {
+  /// Committed journal batches since the runtime started (purges count too).
+  uint64_t version = 0;
+  /// The workflows those commits touched, each once, oldest change first.
+  std::vector<std::string> workflows;
+  /// Too far behind to list (or `after` came from another runtime):
+  /// anything may have changed; `workflows` is empty.
+  bool all = false;
+};
+
 class runtime {
 public:
   /// Starts the actor system and the runtime's service actors.
@@ -222,6 +233,20 @@ public:
   /// instead of after the delay measured when they were armed. Timers armed
   /// before the call are covered. shutting_down if the timer service is gone.
   caf::error clock_changed();
+  /// Workflow rows from the journal, newest first (see workflow_query):
+  /// what list pages show. invalid_input for an unknown status or a zero limit.
+  caf::expected<std::vector<workflow_row>> list(const workflow_query& q);
+  /// How many workflows the journal has in each status.
+  caf::expected<workflow_counts> counts();
+  /// The registered definitions, ordered by name.
+  std::vector<definition> definitions();
+  /// Waits until the journal commits anything after `after` (a `version`
+  /// from an earlier answer; 0 at the start), wake_watchers() is called,
+  /// the runtime shuts down or `wait` passes, and says what changed. Any
+  /// thread but an actor's; returns at once when there is news already.
+  journal_changes watch(uint64_t after, std::chrono::milliseconds wait);
+  /// Makes every watch() in progress return now (a server stopping).
+  void wake_watchers();
   /// Stops taking work, stops every actor, waits for them. Idempotent.
   void shutdown();
 

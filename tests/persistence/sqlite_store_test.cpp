@@ -206,7 +206,7 @@ TEST_CASE("a SQLite journal is WAL mode, marked as troupe's, schema 2, held excl
   CHECK(header.compare(0, 16, std::string{"SQLite format 3", 16}) == 0);
   CHECK(header[18] == 2); // WAL read and write versions
   CHECK(header[19] == 2);
-  CHECK(be32(header, 60) == 3);          // user_version
+  CHECK(be32(header, 60) == 4);          // user_version
   CHECK(be32(header, 68) == 0x54525550); // application_id
   auto tables = sql_on(path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM"
                              " sqlite_master WHERE type = 'table' ORDER BY name)");
@@ -214,7 +214,7 @@ TEST_CASE("a SQLite journal is WAL mode, marked as troupe's, schema 2, held excl
   auto indexes = sql_on(path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM"
                               " sqlite_master WHERE type = 'index' AND name NOT LIKE"
                               " 'sqlite_%' ORDER BY name)");
-  CHECK(indexes == "effects_workflow workflows_done workflows_key workflows_open");
+  CHECK(indexes == "effects_workflow workflows_done workflows_key workflows_open workflows_status");
 }
 
 TEST_CASE("a missing or empty file becomes a journal, as does an empty SQLite database",
@@ -275,15 +275,15 @@ TEST_CASE("a journal written by a newer troupe is refused untouched", "[persiste
   temp_dir dir;
   auto path = dir.file("j.db");
   make_journal(path);
-  sql_on(path, "PRAGMA user_version = 4");
-  check_refused(path, "was written by a newer troupe (schema 4, this build knows up to 3)");
+  sql_on(path, "PRAGMA user_version = 5");
+  check_refused(path, "was written by a newer troupe (schema 5, this build knows up to 4)");
 }
 
 // tests/persistence/data/journal-v1.db: written by the schema 1 build
 // (`troupe run ledger --workflows 8`, SIGKILLed at its 25th fsync, then
 // opened and closed once to checkpoint it): 8 workflows with idempotency
 // keys, 7 open and 1 failed, 48 events, recorded effects.
-TEST_CASE("a schema 1 journal opens as schema 3 with every record intact, and takes appends",
+TEST_CASE("a schema 1 journal opens as schema 4 with every record intact, and takes appends",
           "[persistence]") {
   temp_dir dir;
   auto path = dir.file("v1.db");
@@ -324,7 +324,8 @@ TEST_CASE("a schema 1 journal opens as schema 3 with every record intact, and ta
     CHECK(after->size() == before->size() + 1);
     CHECK(after->back().kind == "step_completed");
   }
-  CHECK(sql_on(path, "PRAGMA user_version") == "3");
+  CHECK(sql_on(path, "PRAGMA user_version") == "4");
+  CHECK(sql_on(path, "SELECT count(*) FROM sqlite_master WHERE name = 'workflows_status'") == "1");
   auto events_2 = all("(SELECT w.id AS id, e.* FROM events e JOIN workflows w ON w.n = e.workflow"
                       " WHERE e.seq <= 48)");
   CHECK(events_2 == events_1);
@@ -344,6 +345,17 @@ TEST_CASE("a schema 1 journal opens as schema 3 with every record intact, and ta
   auto still_open = store->open_workflows();
   REQUIRE(still_open);
   CHECK(still_open->size() == 7);
+  // schema 4: listed and counted through workflows_status
+  auto counts = store->count_workflows();
+  REQUIRE(counts);
+  CHECK(counts->dead_lettered == 1);
+  CHECK(counts->total() == 8);
+  workflow_query q;
+  q.status = "dead_lettered";
+  auto listed = store->list_workflows(q);
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 1);
+  CHECK(listed->front().id == open_id);
 }
 
 TEST_CASE("a schema 1 journal with events but no row for their workflow is refused, not "

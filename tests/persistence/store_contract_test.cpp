@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <caf/sec.hpp>
@@ -92,6 +93,14 @@ journal_write steps(const std::string& id, uint64_t from, uint64_t to) {
   for (auto i = from; i <= to; ++i)
     w.events.push_back(event(id, i));
   return w;
+}
+
+/// A query for `status`, from the newest row.
+workflow_query query(const std::string& status, size_t limit = 100) {
+  workflow_query q;
+  q.status = status;
+  q.limit = limit;
+  return q;
 }
 
 journal_write with_row(workflow_row r) {
@@ -433,6 +442,112 @@ TEST_CASE("open_workflows lists the unfinished workflows, oldest first", "[persi
   CHECK(f.store->open_workflows()->front().status == "parked");
 }
 
+TEST_CASE("list_workflows pages through rows newest first, filtered by status",
+          "[persistence]") {
+  auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  store_fixture f{kind};
+  std::vector<journal_write> b1{with_row(row("w1", "", "running", 30)),
+                                with_row(row("w2", "", "parked", 10)),
+                                with_row(row("w3", "", "completed", 20, 25)),
+                                with_row(row("w0", "", "running", 10)),
+                                with_row(row("w4", "", "failed", 5, 6)),
+                                with_row(row("w5", "", "parked", 40))};
+  REQUIRE_FALSE(f.store->append(b1));
+  auto ids = [&](workflow_query q) {
+    std::vector<std::string> out;
+    auto rows = f.store->list_workflows(q);
+    REQUIRE(rows);
+    for (const auto& r : *rows)
+      out.push_back(r.id);
+    return out;
+  };
+  using ids_t = std::vector<std::string>;
+  CHECK(ids(query("")) == ids_t{"w5", "w1", "w3", "w2", "w0", "w4"}); // (created_ns, id) descending
+  CHECK(ids(query("parked")) == ids_t{"w5", "w2"});
+  CHECK(ids(query("running")) == ids_t{"w1", "w0"});
+  CHECK(ids(query("completed")) == ids_t{"w3"});
+  CHECK(ids(query("dead_lettered")).empty());
+  // pages of 2, each continuing after the last row of the one before
+  auto q = query("", 2);
+  CHECK(ids(q) == ids_t{"w5", "w1"});
+  q.before_created_ns = 30;
+  q.before_id = "w1";
+  CHECK(ids(q) == ids_t{"w3", "w2"});
+  q.before_created_ns = 10;
+  q.before_id = "w2"; // same created_ns: the id breaks the tie
+  CHECK(ids(q) == ids_t{"w0", "w4"});
+  q.before_created_ns = 5;
+  q.before_id = "w4";
+  CHECK(ids(q).empty());
+  q = query("running", 1);
+  q.before_created_ns = 30;
+  q.before_id = "w1";
+  CHECK(ids(q) == ids_t{"w0"});
+  // every field of a row comes back
+  auto full = row("w9", "k9", "dead_lettered", 50, 60);
+  full.version = 3;
+  full.outcome = "exhausted";
+  full.user = "alice";
+  std::vector<journal_write> b2{with_row(full)};
+  REQUIRE_FALSE(f.store->append(b2));
+  auto got = f.store->list_workflows(query("dead_lettered"));
+  REQUIRE(got);
+  REQUIRE(got->size() == 1);
+  const auto& r = got->front();
+  CHECK(std::tie(r.id, r.definition, r.version, r.idempotency_key, r.status, r.outcome,
+                 r.created_ns, r.updated_ns, r.user)
+        == std::tie(full.id, full.definition, full.version, full.idempotency_key, full.status,
+                    full.outcome, full.created_ns, full.updated_ns, full.user));
+}
+
+TEST_CASE("list_workflows refuses an unknown status and a zero limit", "[persistence]") {
+  auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  store_fixture f{kind};
+  auto bad = f.store->list_workflows(query("sleeping"));
+  REQUIRE_FALSE(bad);
+  CHECK(is(bad.error(), errc::invalid_input));
+  CHECK_THAT(message(bad.error()), Contains("unknown status 'sleeping'"));
+  auto zero = f.store->list_workflows(query("", 0));
+  REQUIRE_FALSE(zero);
+  CHECK(is(zero.error(), errc::invalid_input));
+  CHECK_THAT(message(zero.error()), Contains("limit must be at least 1"));
+}
+
+TEST_CASE("count_workflows counts the rows in each status", "[persistence]") {
+  auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  store_fixture f{kind};
+  auto counts = [&] {
+    auto n = f.store->count_workflows();
+    REQUIRE(n);
+    return std::vector<uint64_t>{n->running, n->parked, n->dead_lettered, n->completed,
+                                 n->failed, n->total()};
+  };
+  CHECK(counts() == std::vector<uint64_t>{0, 0, 0, 0, 0, 0});
+  std::vector<journal_write> b1{with_row(row("a", "", "running", 1)),
+                                with_row(row("b", "", "running", 2)),
+                                with_row(row("c", "", "parked", 3)),
+                                with_row(row("d", "", "dead_lettered", 4)),
+                                with_row(row("e", "", "completed", 5, 6)),
+                                with_row(row("f", "", "failed", 6, 7))};
+  REQUIRE_FALSE(f.store->append(b1));
+  CHECK(counts() == std::vector<uint64_t>{2, 1, 1, 1, 1, 6});
+  std::vector<journal_write> b2{with_row(row("a", "", "completed", 1, 9)),
+                                with_row(row("b", "", "running", 2, 9)), // same status
+                                start("g", "", 8)};
+  REQUIRE_FALSE(f.store->append(b2));
+  CHECK(counts() == std::vector<uint64_t>{2, 1, 1, 2, 1, 7});
+  // A refused batch counts for nothing, even the rows before its fault.
+  std::vector<journal_write> refused{with_row(row("c", "", "failed", 3, 9)), start("h"),
+                                     steps("g", 5, 5)};
+  REQUIRE(f.store->append(refused));
+  CHECK(counts() == std::vector<uint64_t>{2, 1, 1, 2, 1, 7});
+  CHECK(*f.store->purge(100) == 3);
+  CHECK(counts() == std::vector<uint64_t>{2, 1, 1, 0, 0, 4});
+}
+
 TEST_CASE("no workflow row is created after created_ns_bound", "[persistence]") {
   auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
   CAPTURE(kind);
@@ -656,6 +771,8 @@ TEST_CASE("forwarding_journal forwards every call to the wrapped store", "[persi
   CHECK(outer.snapshot("a")->size() == 1);
   CHECK(outer.effect("a/e")->size() == 1);
   CHECK(outer.dead_letters()->size() == 1);
+  CHECK(outer.list_workflows(query(""))->size() == 2);
+  CHECK(outer.count_workflows()->completed == 1);
   CHECK(*outer.purge(100) == 1);
   CHECK(is(f.store->workflow("a").error(), errc::unknown_workflow));
 

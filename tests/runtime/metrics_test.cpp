@@ -106,5 +106,6 @@ TEST_CASE("runtime::metrics_text reports the journal's parked workflow, the mode
   text = rt.metrics_text();
   REQUIRE(text);
   CHECK(sample(*text, R"(troupe_workflows{status="parked"})") == 0);
+  CHECK(sample(*text, R"(troupe_workflows{status="completed"})") == 1);
   CHECK(sample(*text, R"(troupe_workflows_ended_total{status="completed"})") == 1);
 }

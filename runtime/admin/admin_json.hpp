@@ -1,0 +1,81 @@
+// What the admin API answers, as JSON: runtime types rendered for the wire,
+// a workflow's history read into agent attempts (the dashboard's timeline),
+// and attempt latency per agent. Pure functions over values; any thread.
+// Called by the admin server (admin_server.cpp) and its tests.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "troupe/definition.hpp"
+#include "troupe/gateway.hpp"
+#include "troupe/journal.hpp"
+#include "troupe/runtime.hpp"
+
+namespace troupe::admin {
+
+using json = nlohmann::json;
+
+json to_json(const workflow_row& r);
+json to_json(const workflow_info& i);
+json to_json(const lane_stats& l);
+json to_json(const workflow_counts& n);
+json to_json(const definition& d);
+json to_json(const journal_changes& c);
+
+/// One agent attempt as a history tells it: from its step_scheduled to the
+/// step_completed, step_failed or step_timeout timer that ended it.
+struct attempt_span {
+  std::string node;
+  uint32_t attempt = 0;
+  int64_t start_ns = 0;
+  int64_t end_ns = -1;     ///< -1: not ended (in flight, or cut off by the history's end)
+  /// The label it finished with, its failure kind, "timeout", or
+  /// "abandoned" (the workflow went on without it: cancelled, crashed).
+  std::string outcome;
+  bool ok = false;         ///< finished (any label), rather than failed
+  uint64_t tokens = 0;
+  uint64_t cost_nusd = 0;
+  std::string reason;      ///< failed: why
+  bool ended() const { return end_ns >= 0; }
+  double duration_ms() const { return ended() ? static_cast<double>(end_ns - start_ns) / 1e6 : 0; }
+};
+
+/// The agent attempts of one workflow's history, in the order they began.
+std::vector<attempt_span> attempts_of(const std::vector<journal_record>& history);
+
+/// The agent a node of `def` runs ("" for a gate, a terminal or an unknown
+/// node, or without a definition).
+std::string agent_of(const definition* def, const std::string& node);
+
+/// A history for the API: each event with its payload decoded ("data"),
+/// its time since the first event ("t_ms"), and the attempts
+/// (attempts_of), each with its agent by `def` (may be null).
+json history_json(const std::string& workflow_id, const std::vector<journal_record>& history,
+                  const definition* def);
+
+/// The bucket bounds of latency histograms, in milliseconds (then +Inf).
+extern const std::vector<double> latency_buckets_ms;
+
+/// Durations of ended attempts per agent; to_json() gives count, ok and
+/// failed counts, mean, p50, p90, p99 and max (nearest rank) and a
+/// histogram over latency_buckets_ms, agents by name.
+class latency_table {
+public:
+  void add(const std::string& agent, const attempt_span& a);
+  json to_json() const;
+
+private:
+  struct samples {
+    std::vector<double> ms;
+    uint64_t ok = 0;
+    uint64_t failed = 0;
+  };
+  std::map<std::string, samples> agents_;
+};
+
+} // namespace troupe::admin
