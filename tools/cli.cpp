@@ -3,6 +3,7 @@
 // flag and exits with exit_usage.
 #include "cli.hpp"
 #include "dlq.hpp"
+#include "inspect.hpp"
 #include "serve.hpp"
 
 #include <algorithm>
@@ -455,6 +456,53 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       ->check(count_in(1, 256))
       ->capture_default_str();
 
+  // -- looking at workflows: a journal file or a running node --
+  inspect_source src;
+  bool inspect_json = false;
+  auto source_flags = [&](CLI::App* c) {
+    auto* j = c->add_option("--journal", src.journal, "A journal (SQLite file) no runtime holds")
+                ->check(non_empty());
+    auto* n = c->add_option("--node", src.node, "HOST:PORT of a `troupe serve` node (token from "
+                                                "TROUPE_ADMIN_TOKEN)")
+                ->check(non_empty());
+    j->excludes(n);
+    c->add_flag("--json", inspect_json, "The admin API's JSON instead of a table");
+  };
+  auto* ls_cmd = app.add_subcommand("ls", "List workflows, newest first");
+  std::string ls_status;
+  size_t ls_limit = 50;
+  source_flags(ls_cmd);
+  ls_cmd->add_option("--status", ls_status, "Only this status")
+      ->check(CLI::IsMember({"running", "parked", "dead_lettered", "completed", "failed"}));
+  ls_cmd->add_option("--limit", ls_limit, "At most this many")
+      ->check(count_in(1, 1000))
+      ->capture_default_str();
+  auto* show_cmd = app.add_subcommand("show", "One workflow's timeline: its events, and each "
+                                              "attempt's duration, tokens, cost and outcome");
+  std::string show_id;
+  show_cmd->add_option("id", show_id, "The workflow id")->required()->check(non_empty());
+  source_flags(show_cmd);
+  auto* stats_cmd = app.add_subcommand("stats", "Workflows by status");
+  source_flags(stats_cmd);
+  std::string decide_id, decide_gate, decide_by, decide_patch;
+  std::string decide_node;
+  std::vector<CLI::App*> decide_cmds;
+  for (const char* verdict : {"approve", "reject", "edit"}) {
+    auto* c = app.add_subcommand(verdict, std::string{"Decide a parked workflow's gate on a "
+                                                      "running node: "}
+                                            + verdict);
+    c->add_option("id", decide_id, "The workflow id")->required()->check(non_empty());
+    c->add_option("gate", decide_gate, "The gate it waits at")->required()->check(non_empty());
+    c->add_option("--node", decide_node, "HOST:PORT of the `troupe serve` node running it "
+                                         "(token from TROUPE_ADMIN_TOKEN)")
+        ->required()
+        ->check(non_empty());
+    c->add_option("--by", decide_by, "Who decides (journaled)")->required()->check(non_empty());
+    if (std::string{verdict} == "edit")
+      c->add_option("--patch", decide_patch, "A JSON object merged into the state")->required();
+    decide_cmds.push_back(c);
+  }
+
   std::vector<const char*> argv;
   if (args.empty())
     argv.push_back("troupe");
@@ -484,6 +532,23 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     }
     return serve(std::move(serve_opt), out, err);
   }
+
+  for (auto* c : {ls_cmd, show_cmd, stats_cmd})
+    if (c->parsed() && src.journal.empty() && src.node.empty()) {
+      err << "troupe " << c->get_name() << ": say where to look: --journal FILE or --node "
+          << "HOST:PORT\n";
+      return exit_usage;
+    }
+  if (ls_cmd->parsed())
+    return inspect_ls(src, ls_status, ls_limit, inspect_json, out, err);
+  if (show_cmd->parsed())
+    return inspect_show(src, show_id, inspect_json, out, err);
+  if (stats_cmd->parsed())
+    return inspect_stats(src, inspect_json, out, err);
+  for (auto* c : decide_cmds)
+    if (c->parsed())
+      return inspect_decide(decide_node, decide_id, decide_gate, c->get_name(), decide_patch,
+                            decide_by, out, err);
 
   if (dlq_list_cmd->parsed())
     return dlq_list(dlq_path, dlq_json, out, err);

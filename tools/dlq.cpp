@@ -10,29 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "common.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/seams.hpp"
 
 namespace troupe::cli {
 
 namespace {
-
-caf::expected<std::shared_ptr<journal_store>> open_existing(const std::string& path) {
-  sqlite_journal_options o;
-  o.path = path;
-  o.create = false; // a mistyped path is an error, not a new empty journal
-  return open_sqlite_journal(o);
-}
-
-/// "2026-11-22 14:03:07 UTC" from ns since the epoch (the runtime's default clock).
-std::string when(int64_t ns) {
-  std::time_t t = static_cast<std::time_t>(ns / 1'000'000'000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
 
 /// The latest dead-letter record of each workflow.
 caf::expected<std::map<std::string, dead_letter_record>> latest_records(journal_store& store) {
@@ -53,7 +37,7 @@ int fail(const char* cmd, const caf::error& e, std::ostream& err) {
 } // namespace
 
 int dlq_list(const std::string& journal, bool json, std::ostream& out, std::ostream& err) {
-  auto store = open_existing(journal);
+  auto store = open_existing_journal(journal);
   if (!store)
     return fail("list", store.error(), err);
   auto rows = (*store)->open_workflows();
@@ -79,7 +63,7 @@ int dlq_list(const std::string& journal, bool json, std::ostream& out, std::ostr
       continue;
     }
     out << row.id << "  " << row.definition << "  at '" << r.node << "'  " << r.outcome << "  "
-        << when(r.at_ns) << "\n    " << r.reason << '\n';
+        << utc_time(r.at_ns) << "\n    " << r.reason << '\n';
   }
   if (!json)
     out << n << " workflow" << (n == 1 ? "" : "s") << " in dead letter\n";
@@ -88,7 +72,7 @@ int dlq_list(const std::string& journal, bool json, std::ostream& out, std::ostr
 
 int dlq_show(const std::string& journal, const std::string& id, bool json, std::ostream& out,
              std::ostream& err) {
-  auto store = open_existing(journal);
+  auto store = open_existing_journal(journal);
   if (!store)
     return fail("show", store.error(), err);
   auto row = (*store)->workflow(id);
@@ -123,11 +107,11 @@ int dlq_show(const std::string& journal, const std::string& id, bool json, std::
   if (mine.empty())
     out << "never dead-lettered\n";
   for (auto& r : mine)
-    out << "dead-lettered " << when(r.at_ns) << " at '" << r.node << "' (" << r.outcome
+    out << "dead-lettered " << utc_time(r.at_ns) << " at '" << r.node << "' (" << r.outcome
         << "): " << r.reason << '\n';
   out << "events:\n";
   for (auto& e : *events)
-    out << "  #" << e.wf_seq << "  " << when(e.at_ns) << "  " << e.kind << "  " << e.payload
+    out << "  #" << e.wf_seq << "  " << utc_time(e.at_ns) << "  " << e.kind << "  " << e.payload
         << '\n';
   return exit_ok;
 }
@@ -135,7 +119,7 @@ int dlq_show(const std::string& journal, const std::string& id, bool json, std::
 int dlq_act(const std::string& journal, const std::string& id, const dead_letter_action& a,
             std::ostream& out, std::ostream& err) {
   const char* cmd = a.retry ? "retry" : "drop";
-  auto store = open_existing(journal);
+  auto store = open_existing_journal(journal);
   if (!store)
     return fail(cmd, store.error(), err);
   if (auto e = apply_dead_letter_action(**store, id, a, system_clock_source()->now().count()))
