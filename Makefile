@@ -43,7 +43,9 @@ test: build
 demo: build
 	@$(BUILD_DIR)/tools/troupe demo
 
+BENCHES = troupe_bench troupe_bench_journal troupe_bench_recovery troupe_bench_gateway
 bench: build
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target $(BENCHES)
 	@$(BUILD_DIR)/bench/troupe_bench
 	@$(BUILD_DIR)/bench/troupe_bench --journal /tmp/troupe-bench.db --drivers 64
 	@$(BUILD_DIR)/bench/troupe_bench_journal
