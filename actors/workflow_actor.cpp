@@ -15,6 +15,7 @@
 #include "persistence/event_codec.hpp"
 #include "persistence/state_codec.hpp"
 #include "troupe/errors.hpp"
+#include "troupe/trace.hpp"
 
 namespace troupe {
 
@@ -52,6 +53,7 @@ struct workflow_actor_state {
   uint64_t attempt_tokens = 0;
   uint64_t attempt_nusd = 0; ///< that attempt's model cost so far
   workflow_status reported = workflow_status::running; ///< last status the manager saw
+  std::string trace_id; ///< once known (workflow_started applied)
   static inline const char* name = "troupe.workflow";
 };
 
@@ -124,6 +126,20 @@ void stop_agent(self_ptr self) {
   st.agent_token = 0;
 }
 
+const std::string& trace_id(self_ptr self) {
+  auto& st = self->state;
+  if (st.trace_id.empty()) // the traceparent is known once workflow_started is applied
+    st.trace_id = trace_id_of(st.id, st.wf.traceparent);
+  return st.trace_id;
+}
+
+// The traceparent of the attempt that run_agent starts: the workflow's
+// trace, and the attempt's span, which the trace exporter derives from the
+// same step number (the kernel has just counted this attempt in `steps`).
+std::string attempt_traceparent(self_ptr self) {
+  return make_traceparent(trace_id(self), attempt_span_id(self->state.id, self->state.wf.steps));
+}
+
 void run_agent(self_ptr self, const kernel::run_agent& c) {
   auto& st = self->state;
   stop_agent(self); // at most one attempt in flight (kernel invariant 2)
@@ -140,6 +156,7 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.budget = budgets_of(self);
   in.user = st.row.user;
   in.sessions = st.env.sessions;
+  in.traceparent = attempt_traceparent(self);
   // registry::add_definition checked the agent (and compensating agent)
   // exists; a snapshot never shrinks
   auto impl = st.env.agents->at(c.agent);
@@ -467,6 +484,7 @@ struct beginning {
   bool recovered = false;
   nlohmann::json input;
   uint64_t seed = 0;
+  std::string traceparent;
   persistence::loaded_workflow loaded;
 };
 
@@ -484,7 +502,9 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
     st.wf_seq = b.loaded.wf_seq;
     notify(self); // resume() waits for the manager's resume_atom
   } else {
-    enqueue(self, {kernel::workflow_started{now(self), std::move(b.input), b.seed}, {}, 0, 0});
+    enqueue(self, {kernel::workflow_started{now(self), std::move(b.input), b.seed,
+                                            std::move(b.traceparent)},
+                   {}, 0, 0});
   }
   return {
     [self](const agent_report& r) {
@@ -577,10 +597,11 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
 } // namespace
 
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
-                          nlohmann::json input, uint64_t seed) {
+                          nlohmann::json input, uint64_t seed, std::string traceparent) {
   beginning b;
   b.input = std::move(input);
   b.seed = seed;
+  b.traceparent = std::move(traceparent);
   return sys.spawn(workflow, std::move(env), std::move(row), std::move(b));
 }
 

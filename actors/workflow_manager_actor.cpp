@@ -19,6 +19,7 @@
 #include "actors/workflow_actor.hpp"
 #include "persistence/recovery.hpp"
 #include "troupe/errors.hpp"
+#include "troupe/trace.hpp"
 
 namespace troupe {
 
@@ -54,6 +55,7 @@ struct keyed_start {
   std::string input;
   std::string key;
   std::string user;
+  std::string traceparent;
   caf::response_promise rp;
 };
 
@@ -471,7 +473,8 @@ bool join_same_key(self_ptr self, const std::string& key, caf::response_promise&
 // Starts a new workflow; `rp` gets its id once its first write is durable
 // (see answer_start), or the reason it cannot start.
 void start_new(self_ptr self, const std::string& def_name, const std::string& input_json,
-               const std::string& key, const std::string& user, caf::response_promise& rp) {
+               const std::string& key, const std::string& user, const std::string& traceparent,
+               caf::response_promise& rp) {
   auto& st = self->state;
   auto def = st.env.reg->find_definition(def_name);
   if (!def) {
@@ -506,7 +509,7 @@ void start_new(self_ptr self, const std::string& def_name, const std::string& in
   e.starting.push_back(rp);
   track(self, id, e,
         spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(input),
-                       st.env.random->next()));
+                       st.env.random->next(), traceparent));
   if (!key.empty())
     st.by_key.emplace(key, id);
 }
@@ -534,7 +537,7 @@ void look_up_key(self_ptr self, keyed_start s) {
       else if (st.stopping)
         w.rp.deliver(make_error(errc::shutting_down, "the runtime is shutting down"));
       else if (!join_same_key(self, key, w.rp)) // the first one starts it, the rest join
-        start_new(self, w.definition, w.input, key, w.user, w.rp);
+        start_new(self, w.definition, w.input, key, w.user, w.traceparent, w.rp);
     }
   };
   self->request(st.env.journal, caf::infinite, key_atom::value, key)
@@ -708,7 +711,8 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
   auto& sys = self->system();
   self->state.runners = std::make_shared<agent_runners>(
     sys, self->state.env.model, self->state.env.journal,
-    std::max<size_t>(1, sys.scheduler().num_workers()), self->state.env.models);
+    std::max<size_t>(1, sys.scheduler().num_workers()), self->state.env.models,
+    self->state.env.clock);
   // The runners stop with the manager, after every workflow is down.
   self->attach_functor(
     [runners = self->state.runners](const caf::error&) { runners->stop(); });
@@ -795,22 +799,33 @@ caf::behavior requests(self_ptr self) {
     // Answers once the workflow_started event is durable (see answer_start):
     // an id returned is an id the journal has, even if the process dies next.
     [self](start_atom, const std::string& def_name, const std::string& input_json,
-           const std::string& key, const std::string& user) -> caf::result<std::string> {
+           const std::string& key, const std::string& user,
+           const std::string& traceparent) -> caf::result<std::string> {
       auto& st = self->state;
       if (st.stopping)
         return make_error(errc::shutting_down, "the runtime is shutting down");
+      if (!traceparent.empty())
+        if (auto parent = parse_traceparent(traceparent); !parent)
+          return make_error(errc::invalid_input,
+                            "a '" + def_name + "' workflow: " + context_of(parent.error()));
       auto rp = self->make_response_promise();
       if (key.empty())
-        start_new(self, def_name, input_json, key, user, rp);
+        start_new(self, def_name, input_json, key, user, traceparent, rp);
       else if (!join_same_key(self, key, rp)) // not in memory: in the journal?
-        look_up_key(self, {def_name, input_json, key, user, rp});
+        look_up_key(self, {def_name, input_json, key, user, traceparent, rp});
       return rp;
+    },
+    [self](start_atom, const std::string& def_name, const std::string& input_json,
+           const std::string& key, const std::string& user) {
+      // without a traceparent: as above, delegated
+      return self->delegate(caf::actor_cast<caf::actor>(self), start_atom::value, def_name,
+                            input_json, key, user, std::string{});
     },
     [self](start_atom, const std::string& def_name, const std::string& input_json,
            const std::string& key) {
       // without a user: as above, delegated
       return self->delegate(caf::actor_cast<caf::actor>(self), start_atom::value, def_name,
-                            input_json, key, std::string{});
+                            input_json, key, std::string{}, std::string{});
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

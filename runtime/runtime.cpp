@@ -83,6 +83,7 @@ config checked(config cfg) {
   auto level = spdlog::level::from_str(cfg.log_level);
   if (level == spdlog::level::off && cfg.log_level != "off")
     throw std::invalid_argument("troupe config: unknown log_level '" + cfg.log_level + "'");
+
   if (!cfg.clock)
     cfg.clock = system_clock_source();
   if (!cfg.random)
@@ -357,6 +358,14 @@ caf::error runtime::register_definition(definition def) {
 caf::expected<std::string> runtime::start(const std::string& definition, nlohmann::json input,
                                           const std::string& idempotency_key,
                                           const std::string& user) {
+  start_options opts;
+  opts.idempotency_key = idempotency_key;
+  opts.user = user;
+  return start(definition, std::move(input), opts);
+}
+
+caf::expected<std::string> runtime::start(const std::string& definition, nlohmann::json input,
+                                          const start_options& opts) {
   if (!input.is_object())
     return make_error(errc::invalid_input,
                       "input of a '" + definition + "' workflow must be a JSON object");
@@ -366,8 +375,9 @@ caf::expected<std::string> runtime::start(const std::string& definition, nlohman
   } catch (const nlohmann::json::exception& e) { // e.g. a string that is not UTF-8
     return make_error(errc::invalid_input, "input of a '" + definition + "' workflow: " + e.what());
   }
+  // the manager checks the traceparent: a bad one starts nothing
   return impl_->ask<std::string>(&service_directory::manager, start_atom::value, definition,
-                                 text, idempotency_key, user);
+                                 text, opts.idempotency_key, opts.user, opts.traceparent);
 }
 
 caf::error runtime::signal(const std::string& workflow_id, const std::string& gate,
@@ -463,6 +473,24 @@ caf::expected<std::vector<journal_record>> runtime::history(const std::string& w
   if (records && records->empty())
     return make_error(errc::unknown_workflow, "no journaled events for '" + workflow_id + "'");
   return records;
+}
+
+caf::expected<std::vector<span>> runtime::trace(const std::string& workflow_id) {
+  auto& store = *impl_->cfg.journal;
+  auto row = store.workflow(workflow_id);
+  if (!row)
+    return std::move(row.error());
+  auto def = impl_->reg->find_definition(row->definition);
+  if (!def)
+    return make_error(errc::unknown_definition, "trace of '" + workflow_id + "': definition '"
+                                                  + row->definition + "' is not registered");
+  auto records = store.read(workflow_id);
+  if (!records)
+    return std::move(records.error());
+  auto effects = store.effects_of(workflow_id);
+  if (!effects)
+    return std::move(effects.error());
+  return derive_trace(*def, *row, *records, *effects);
 }
 
 void runtime::shutdown() {
