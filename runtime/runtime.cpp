@@ -26,6 +26,7 @@
 #include "persistence/journal_writer_actor.hpp"
 #include "runtime/registry.hpp"
 #include "runtime/session_store.hpp"
+#include "runtime/trace_exporter.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe {
@@ -47,6 +48,25 @@ caf::actor_system_config make_system_config(const config& cfg) {
   sys_cfg.add_message_type<std::vector<effect_record>>("troupe.effect_records");
   sys_cfg.add_message_type<recovery_report>("troupe.recovery_report");
   return sys_cfg;
+}
+
+void check_tracing(const tracing_config& t) {
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("troupe config: tracing." + what);
+  };
+  if (t.otlp_endpoint.empty())
+    return;
+  if (t.otlp_endpoint.rfind("http://", 0) != 0 && t.otlp_endpoint.rfind("https://", 0) != 0)
+    fail("otlp_endpoint must be an http:// or https:// URL, got '" + t.otlp_endpoint + "'");
+  if (t.batch_max == 0 || t.buffer_max == 0)
+    fail("batch_max and buffer_max must be at least 1");
+  if (t.retry.max_attempts == 0 || t.retry.base_backoff < duration::zero()
+      || t.retry.max_backoff < t.retry.base_backoff)
+    fail("retry needs max_attempts >= 1 and 0 <= base_backoff <= max_backoff");
+  if (t.flush_interval.count() < 0 || t.post_timeout.count() <= 0
+      || t.shutdown_timeout.count() < 0)
+    fail("flush_interval and shutdown_timeout must not be negative, post_timeout must be "
+         "positive");
 }
 
 config checked(config cfg) {
@@ -83,7 +103,7 @@ config checked(config cfg) {
   auto level = spdlog::level::from_str(cfg.log_level);
   if (level == spdlog::level::off && cfg.log_level != "off")
     throw std::invalid_argument("troupe config: unknown log_level '" + cfg.log_level + "'");
-
+  check_tracing(cfg.tracing);
   if (!cfg.clock)
     cfg.clock = system_clock_source();
   if (!cfg.random)
@@ -142,6 +162,10 @@ struct runtime::impl {
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
     if (auto err = check_gateway(cfg.gateway))
       throw std::invalid_argument("troupe config: " + describe(err));
+    if (!cfg.tracing.otlp_endpoint.empty())
+      tracer = std::make_shared<trace_exporter>(
+        cfg.tracing, cfg.journal,
+        [defs = reg](const std::string& name) { return defs->find_definition(name); });
     auto root_sup = spawn_supervisor(sys, service_tree());
     if (!root_sup)
       throw std::invalid_argument("troupe: " + describe(root_sup.error()));
@@ -196,8 +220,11 @@ struct runtime::impl {
       return c;
     };
     s.children.push_back(child("journal", &service_directory::journal, [this](auto& sys) {
+      persistence::commit_hook hook;
+      if (tracer) // committed writes go to the exporter before they are acknowledged
+        hook = [t = tracer](std::vector<journal_write>& batch) { t->committed(batch); };
       return persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch,
-                                               cfg.journal->blocks());
+                                               cfg.journal->blocks(), std::move(hook));
     }));
     s.children.push_back(child("timers", &service_directory::timers, [this](auto& sys) {
       return spawn_timer_service(sys, cfg.clock);
@@ -331,6 +358,7 @@ struct runtime::impl {
     std::make_shared<session_store>(cfg.clock, cfg.session_ttl, cfg.session_max_bytes);
   service_directory svc;
   std::shared_ptr<live_workflows> workflows; ///< the current manager's
+  std::shared_ptr<trace_exporter> tracer; ///< null while export is off
   caf::actor root; ///< the services' supervisor
   std::atomic<bool> stopped{false};
 };
@@ -493,6 +521,14 @@ caf::expected<std::vector<span>> runtime::trace(const std::string& workflow_id) 
   return derive_trace(*def, *row, *records, *effects);
 }
 
+troupe::trace_stats runtime::trace_stats() const {
+  return impl_->tracer ? impl_->tracer->stats() : troupe::trace_stats{};
+}
+
+bool runtime::flush_traces(std::chrono::milliseconds timeout) {
+  return !impl_->tracer || impl_->tracer->flush(timeout);
+}
+
 void runtime::shutdown() {
   if (!impl_ || impl_->stopped.exchange(true))
     return;
@@ -505,6 +541,8 @@ void runtime::shutdown() {
   self->wait_for(i.root);
   i.root = nullptr;
   i.svc.close();
+  if (i.tracer) // every write is in; export what it can within its bound
+    i.tracer->stop();
 }
 
 caf::expected<std::vector<lane_stats>> runtime::model_lanes() {

@@ -71,6 +71,9 @@ struct config {
   size_t session_max_bytes = 64 * 1024;
   /// spdlog level name: trace, debug, info, warn, error, off.
   std::string log_level = "warn";
+  /// Span export to an OpenTelemetry collector (troupe/trace.hpp); off
+  /// while tracing.otlp_endpoint is "".
+  tracing_config tracing;
 };
 
 /// How runtime::start starts a workflow, beyond its definition and input.
@@ -227,12 +230,19 @@ public:
   /// those still open with ended false. unknown_workflow, or
   /// unknown_definition if its definition (that version) is not registered.
   caf::expected<std::vector<span>> trace(const std::string& workflow_id);
+  /// What span export has done so far (all zero while it is off).
+  troupe::trace_stats trace_stats() const;
+  /// Waits until the spans of everything committed before the call are
+  /// exported or dropped, at most `timeout`; false if time ran out (true
+  /// at once while export is off). For tests and orderly handovers.
+  bool flush_traces(std::chrono::milliseconds timeout);
   /// Tells the runtime that its injected clock (config::clock) jumped, as a
   /// test's virtual clock does: step and retry timers now due fire at once
   /// instead of after the delay measured when they were armed. Timers armed
   /// before the call are covered. shutting_down if the timer service is gone.
   caf::error clock_changed();
-  /// Stops taking work, stops every actor, waits for them. Idempotent.
+  /// Stops taking work, stops every actor, waits for them, then exports
+  /// what spans it can within tracing.shutdown_timeout. Idempotent.
   void shutdown();
 
 private:

@@ -5,10 +5,12 @@
 // hashes of the workflow id and journaled numbers, so deriving a workflow's
 // trace twice, or after a crash, gives the same ids.
 //
-// derive_trace() is pure: a journal read, no clock. The runtime answers
-// runtime::trace() with it.
+// derive_trace() is pure: a journal read, no clock. The runtime exports the
+// same spans as their events commit (config::tracing, runtime::trace_stats)
+// and answers runtime::trace() with derive_trace().
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -93,5 +95,38 @@ caf::expected<std::vector<span>> derive_trace(const definition& def, const workf
 /// An OTLP/HTTP JSON body (ExportTraceServiceRequest) carrying `spans`
 /// under one resource (service.name = `service_name`) and scope "troupe".
 std::string to_otlp_json(const std::vector<span>& spans, const std::string& service_name);
+
+/// Where and how spans are exported (config::tracing).
+struct tracing_config {
+  /// The collector's OTLP/HTTP traces URL, e.g. "http://127.0.0.1:4318/v1/traces";
+  /// "" turns export off.
+  std::string otlp_endpoint;
+  std::string service_name = "troupe";
+  size_t batch_max = 512;   ///< spans per POST at most
+  /// Spans waiting or in flight at most; past it new spans are dropped
+  /// (and counted): a dead or slow collector never slows a workflow.
+  size_t buffer_max = 8192;
+  /// A batch smaller than batch_max waits at most this long.
+  std::chrono::milliseconds flush_interval{1000};
+  /// Tries per batch in all, and the full-jitter backoff between them; a
+  /// batch that runs out of tries is dropped (and counted).
+  retry_policy retry = {4, std::chrono::milliseconds{100}, std::chrono::seconds{5}, {}};
+  std::chrono::milliseconds post_timeout{5000}; ///< per POST
+  /// At shutdown, how long the runtime waits for what is left to export.
+  std::chrono::milliseconds shutdown_timeout{2000};
+};
+
+/// What the exporter has done so far (runtime::trace_stats).
+struct trace_stats {
+  uint64_t spans_exported = 0; ///< accepted by the collector (2xx)
+  uint64_t spans_dropped = 0;  ///< the buffer was full, or their batch ran out of tries
+  uint64_t spans_queued = 0;   ///< waiting or in flight now
+  uint64_t posts = 0;          ///< POSTs answered 2xx
+  uint64_t posts_failed = 0;   ///< POSTs that failed (each try): no answer, or not 2xx
+  /// Committed records not traced: they did not decode or fit their
+  /// definition (unknown or another version), or the exporter could not
+  /// read the journal to catch up.
+  uint64_t records_skipped = 0;
+};
 
 } // namespace troupe
