@@ -10,6 +10,7 @@
 
 #include "actors/atoms.hpp"
 #include "actors/messages.hpp"
+#include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe {
@@ -79,10 +80,18 @@ public:
     try {
       f();
     } catch (const std::exception& e) {
-      fail(failure_kind::crashed, std::string{"agent threw: "} + e.what());
+      crashed(std::string{"agent threw: "} + e.what());
     } catch (...) {
-      fail(failure_kind::crashed, "agent threw a non-standard exception");
+      crashed("agent threw a non-standard exception");
     }
+  }
+
+  /// The attempt's log context: its workflow, trace, node and attempt.
+  log_context about() const {
+    // the trace id is the traceparent's second field (troupe/trace.hpp)
+    auto trace = std::string_view{in_.traceparent};
+    return {in_.workflow_id, trace.size() >= 35 ? trace.substr(3, 32) : std::string_view{},
+            in_.node, in_.attempt};
   }
 
   /// An agent that returns with no call pending and no outcome would hang
@@ -100,6 +109,11 @@ public:
 
 private:
   void report(agent_report r);
+  void crashed(std::string why) {
+    log_about(about(), spdlog::level::warn, "workflow {}: agent '{}' at '{}' attempt {}: {}",
+              in_.workflow_id, in_.agent, in_.node, in_.attempt, why);
+    fail(failure_kind::crashed, std::move(why));
+  }
   void effect_done(const effect_handler& then, const std::string& result);
 
   agent_runner& runner_;

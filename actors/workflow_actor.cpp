@@ -14,6 +14,7 @@
 #include "kernel/workflow_machine.hpp"
 #include "persistence/event_codec.hpp"
 #include "persistence/state_codec.hpp"
+#include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/trace.hpp"
 
@@ -140,6 +141,12 @@ std::string attempt_traceparent(self_ptr self) {
   return make_traceparent(trace_id(self), attempt_span_id(self->state.id, self->state.wf.steps));
 }
 
+// What this workflow's log lines are about: it, and the node and attempt it is at.
+log_context about(self_ptr self) {
+  auto& st = self->state;
+  return {st.id, trace_id(self), st.wf.node, st.wf.attempt};
+}
+
 void run_agent(self_ptr self, const kernel::run_agent& c) {
   auto& st = self->state;
   stop_agent(self); // at most one attempt in flight (kernel invariant 2)
@@ -254,8 +261,9 @@ void execute(self_ptr self, const kernel::command& cmd) {
     void operator()(const kernel::await_signal& c) { notify_gate(self, c.gate, 0); }
     void operator()(const kernel::remind& c) { notify_gate(self, c.gate, c.n); }
     void operator()(const kernel::dead_letter& c) {
-      spdlog::warn("workflow {} ({}): dead-lettered at '{}' ({}): {}", st.id, st.env.def->name,
-                   c.node, c.outcome, c.reason);
+      log_about(about(self), spdlog::level::warn,
+                "workflow {} ({}): dead-lettered at '{}' ({}): {}", st.id, st.env.def->name,
+                c.node, c.outcome, c.reason);
     }
     void operator()(const kernel::complete&) {}
     void operator()(const kernel::fail&) {}
@@ -267,7 +275,8 @@ void execute(self_ptr self, const kernel::command& cmd) {
 // the workflow stops here and reports why. Nothing more is carried out.
 void journal_failed(self_ptr self, const caf::error& err, caf::response_promise reply = {}) {
   auto& st = self->state;
-  spdlog::error("workflow {}: journal write failed: {}", st.id, describe(err));
+  log_about(about(self), spdlog::level::err, "workflow {}: journal write failed: {}", st.id,
+            describe(err));
   stop_agent(self);
   st.wf.at = kernel::phase::failed;
   st.wf.outcome = "journal_write_failed";
@@ -351,7 +360,7 @@ void complete_write(self_ptr self, journal_write& w, uint64_t seq_before) {
 
 // A transition of our own making was refused: a bug, never silently skipped.
 void refused(self_ptr self, const caf::error& err) {
-  spdlog::error("workflow {}: {}", self->state.id, describe(err));
+  log_about(about(self), spdlog::level::err, "workflow {}: {}", self->state.id, describe(err));
   stop_agent(self);
   self->quit(err);
 }

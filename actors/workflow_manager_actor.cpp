@@ -18,6 +18,7 @@
 #include "actors/messages.hpp"
 #include "actors/workflow_actor.hpp"
 #include "persistence/recovery.hpp"
+#include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/trace.hpp"
 
@@ -347,7 +348,7 @@ caf::expected<caf::actor> wake(self_ptr self, const std::string& id) {
     return e.actor;
   auto quarantine = [&](caf::error err) -> caf::error {
     auto why = describe(err);
-    spdlog::error("workflow {}: quarantined: {}", id, why);
+    log_about({id}, spdlog::level::err, "workflow {}: quarantined: {}", id, why);
     for (auto& w : e.waiters)
       w.promise.deliver(err);
     unschedule_wake(self, id, e);
@@ -610,7 +611,7 @@ caf::expected<recovery_report> recover_all(self_ptr self) {
     auto id = row.id;
     if (auto err = recover_one(self, row, rep, live)) {
       auto why = describe(err);
-      spdlog::error("workflow {}: quarantined: {}", id, why);
+      log_about({id}, spdlog::level::err, "workflow {}: quarantined: {}", id, why);
       st.quarantined.emplace(id, why);
       rep.quarantined.push_back(id + ": " + why);
     }
@@ -654,24 +655,28 @@ bool restart_crashed(self_ptr self, const std::string& id, entry& e, const std::
         auto wf = row ? persistence::load_workflow(*st.env.store, *def, id)
                       : caf::expected<persistence::loaded_workflow>{row.error()};
         if (!wf || wf->state.finished()) {
-          spdlog::error("workflow {}: not restarted: {}", id,
-                        wf ? "finished" : describe(wf.error()));
+          log_about({id}, spdlog::level::err, "workflow {}: not restarted: {}", id,
+                    wf ? "finished" : describe(wf.error()));
           return;
         }
+        auto trace = trace_id_of(id, wf->state.traceparent);
+        log_context about{id, trace, wf->state.node, wf->state.attempt};
+        if (give_up)
+          log_about(about, spdlog::level::err, "workflow {}: dead-lettered: {}", id, what);
+        else
+          log_about(about, spdlog::level::warn, "workflow {}: restarted: {}", id, what);
         track(self, id, e,
               spawn_recovered_workflow(self->system(), env_for(self, def), std::move(*row),
                                        std::move(*wf)));
         if (give_up) {
-          spdlog::error("workflow {}: dead-lettered: {}", id, what);
           self->send(e.actor, crash_atom::value, what);
         } else {
-          spdlog::warn("workflow {}: restarted: {}", id, what);
           self->send(e.actor, resume_atom::value);
         }
       },
       [id](caf::error& err) {
-        spdlog::error("workflow {}: not restarted: the journal writer failed: {}", id,
-                      describe(err));
+        log_about({id}, spdlog::level::err,
+                  "workflow {}: not restarted: the journal writer failed: {}", id, describe(err));
       });
   return true;
 }
@@ -763,7 +768,7 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
     m.outcome = "crashed";
     m.reason = "workflow actor stopped: " + describe(dm.reason);
     m.stopped = true;
-    spdlog::error("workflow {}: {}", m.id, m.reason);
+    log_about({m.id}, spdlog::level::err, "workflow {}: {}", m.id, m.reason);
     update(self, id, e, std::move(m));
   });
   // Stops every live workflow and quits once all of them are down, so the

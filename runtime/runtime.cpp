@@ -24,6 +24,7 @@
 #include "actors/timer_service.hpp"
 #include "actors/workflow_manager_actor.hpp"
 #include "persistence/journal_writer_actor.hpp"
+#include "runtime/log_format.hpp"
 #include "runtime/registry.hpp"
 #include "runtime/session_store.hpp"
 #include "runtime/trace_exporter.hpp"
@@ -103,6 +104,9 @@ config checked(config cfg) {
   auto level = spdlog::level::from_str(cfg.log_level);
   if (level == spdlog::level::off && cfg.log_level != "off")
     throw std::invalid_argument("troupe config: unknown log_level '" + cfg.log_level + "'");
+  if (cfg.log_format != "text" && cfg.log_format != "json")
+    throw std::invalid_argument("troupe config: log_format must be 'text' or 'json', got '"
+                                + cfg.log_format + "'");
   check_tracing(cfg.tracing);
   if (!cfg.clock)
     cfg.clock = system_clock_source();
@@ -160,6 +164,8 @@ struct runtime::impl {
   explicit impl(config c)
     : cfg(checked(std::move(c))), sys_cfg(make_system_config(cfg)), sys(sys_cfg) {
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+    if (cfg.log_format == "json")
+      use_json_logs();
     if (auto err = check_gateway(cfg.gateway))
       throw std::invalid_argument("troupe config: " + describe(err));
     if (!cfg.tracing.otlp_endpoint.empty())

@@ -71,6 +71,11 @@ struct config {
   size_t session_max_bytes = 64 * 1024;
   /// spdlog level name: trace, debug, info, warn, error, off.
   std::string log_level = "warn";
+  /// How spdlog writes lines: "text" (spdlog's pattern) or "json" (one
+  /// object per line: time, level, logger, message, and the workflow's id,
+  /// trace id, node and attempt where a line concerns one). Like
+  /// log_level, it is set on spdlog's default logger, process-wide.
+  std::string log_format = "text";
   /// Span export to an OpenTelemetry collector (troupe/trace.hpp); off
   /// while tracing.otlp_endpoint is "".
   tracing_config tracing;
