@@ -10,6 +10,7 @@
 
 #include "actors/atoms.hpp"
 #include "actors/messages.hpp"
+#include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe {
@@ -34,6 +35,7 @@ public:
   const budgets_left& budget() const override { return in_.budget; }
   const std::string& idempotency_key() const override { return in_.key; }
   const std::string& user() const override { return in_.user; }
+  const std::string& traceparent() const override { return in_.traceparent; }
 
   nlohmann::json session_get(const std::string& key) const override {
     if (!in_.sessions || in_.user.empty())
@@ -78,10 +80,18 @@ public:
     try {
       f();
     } catch (const std::exception& e) {
-      fail(failure_kind::crashed, std::string{"agent threw: "} + e.what());
+      crashed(std::string{"agent threw: "} + e.what());
     } catch (...) {
-      fail(failure_kind::crashed, "agent threw a non-standard exception");
+      crashed("agent threw a non-standard exception");
     }
+  }
+
+  /// The attempt's log context: its workflow, trace, node and attempt.
+  log_context about() const {
+    // the trace id is the traceparent's second field (troupe/trace.hpp)
+    auto trace = std::string_view{in_.traceparent};
+    return {in_.workflow_id, trace.size() >= 35 ? trace.substr(3, 32) : std::string_view{},
+            in_.node, in_.attempt};
   }
 
   /// An agent that returns with no call pending and no outcome would hang
@@ -99,6 +109,11 @@ public:
 
 private:
   void report(agent_report r);
+  void crashed(std::string why) {
+    log_about(about(), spdlog::level::warn, "workflow {}: agent '{}' at '{}' attempt {}: {}",
+              in_.workflow_id, in_.agent, in_.node, in_.attempt, why);
+    fail(failure_kind::crashed, std::move(why));
+  }
   void effect_done(const effect_handler& then, const std::string& result);
 
   agent_runner& runner_;
@@ -130,12 +145,14 @@ struct attempt_key_hash {
 class agent_runner final : public caf::event_based_actor {
 public:
   agent_runner(caf::actor_config& cfg, agent_ptr impl, caf::actor model, caf::actor journal,
-               std::shared_ptr<const gateway_config> models, stop_flag stopped)
+               std::shared_ptr<const gateway_config> models,
+               std::shared_ptr<clock_source> clock, stop_flag stopped)
     : caf::event_based_actor(cfg),
       impl_(std::move(impl)),
       model_(std::move(model)),
       journal_(std::move(journal)),
       models_(std::move(models)),
+      clock_(std::move(clock)),
       stopped_(std::move(stopped)) {}
 
   const char* name() const override { return "troupe.agent_runner"; }
@@ -197,6 +214,15 @@ public:
   const caf::actor& model() const { return model_; }
   const caf::actor& journal() const { return journal_; }
 
+  /// Now, on the runtime's clock if it has one (effects are stamped with
+  /// it, like the workflows' events).
+  int64_t now_ns() {
+    if (clock_)
+      return clock_->now().count();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock().now().time_since_epoch())
+      .count();
+  }
+
   /// What a call to `model_ref` costs per token (zero when unpriced).
   model_price price_of(const std::string& model_ref) const {
     if (!models_)
@@ -210,6 +236,7 @@ private:
   caf::actor model_;
   caf::actor journal_;
   std::shared_ptr<const gateway_config> models_;
+  std::shared_ptr<clock_source> clock_;
   stop_flag stopped_;
   std::unordered_map<attempt_key, std::unique_ptr<attempt_ctx>, attempt_key_hash> attempts_;
 };
@@ -263,6 +290,8 @@ void attempt_ctx::ask(llm_request req, reply_handler then) {
   reserved_ += estimate;
   reserved_nusd_ += estimate_nusd;
   req.idempotency_key = in_.key;
+  if (req.traceparent.empty()) // the provider's spans nest under this attempt's
+    req.traceparent = in_.traceparent;
   req.request_id = in_.key + ":" + std::to_string(in_.attempt) + ":" + std::to_string(calls_++);
   if (req.script.empty())
     req.script = in_.agent;
@@ -329,9 +358,7 @@ void attempt_ctx::effect(const std::string& name, effect_fn fn, effect_handler t
             return;
           }
           rec.workflow_id = a.workflow_id();
-          rec.at_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        r->clock().now().time_since_epoch())
-                        .count();
+          rec.at_ns = r->now_ns();
           r->request(r->journal(), caf::infinite, effect_atom::value, std::move(rec))
             .then(
               [r, k, then](effect_record& done) {
@@ -358,12 +385,13 @@ void attempt_ctx::effect_done(const effect_handler& then, const std::string& res
 } // namespace
 
 agent_runners::agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal,
-                             size_t width, std::shared_ptr<const gateway_config> models)
+                             size_t width, std::shared_ptr<const gateway_config> models,
+                             std::shared_ptr<clock_source> clock)
   : sys_(sys), model_(std::move(model)), journal_(std::move(journal)),
-    models_(std::move(models)), width_(width == 0 ? 1 : width) {}
+    models_(std::move(models)), clock_(std::move(clock)), width_(width == 0 ? 1 : width) {}
 
 caf::actor agent_runners::spawn_runner(const agent_ptr& impl, const stop_flag& stopped) {
-  return sys_.spawn<agent_runner>(impl, model_, journal_, models_, stopped);
+  return sys_.spawn<agent_runner>(impl, model_, journal_, models_, clock_, stopped);
 }
 
 caf::actor agent_runners::pick(const std::string& agent, const agent_ptr& impl,

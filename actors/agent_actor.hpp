@@ -34,6 +34,7 @@
 
 #include "troupe/agent.hpp"
 #include "troupe/gateway.hpp"
+#include "troupe/seams.hpp"
 #include "runtime/session_store.hpp"
 
 namespace troupe {
@@ -50,6 +51,7 @@ struct step_input {
   budgets_left budget;
   std::string user;                         ///< whose session context it sees
   std::shared_ptr<session_store> sessions;  ///< null: none (session calls fail)
+  std::string traceparent; ///< the attempt's span in the workflow's trace
 };
 
 } // namespace troupe
@@ -69,9 +71,12 @@ public:
 
   /// `width` runners per agent; `model` answers (ask_atom, llm_request);
   /// `journal` is the journal writer (effects); `models` prices a call
-  /// before it is sent, for the cost budget (null: every model is free).
+  /// before it is sent, for the cost budget (null: every model is free);
+  /// `clock` stamps recorded effects, as the workflows stamp their events
+  /// (null: the actor clock).
   agent_runners(caf::actor_system& sys, caf::actor model, caf::actor journal, size_t width,
-                std::shared_ptr<const gateway_config> models = nullptr);
+                std::shared_ptr<const gateway_config> models = nullptr,
+                std::shared_ptr<clock_source> clock = nullptr);
 
   /// A runner of `agent` for the attempt `token`: attempts spread over the
   /// agent's runners. A runner that has stopped is replaced first.
@@ -93,6 +98,7 @@ private:
   caf::actor model_;
   caf::actor journal_;
   std::shared_ptr<const gateway_config> models_;
+  std::shared_ptr<clock_source> clock_;
   size_t width_;
   std::mutex mtx_;
   bool closed_ = false;

@@ -14,7 +14,9 @@
 #include "kernel/workflow_machine.hpp"
 #include "persistence/event_codec.hpp"
 #include "persistence/state_codec.hpp"
+#include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
+#include "troupe/trace.hpp"
 
 namespace troupe {
 
@@ -54,6 +56,7 @@ struct workflow_actor_state {
   uint64_t attempt_tokens = 0;
   uint64_t attempt_nusd = 0; ///< that attempt's model cost so far
   workflow_status reported = workflow_status::running; ///< last status the manager saw
+  std::string trace_id; ///< once known (workflow_started applied)
   static inline const char* name = "troupe.workflow";
 };
 
@@ -116,6 +119,26 @@ void stop_agent(self_ptr self) {
   st.agent_token = 0;
 }
 
+const std::string& trace_id(self_ptr self) {
+  auto& st = self->state;
+  if (st.trace_id.empty()) // the traceparent is known once workflow_started is applied
+    st.trace_id = trace_id_of(st.id, st.wf.traceparent);
+  return st.trace_id;
+}
+
+// The traceparent of the attempt that run_agent starts: the workflow's
+// trace, and the attempt's span, which the trace exporter derives from the
+// same step number (the kernel has just counted this attempt in `steps`).
+std::string attempt_traceparent(self_ptr self) {
+  return make_traceparent(trace_id(self), attempt_span_id(self->state.id, self->state.wf.steps));
+}
+
+// What this workflow's log lines are about: it, and the node and attempt it is at.
+log_context about(self_ptr self) {
+  auto& st = self->state;
+  return {st.id, trace_id(self), st.wf.node, st.wf.attempt};
+}
+
 void run_agent(self_ptr self, const kernel::run_agent& c) {
   auto& st = self->state;
   stop_agent(self); // at most one attempt in flight (kernel invariant 2)
@@ -132,6 +155,7 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.budget = budgets_of(self);
   in.user = st.row.user;
   in.sessions = st.env.sessions;
+  in.traceparent = attempt_traceparent(self);
   // registry::add_definition checked the agent (and compensating agent)
   // exists; a snapshot never shrinks
   auto impl = st.env.agents->at(c.agent);
@@ -231,8 +255,9 @@ void execute(self_ptr self, const kernel::command& cmd) {
     void operator()(const kernel::await_signal& c) { notify_gate(self, c.gate, 0); }
     void operator()(const kernel::remind& c) { notify_gate(self, c.gate, c.n); }
     void operator()(const kernel::dead_letter& c) {
-      spdlog::warn("workflow {} ({}): dead-lettered at '{}' ({}): {}", st.id, st.env.def->name,
-                   c.node, c.outcome, c.reason);
+      log_about(about(self), spdlog::level::warn,
+                "workflow {} ({}): dead-lettered at '{}' ({}): {}", st.id, st.env.def->name,
+                c.node, c.outcome, c.reason);
     }
     void operator()(const kernel::complete&) {}
     void operator()(const kernel::fail&) {}
@@ -244,7 +269,8 @@ void execute(self_ptr self, const kernel::command& cmd) {
 // the workflow stops here and reports why. Nothing more is carried out.
 void journal_failed(self_ptr self, const caf::error& err, caf::response_promise reply = {}) {
   auto& st = self->state;
-  spdlog::error("workflow {}: journal write failed: {}", st.id, describe(err));
+  log_about(about(self), spdlog::level::err, "workflow {}: journal write failed: {}", st.id,
+            describe(err));
   stop_agent(self);
   st.wf.at = kernel::phase::failed;
   st.wf.outcome = "journal_write_failed";
@@ -328,7 +354,7 @@ void complete_write(self_ptr self, journal_write& w, uint64_t seq_before) {
 
 // A transition of our own making was refused: a bug, never silently skipped.
 void refused(self_ptr self, const caf::error& err) {
-  spdlog::error("workflow {}: {}", self->state.id, describe(err));
+  log_about(about(self), spdlog::level::err, "workflow {}: {}", self->state.id, describe(err));
   stop_agent(self);
   self->quit(err);
 }
@@ -532,6 +558,7 @@ struct beginning {
   bool recovered = false;
   nlohmann::json input;
   uint64_t seed = 0;
+  std::string traceparent;
   persistence::loaded_workflow loaded;
 };
 
@@ -549,7 +576,9 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
     st.wf_seq = b.loaded.wf_seq;
     notify(self); // resume() waits for the manager's resume_atom
   } else {
-    enqueue(self, {kernel::workflow_started{now(self), std::move(b.input), b.seed}, {}, 0, 0});
+    enqueue(self, {kernel::workflow_started{now(self), std::move(b.input), b.seed,
+                                            std::move(b.traceparent)},
+                   {}, 0, 0});
   }
   return {
     [self](const agent_report& r) {
@@ -652,10 +681,11 @@ workflow_status status_of(const kernel::workflow_state& s) {
 }
 
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
-                          nlohmann::json input, uint64_t seed) {
+                          nlohmann::json input, uint64_t seed, std::string traceparent) {
   beginning b;
   b.input = std::move(input);
   b.seed = seed;
+  b.traceparent = std::move(traceparent);
   return sys.spawn(workflow, std::move(env), std::move(row), std::move(b));
 }
 

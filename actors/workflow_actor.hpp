@@ -55,11 +55,12 @@ struct workflow_env {
 workflow_status status_of(const kernel::workflow_state& s);
 
 /// Spawns a new workflow that starts at once with `input` as its state;
-/// `row` names it (id, definition, version, idempotency key, created).
+/// `row` names it (id, definition, version, idempotency key, created);
+/// `traceparent` (checked by the caller, "" none) is journaled with it.
 /// Its messages: (signal_atom, signal_msg) -> unit or error;
 /// (status_atom) -> info_msg.
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
-                          nlohmann::json input, uint64_t seed);
+                          nlohmann::json input, uint64_t seed, std::string traceparent = {});
 
 /// Spawns a workflow rebuilt from the journal. On (resume_atom) it
 /// re-issues what was pending: timers are re-armed at their journaled

@@ -18,7 +18,9 @@
 #include "actors/messages.hpp"
 #include "actors/workflow_actor.hpp"
 #include "persistence/recovery.hpp"
+#include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
+#include "troupe/trace.hpp"
 
 namespace troupe {
 
@@ -54,6 +56,7 @@ struct keyed_start {
   std::string input;
   std::string key;
   std::string user;
+  std::string traceparent;
   caf::response_promise rp;
 };
 
@@ -346,7 +349,7 @@ caf::expected<caf::actor> wake(self_ptr self, const std::string& id) {
     return e.actor;
   auto quarantine = [&](caf::error err) -> caf::error {
     auto why = describe(err);
-    spdlog::error("workflow {}: quarantined: {}", id, why);
+    log_about({id}, spdlog::level::err, "workflow {}: quarantined: {}", id, why);
     for (auto& w : e.waiters)
       w.promise.deliver(err);
     unschedule_wake(self, id, e);
@@ -472,7 +475,8 @@ bool join_same_key(self_ptr self, const std::string& key, caf::response_promise&
 // Starts a new workflow; `rp` gets its id once its first write is durable
 // (see answer_start), or the reason it cannot start.
 void start_new(self_ptr self, const std::string& def_name, const std::string& input_json,
-               const std::string& key, const std::string& user, caf::response_promise& rp) {
+               const std::string& key, const std::string& user, const std::string& traceparent,
+               caf::response_promise& rp) {
   auto& st = self->state;
   auto def = st.env.reg->find_definition(def_name);
   if (!def) {
@@ -507,7 +511,7 @@ void start_new(self_ptr self, const std::string& def_name, const std::string& in
   e.starting.push_back(rp);
   track(self, id, e,
         spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(input),
-                       st.env.random->next()));
+                       st.env.random->next(), traceparent));
   if (!key.empty())
     st.by_key.emplace(key, id);
 }
@@ -535,7 +539,7 @@ void look_up_key(self_ptr self, keyed_start s) {
       else if (st.stopping)
         w.rp.deliver(make_error(errc::shutting_down, "the runtime is shutting down"));
       else if (!join_same_key(self, key, w.rp)) // the first one starts it, the rest join
-        start_new(self, w.definition, w.input, key, w.user, w.rp);
+        start_new(self, w.definition, w.input, key, w.user, w.traceparent, w.rp);
     }
   };
   self->request(st.env.journal, caf::infinite, key_atom::value, key)
@@ -608,7 +612,7 @@ caf::expected<recovery_report> recover_all(self_ptr self) {
     auto id = row.id;
     if (auto err = recover_one(self, row, rep, live)) {
       auto why = describe(err);
-      spdlog::error("workflow {}: quarantined: {}", id, why);
+      log_about({id}, spdlog::level::err, "workflow {}: quarantined: {}", id, why);
       st.quarantined.emplace(id, why);
       rep.quarantined.push_back(id + ": " + why);
     }
@@ -652,26 +656,30 @@ bool restart_crashed(self_ptr self, const std::string& id, entry& e, const std::
         auto wf = row ? persistence::load_workflow(*st.env.store, *def, id)
                       : caf::expected<persistence::loaded_workflow>{row.error()};
         if (!wf || wf->state.finished()) {
-          spdlog::error("workflow {}: not restarted: {}", id,
-                        wf ? "finished" : describe(wf.error()));
+          log_about({id}, spdlog::level::err, "workflow {}: not restarted: {}", id,
+                    wf ? "finished" : describe(wf.error()));
           return;
         }
+        auto trace = trace_id_of(id, wf->state.traceparent);
+        log_context about{id, trace, wf->state.node, wf->state.attempt};
+        if (give_up)
+          log_about(about, spdlog::level::err, "workflow {}: dead-lettered: {}", id, what);
+        else
+          log_about(about, spdlog::level::warn, "workflow {}: restarted: {}", id, what);
         track(self, id, e,
               spawn_recovered_workflow(self->system(), env_for(self, def), std::move(*row),
                                        std::move(*wf)));
         if (give_up) {
-          spdlog::error("workflow {}: dead-lettered: {}", id, what);
           self->send(e.actor, crash_atom::value, what);
         } else {
-          spdlog::warn("workflow {}: restarted: {}", id, what);
           if (st.env.metrics)
             st.env.metrics->workflow_actor_restarted();
           self->send(e.actor, resume_atom::value);
         }
       },
       [id](caf::error& err) {
-        spdlog::error("workflow {}: not restarted: the journal writer failed: {}", id,
-                      describe(err));
+        log_about({id}, spdlog::level::err,
+                  "workflow {}: not restarted: the journal writer failed: {}", id, describe(err));
       });
   return true;
 }
@@ -711,7 +719,8 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
   auto& sys = self->system();
   self->state.runners = std::make_shared<agent_runners>(
     sys, self->state.env.model, self->state.env.journal,
-    std::max<size_t>(1, sys.scheduler().num_workers()), self->state.env.models);
+    std::max<size_t>(1, sys.scheduler().num_workers()), self->state.env.models,
+    self->state.env.clock);
   // The runners stop with the manager, after every workflow is down.
   self->attach_functor(
     [runners = self->state.runners](const caf::error&) { runners->stop(); });
@@ -762,7 +771,7 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
     m.outcome = "crashed";
     m.reason = "workflow actor stopped: " + describe(dm.reason);
     m.stopped = true;
-    spdlog::error("workflow {}: {}", m.id, m.reason);
+    log_about({m.id}, spdlog::level::err, "workflow {}: {}", m.id, m.reason);
     update(self, id, e, std::move(m));
   });
   // Stops every live workflow and quits once all of them are down, so the
@@ -798,22 +807,33 @@ caf::behavior requests(self_ptr self) {
     // Answers once the workflow_started event is durable (see answer_start):
     // an id returned is an id the journal has, even if the process dies next.
     [self](start_atom, const std::string& def_name, const std::string& input_json,
-           const std::string& key, const std::string& user) -> caf::result<std::string> {
+           const std::string& key, const std::string& user,
+           const std::string& traceparent) -> caf::result<std::string> {
       auto& st = self->state;
       if (st.stopping)
         return make_error(errc::shutting_down, "the runtime is shutting down");
+      if (!traceparent.empty())
+        if (auto parent = parse_traceparent(traceparent); !parent)
+          return make_error(errc::invalid_input,
+                            "a '" + def_name + "' workflow: " + context_of(parent.error()));
       auto rp = self->make_response_promise();
       if (key.empty())
-        start_new(self, def_name, input_json, key, user, rp);
+        start_new(self, def_name, input_json, key, user, traceparent, rp);
       else if (!join_same_key(self, key, rp)) // not in memory: in the journal?
-        look_up_key(self, {def_name, input_json, key, user, rp});
+        look_up_key(self, {def_name, input_json, key, user, traceparent, rp});
       return rp;
+    },
+    [self](start_atom, const std::string& def_name, const std::string& input_json,
+           const std::string& key, const std::string& user) {
+      // without a traceparent: as above, delegated
+      return self->delegate(caf::actor_cast<caf::actor>(self), start_atom::value, def_name,
+                            input_json, key, user, std::string{});
     },
     [self](start_atom, const std::string& def_name, const std::string& input_json,
            const std::string& key) {
       // without a user: as above, delegated
       return self->delegate(caf::actor_cast<caf::actor>(self), start_atom::value, def_name,
-                            input_json, key, std::string{});
+                            input_json, key, std::string{}, std::string{});
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

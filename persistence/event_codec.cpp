@@ -17,8 +17,9 @@ namespace {
 using json = nlohmann::json;
 
 /// The payload version this build writes for each kind (invariant 3): 2 for
-/// step_completed and step_failed (which gained cost_nusd), 1 for the rest.
-/// It reads every version up to these.
+/// step_completed and step_failed (which gained cost_nusd) and for a
+/// workflow_started with a traceparent, 1 for the rest. It reads every
+/// version up to these.
 constexpr uint64_t v1 = 1;
 constexpr uint64_t v2 = 2;
 
@@ -75,8 +76,11 @@ private:
 };
 
 std::string encode(const kernel::workflow_started& e) {
-  return payload_writer{}.field("input", e.input).field("seed", e.seed)
-    .field("v", v1).done();
+  payload_writer out;
+  out.field("input", e.input).field("seed", e.seed);
+  if (e.traceparent.empty()) // v1: what a build without traces reads too
+    return out.field("v", v1).done();
+  return out.field("traceparent", e.traceparent).field("v", v2).done();
 }
 
 std::string encode(const kernel::step_scheduled& e) {
@@ -266,9 +270,12 @@ struct kind_entry {
 
 // Braced initializers evaluate left to right, so fields are read in order.
 const kind_entry kinds[] = {
-  {"workflow_started", v1,
-   [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {
-     return kernel::workflow_started{at, in.any("input"), in.u64("seed")};
+  {"workflow_started", v2,
+   [](kernel::instant at, uint64_t v, field_reader& in) -> kernel::event {
+     kernel::workflow_started e{at, in.any("input"), in.u64("seed")};
+     if (v >= v2)
+       e.traceparent = in.str("traceparent");
+     return e;
    }},
   {"step_scheduled", v1,
    [](kernel::instant at, uint64_t, field_reader& in) -> kernel::event {

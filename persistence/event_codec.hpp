@@ -8,7 +8,10 @@
 //
 //   kind               payload fields (JSON type)
 //   ----------------   ------------------------------------------------------
-//   workflow_started   v (1), input (any JSON), seed (unsigned 64)
+//   workflow_started   v (2), input (any JSON), seed (unsigned 64),
+//                      traceparent (string, v2 only: the caller's W3C
+//                      traceparent; a workflow started without one is
+//                      written as v1, which older builds read too)
 //   step_scheduled     v (1), node (string), attempt (unsigned 32)
 //   step_completed     v (2), node (string), attempt (unsigned 32),
 //                      label (string), patch (any JSON), tokens (unsigned 64),
@@ -38,7 +41,8 @@
 //   (3) `v` is a version of that kind this build knows: 1 up to the one
 //       above. A format change bumps `v` of the kinds it touches and edits
 //       this comment first; old versions stay decodable. History: v1 of
-//       step_completed and step_failed had no cost_nusd (it decodes as 0).
+//       step_completed and step_failed had no cost_nusd (it decodes as 0);
+//       v1 of workflow_started has no traceparent (it decodes as "").
 //   (4) Every field listed for the kind (and version) is present with its type; "any JSON"
 //       includes null but the key must exist. Nothing is defaulted.
 //   (5) No field other than those listed is present.

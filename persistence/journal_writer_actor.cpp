@@ -75,14 +75,23 @@ void flush(writer_actor* self) {
     for (size_t i = 0; i < n; ++i)
       st.queue[i].promise.deliver(failure);
   } else {
+    // what each request gets, read before the hook may take the writes
+    std::vector<uint64_t> seqs(n, 0);
+    std::vector<std::string> effect_keys(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (st.queue[i].answer_effect)
+        effect_keys[i] = batch[i].effect.front().key;
+      else if (!batch[i].events.empty())
+        seqs[i] = batch[i].events.back().seq;
+    }
+    if (st.committed)
+      st.committed(batch);
     for (size_t i = 0; i < n; ++i) {
       auto& p = st.queue[i];
-      if (p.answer_effect) {
-        answer_effect(st, p.promise, batch[i].effect.front().key);
-        continue;
-      }
-      auto& evs = batch[i].events;
-      p.promise.deliver(evs.empty() ? uint64_t{0} : evs.back().seq);
+      if (p.answer_effect)
+        answer_effect(st, p.promise, effect_keys[i]);
+      else
+        p.promise.deliver(seqs[i]);
     }
   }
   st.queue.erase(st.queue.begin(), st.queue.begin() + static_cast<std::ptrdiff_t>(n));
@@ -94,9 +103,11 @@ void flush(writer_actor* self) {
 } // namespace
 
 caf::behavior journal_writer(writer_actor* self, std::shared_ptr<journal_store> store,
-                             size_t max_batch, std::shared_ptr<runtime_metrics> metrics) {
+                             size_t max_batch, std::shared_ptr<runtime_metrics> metrics,
+                             commit_hook hook) {
   self->state.store = std::move(store);
   self->state.metrics = std::move(metrics);
+  self->state.committed = std::move(hook);
   self->state.max_batch = std::max<size_t>(max_batch, 1);
   return {
     [self](append_atom, journal_write& write) {
@@ -140,11 +151,12 @@ caf::behavior journal_writer(writer_actor* self, std::shared_ptr<journal_store> 
 
 caf::actor spawn_journal_writer(caf::actor_system& sys, std::shared_ptr<journal_store> store,
                                 size_t max_batch, bool detached,
-                                std::shared_ptr<runtime_metrics> metrics) {
+                                std::shared_ptr<runtime_metrics> metrics, commit_hook hook) {
   if (detached)
     return sys.spawn<caf::detached>(journal_writer, std::move(store), max_batch,
-                                    std::move(metrics));
-  return sys.spawn(journal_writer, std::move(store), max_batch, std::move(metrics));
+                                    std::move(metrics), std::move(hook));
+  return sys.spawn(journal_writer, std::move(store), max_batch, std::move(metrics),
+                   std::move(hook));
 }
 
 } // namespace troupe::persistence

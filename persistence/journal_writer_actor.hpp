@@ -29,6 +29,11 @@
 // flush if writes remain. Writes reach the store in arrival order; every
 // request of a failed batch gets the error, later batches are tried anew.
 //
+// After a commit, before answering, the writer hands the batch's writes to
+// its commit hook if it has one (the trace exporter's inbox): whatever a
+// requester learns is committed has reached the hook. The hook must not
+// block.
+//
 // The store call blocks the writer's thread for the whole append (an fsync
 // with the SQLite store), so the runtime spawns it detached: on a thread of
 // its own, while appends pile up in its mailbox for the next batch. Tests
@@ -37,7 +42,9 @@
 
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -48,6 +55,9 @@
 #include "troupe/journal.hpp"
 
 namespace troupe::persistence {
+
+/// Takes the writes of a batch just committed (they may be moved from).
+using commit_hook = std::function<void(std::vector<journal_write>&)>;
 
 /// The writer's state; public for tests that inspect it.
 struct journal_writer_state {
@@ -65,21 +75,24 @@ struct journal_writer_state {
   uint64_t store_calls = 0;     ///< batches handed to the store so far
   uint64_t failed_calls = 0;    ///< of which the store refused
   std::shared_ptr<runtime_metrics> metrics; ///< commit latency, batch sizes; null: none
+  commit_hook committed;        ///< may be empty
 
   static const char* name;
 };
 
 /// The writer's behavior (see the protocol above). `store` must not be null;
-/// `max_batch` 0 is taken as 1; `metrics` may be null.
+/// `max_batch` 0 is taken as 1; `metrics` may be null, `hook` empty.
 caf::behavior journal_writer(caf::stateful_actor<journal_writer_state>* self,
                              std::shared_ptr<journal_store> store, size_t max_batch,
-                             std::shared_ptr<runtime_metrics> metrics);
+                             std::shared_ptr<runtime_metrics> metrics, commit_hook hook);
 
 /// Spawns the journal writer over `store`, committing at most `max_batch`
-/// writes per store call, on a thread of its own if `detached`. Only this
-/// actor may call store->append().
+/// writes per store call, on a thread of its own if `detached`, handing
+/// each committed batch to `hook` (if any). Only this actor may call
+/// store->append().
 caf::actor spawn_journal_writer(caf::actor_system& sys, std::shared_ptr<journal_store> store,
                                 size_t max_batch, bool detached = false,
-                                std::shared_ptr<runtime_metrics> metrics = nullptr);
+                                std::shared_ptr<runtime_metrics> metrics = nullptr,
+                                commit_hook hook = {});
 
 } // namespace troupe::persistence

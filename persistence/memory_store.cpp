@@ -109,6 +109,20 @@ public:
     return std::vector<effect_record>{it->second};
   }
 
+  // A scan of every effect: the memory store serves tests and small runs.
+  caf::expected<std::vector<effect_record>>
+  effects_of(const std::string& workflow_id) const override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<effect_record> out;
+    for (const auto& [key, eff] : effects_)
+      if (eff.workflow_id == workflow_id)
+        out.push_back(eff);
+    std::sort(out.begin(), out.end(), [](const effect_record& a, const effect_record& b) {
+      return std::tie(a.at_ns, a.key) < std::tie(b.at_ns, b.key);
+    });
+    return out;
+  }
+
   caf::expected<std::vector<dead_letter_record>> dead_letters() const override {
     std::lock_guard<std::mutex> guard{mtx_};
     return dead_letters_;

@@ -51,7 +51,7 @@
 //   workflow_id  TEXT NOT NULL
 //   result       TEXT NOT NULL      JSON
 //   at_ns        INTEGER NOT NULL
-//   INDEX effects_workflow (workflow_id)                          purge()
+//   INDEX effects_workflow (workflow_id)             purge(), effects_of()
 // dead_letters   append-only; purge() keeps them
 //   id           INTEGER PRIMARY KEY   insertion order
 //   workflow_id, node, outcome, reason  TEXT NOT NULL
@@ -409,6 +409,8 @@ public:
   caf::expected<std::vector<snapshot_record>>
   snapshot(const std::string& workflow_id) const override;
   caf::expected<std::vector<effect_record>> effect(const std::string& key) const override;
+  caf::expected<std::vector<effect_record>>
+  effects_of(const std::string& workflow_id) const override;
   caf::expected<std::vector<dead_letter_record>> dead_letters() const override;
   caf::expected<std::vector<workflow_row>>
   list_workflows(const workflow_query& q) const override;
@@ -421,7 +423,8 @@ private:
     statement insert_event, last_event, upsert_workflow, key_owner, upsert_snapshot,
       insert_effect, insert_dead_letter;
     statement read_events, read_workflow, open_workflows, created_bound, read_snapshot, read_effect,
-      read_dead_letters, list_workflows, list_status, count_workflows, row_status;
+      read_effects_of, read_dead_letters, list_workflows, list_status, count_workflows,
+      row_status;
     statement purge_mark, purge_events, purge_snapshots, purge_effects, purge_workflows;
   };
 
@@ -696,6 +699,8 @@ caf::error sqlite_journal::prepare_all() {
                           " WHERE status NOT IN ('completed', 'failed') ORDER BY created_ns, id"},
     {&st_.read_snapshot, "SELECT wf_seq, state FROM snapshots WHERE workflow_id = ?1"},
     {&st_.read_effect, "SELECT workflow_id, result, at_ns FROM effects WHERE key = ?1"},
+    {&st_.read_effects_of, "SELECT key, result, at_ns FROM effects WHERE workflow_id = ?1"
+                           " ORDER BY at_ns, key"},
     {&st_.read_dead_letters, "SELECT workflow_id, node, outcome, reason, at_ns"
                              " FROM dead_letters ORDER BY id"},
     // ?1 status, ?2 before_id ('' none), ?3 before_created_ns, ?4 limit: a
@@ -922,6 +927,18 @@ sqlite_journal::snapshot(const std::string& workflow_id) const {
   std::vector<snapshot_record> out;
   auto err = each_row(st_.read_snapshot, "read snapshot", [&](sqlite3_stmt* s) {
     out.push_back({workflow_id, static_cast<uint64_t>(sqlite3_column_int64(s, 0)), text(s, 1)});
+  }, workflow_id);
+  if (err)
+    return err;
+  return out;
+}
+
+caf::expected<std::vector<effect_record>>
+sqlite_journal::effects_of(const std::string& workflow_id) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<effect_record> out;
+  auto err = each_row(st_.read_effects_of, "read effects", [&](sqlite3_stmt* s) {
+    out.push_back({text(s, 0), workflow_id, text(s, 1), sqlite3_column_int64(s, 2)});
   }, workflow_id);
   if (err)
     return err;

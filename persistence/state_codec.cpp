@@ -19,7 +19,7 @@ namespace {
 using json = nlohmann::json;
 
 /// The snapshot version this build writes; it reads 1 to this (invariant 3).
-constexpr uint64_t format_version = 3;
+constexpr uint64_t format_version = 4;
 
 // The reverse of kernel::to_string. A value missing here cannot be decoded;
 // the tests round-trip every value to_string names.
@@ -352,6 +352,7 @@ std::string encode_state(const kernel::workflow_state& s) {
     {"steps", s.steps},
     {"timers", encode_timers(s.timers)},
     {"tokens", s.tokens},
+    {"traceparent", s.traceparent},
     {"undo", std::move(undo)},
     {"undo_reason", s.undo_reason},
     {"undo_terminal", s.undo_terminal},
@@ -414,6 +415,8 @@ caf::expected<kernel::workflow_state> decode_state(const std::string& text,
   s.steps = in.u64("steps");
   s.timers = read_timers(in);
   s.tokens = in.u64("tokens");
+  if (version >= 4)
+    s.traceparent = in.str("traceparent");
   if (version >= 3) {
     s.undo = read_undo(in);
     s.undo_reason = in.str("undo_reason");

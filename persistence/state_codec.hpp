@@ -3,7 +3,7 @@
 // journals it as snapshot_record{workflow_id, wf_seq, state}; recovery decodes
 // the latest snapshot and replays only the events after wf_seq.
 //
-// FORMAT (version 3). One compact JSON object (UTF-8, no whitespace, keys in
+// FORMAT (version 4). One compact JSON object (UTF-8, no whitespace, keys in
 // the alphabetical order json::dump writes), one key per workflow_state field:
 //
 //   key              JSON type                       workflow_state field
@@ -32,11 +32,12 @@
 //   timers           array of timer objects,         timers
 //                    ascending by id
 //   tokens           unsigned 64                     tokens
+//   traceparent      string                          traceparent (since v4)
 //   undo             array of undo objects, oldest   undo (since v3)
 //                    first
 //   undo_reason      string                          undo_reason (since v3)
 //   undo_terminal    string                          undo_terminal (since v3)
-//   v                unsigned (3)                    -
+//   v                unsigned (4)                    -
 //   visits           object: node name -> unsigned   visits
 //                    32
 //
@@ -54,7 +55,7 @@
 //         "resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,
 //         "started_at_ns":1000000,"steps":1,"timers":
 //         [{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],
-//         "tokens":0,"undo":[],"undo_reason":"","undo_terminal":"","v":3,
+//         "tokens":0,"traceparent":"","undo":[],"undo_reason":"","undo_terminal":"","v":4,
 //         "visits":{"extract":1}}
 //   (one line in the journal)
 //
@@ -62,12 +63,13 @@
 // with context "<workflow id> snapshot @<wf_seq>: <what is wrong>"):
 //   (1) The text parses as JSON and is an object.
 //   (2) No object anywhere in the text has the same key twice.
-//   (3) `v` is a version this build knows (1 to 3), checked before any other
+//   (3) `v` is a version this build knows (1 to 4), checked before any other
 //       field. A format change bumps `v` and edits this comment first; old
 //       versions stay decodable. Version 1 had no cost_nusd (it decodes as 0),
 //       versions 1 and 2 no granted, resume_attempt, resume_node,
 //       soft_passed, compensating, undo, undo_reason or undo_terminal (they
-//       decode as 0, "", false and empty).
+//       decode as 0, "", false and empty), versions 1 to 3 no traceparent
+//       (it decodes as "").
 //   (4) Every key listed above (for the snapshot's version) is present with its type, in the snapshot and
 //       in each timer object. Nothing is defaulted.
 //   (5) No other key is present, in the snapshot or in a timer object.
@@ -91,7 +93,7 @@
 
 namespace troupe::persistence {
 
-/// Encodes `s` as a version 3 snapshot (see FORMAT above). Equal states give
+/// Encodes `s` as a version 4 snapshot (see FORMAT above). Equal states give
 /// equal text. Never fails. Pure; any thread.
 std::string encode_state(const kernel::workflow_state& s);
 

@@ -21,6 +21,11 @@ private:
 
 } // namespace
 
+const std::string& step_context::traceparent() const {
+  static const std::string none;
+  return none;
+}
+
 agent_ptr make_agent(agent_fn fn) {
   return std::make_shared<fn_agent>(std::move(fn));
 }

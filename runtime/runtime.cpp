@@ -27,10 +27,12 @@
 #include "actors/workflow_actor.hpp"
 #include "actors/workflow_manager_actor.hpp"
 #include "persistence/journal_writer_actor.hpp"
-#include "runtime/metrics.hpp"
 #include "runtime/change_feed.hpp"
+#include "runtime/log_format.hpp"
+#include "runtime/metrics.hpp"
 #include "runtime/registry.hpp"
 #include "runtime/session_store.hpp"
+#include "runtime/trace_exporter.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe {
@@ -52,6 +54,25 @@ caf::actor_system_config make_system_config(const config& cfg) {
   sys_cfg.add_message_type<std::vector<effect_record>>("troupe.effect_records");
   sys_cfg.add_message_type<recovery_report>("troupe.recovery_report");
   return sys_cfg;
+}
+
+void check_tracing(const tracing_config& t) {
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("troupe config: tracing." + what);
+  };
+  if (t.otlp_endpoint.empty())
+    return;
+  if (t.otlp_endpoint.rfind("http://", 0) != 0 && t.otlp_endpoint.rfind("https://", 0) != 0)
+    fail("otlp_endpoint must be an http:// or https:// URL, got '" + t.otlp_endpoint + "'");
+  if (t.batch_max == 0 || t.buffer_max == 0)
+    fail("batch_max and buffer_max must be at least 1");
+  if (t.retry.max_attempts == 0 || t.retry.base_backoff < duration::zero()
+      || t.retry.max_backoff < t.retry.base_backoff)
+    fail("retry needs max_attempts >= 1 and 0 <= base_backoff <= max_backoff");
+  if (t.flush_interval.count() < 0 || t.post_timeout.count() <= 0
+      || t.shutdown_timeout.count() < 0)
+    fail("flush_interval and shutdown_timeout must not be negative, post_timeout must be "
+         "positive");
 }
 
 config checked(config cfg) {
@@ -88,6 +109,10 @@ config checked(config cfg) {
   auto level = spdlog::level::from_str(cfg.log_level);
   if (level == spdlog::level::off && cfg.log_level != "off")
     throw std::invalid_argument("troupe config: unknown log_level '" + cfg.log_level + "'");
+  if (cfg.log_format != "text" && cfg.log_format != "json")
+    throw std::invalid_argument("troupe config: log_format must be 'text' or 'json', got '"
+                                + cfg.log_format + "'");
+  check_tracing(cfg.tracing);
   if (!cfg.clock)
     cfg.clock = system_clock_source();
   if (!cfg.random)
@@ -147,8 +172,14 @@ struct runtime::impl {
     // the store as it was given.
     cfg.journal = std::make_shared<feed_journal>(cfg.journal, feed);
     spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+    if (cfg.log_format == "json")
+      use_json_logs();
     if (auto err = check_gateway(cfg.gateway))
       throw std::invalid_argument("troupe config: " + describe(err));
+    if (!cfg.tracing.otlp_endpoint.empty())
+      tracer = std::make_shared<trace_exporter>(
+        cfg.tracing, cfg.journal,
+        [defs = reg](const std::string& name) { return defs->find_definition(name); });
     auto root_sup = spawn_supervisor(sys, service_tree());
     if (!root_sup)
       throw std::invalid_argument("troupe: " + describe(root_sup.error()));
@@ -207,8 +238,12 @@ struct runtime::impl {
       return c;
     };
     s.children.push_back(child("journal", &service_directory::journal, [this](auto& sys) {
+      persistence::commit_hook hook;
+      if (tracer) // committed writes go to the exporter before they are acknowledged
+        hook = [t = tracer](std::vector<journal_write>& batch) { t->committed(batch); };
       return persistence::spawn_journal_writer(sys, cfg.journal, cfg.journal_batch,
-                                               cfg.journal->blocks(), metrics);
+                                               cfg.journal->blocks(), metrics,
+                                               std::move(hook));
     }));
     s.children.push_back(child("timers", &service_directory::timers, [this](auto& sys) {
       return spawn_timer_service(sys, cfg.clock);
@@ -345,6 +380,7 @@ struct runtime::impl {
   std::shared_ptr<change_feed> feed = std::make_shared<change_feed>();
   service_directory svc;
   std::shared_ptr<live_workflows> workflows; ///< the current manager's
+  std::shared_ptr<trace_exporter> tracer; ///< null while export is off
   caf::actor root; ///< the services' supervisor
   std::atomic<bool> stopped{false};
 };
@@ -372,6 +408,14 @@ caf::error runtime::register_definition(definition def) {
 caf::expected<std::string> runtime::start(const std::string& definition, nlohmann::json input,
                                           const std::string& idempotency_key,
                                           const std::string& user) {
+  start_options opts;
+  opts.idempotency_key = idempotency_key;
+  opts.user = user;
+  return start(definition, std::move(input), opts);
+}
+
+caf::expected<std::string> runtime::start(const std::string& definition, nlohmann::json input,
+                                          const start_options& opts) {
   if (!input.is_object())
     return make_error(errc::invalid_input,
                       "input of a '" + definition + "' workflow must be a JSON object");
@@ -381,8 +425,9 @@ caf::expected<std::string> runtime::start(const std::string& definition, nlohman
   } catch (const nlohmann::json::exception& e) { // e.g. a string that is not UTF-8
     return make_error(errc::invalid_input, "input of a '" + definition + "' workflow: " + e.what());
   }
+  // the manager checks the traceparent: a bad one starts nothing
   return impl_->ask<std::string>(&service_directory::manager, start_atom::value, definition,
-                                 text, idempotency_key, user);
+                                 text, opts.idempotency_key, opts.user, opts.traceparent);
 }
 
 caf::error runtime::signal(const std::string& workflow_id, const std::string& gate,
@@ -480,6 +525,32 @@ caf::expected<std::vector<journal_record>> runtime::history(const std::string& w
   return records;
 }
 
+caf::expected<std::vector<span>> runtime::trace(const std::string& workflow_id) {
+  auto& store = *impl_->cfg.journal;
+  auto row = store.workflow(workflow_id);
+  if (!row)
+    return std::move(row.error());
+  auto def = impl_->reg->find_definition(row->definition);
+  if (!def)
+    return make_error(errc::unknown_definition, "trace of '" + workflow_id + "': definition '"
+                                                  + row->definition + "' is not registered");
+  auto records = store.read(workflow_id);
+  if (!records)
+    return std::move(records.error());
+  auto effects = store.effects_of(workflow_id);
+  if (!effects)
+    return std::move(effects.error());
+  return derive_trace(*def, *row, *records, *effects);
+}
+
+troupe::trace_stats runtime::trace_stats() const {
+  return impl_->tracer ? impl_->tracer->stats() : troupe::trace_stats{};
+}
+
+bool runtime::flush_traces(std::chrono::milliseconds timeout) {
+  return !impl_->tracer || impl_->tracer->flush(timeout);
+}
+
 void runtime::shutdown() {
   if (!impl_ || impl_->stopped.exchange(true))
     return;
@@ -492,6 +563,8 @@ void runtime::shutdown() {
   self->wait_for(i.root);
   i.root = nullptr;
   i.svc.close();
+  if (i.tracer) // every write is in; export what it can within its bound
+    i.tracer->stop();
   i.feed->close();
 }
 

@@ -60,6 +60,10 @@ public:
   virtual const std::string& idempotency_key() const = 0;
   /// The user the workflow was started for ("" if none: runtime::start).
   virtual const std::string& user() const = 0;
+  /// This attempt's W3C traceparent: the workflow's trace and the
+  /// attempt's span (troupe/trace.hpp). Model calls carry it as a header;
+  /// pass it to tools that take part in traces. "" where none is known.
+  virtual const std::string& traceparent() const;
 
   /// This user's session context: small JSON values by key, shared by the
   /// agents of all of the user's workflows and never visible to another

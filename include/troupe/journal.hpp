@@ -191,6 +191,11 @@ public:
   snapshot(const std::string& workflow_id) const = 0;
   /// The effect recorded under `key`: 0 or 1 elements.
   virtual caf::expected<std::vector<effect_record>> effect(const std::string& key) const = 0;
+  /// Every effect recorded by the workflow, ordered by at_ns, then key
+  /// (empty if none or unknown). Traces read it to place effects under the
+  /// attempts that recorded them.
+  virtual caf::expected<std::vector<effect_record>>
+  effects_of(const std::string& workflow_id) const = 0;
   /// Every dead letter, oldest first.
   virtual caf::expected<std::vector<dead_letter_record>> dead_letters() const = 0;
   /// The workflow rows `q` selects (see workflow_query); invalid_input if
@@ -247,6 +252,10 @@ public:
   }
   caf::expected<std::vector<effect_record>> effect(const std::string& key) const override {
     return target_->effect(key);
+  }
+  caf::expected<std::vector<effect_record>>
+  effects_of(const std::string& workflow_id) const override {
+    return target_->effects_of(workflow_id);
   }
   caf::expected<std::vector<dead_letter_record>> dead_letters() const override {
     return target_->dead_letters();

@@ -41,12 +41,16 @@ struct llm_request {
   std::string idempotency_key; ///< of the step making the call
   std::string request_id;      ///< unique per call: "<key>:<attempt>:<call>"
   std::string script;
+  /// Sent as the `traceparent` header; filled in with the attempt's
+  /// (step_context::traceparent) when empty.
+  std::string traceparent{};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, llm_request& x) {
   return f(caf::meta::type_name("llm_request"), x.model, x.messages, x.max_tokens, x.temperature,
-           x.json_output, x.required_fields, x.idempotency_key, x.request_id, x.script);
+           x.json_output, x.required_fields, x.idempotency_key, x.request_id, x.script,
+           x.traceparent);
 }
 
 struct llm_reply {

@@ -23,6 +23,7 @@
 #include "troupe/journal.hpp"
 #include "troupe/model.hpp"
 #include "troupe/seams.hpp"
+#include "troupe/trace.hpp"
 
 namespace troupe {
 
@@ -70,6 +71,26 @@ struct config {
   size_t session_max_bytes = 64 * 1024;
   /// spdlog level name: trace, debug, info, warn, error, off.
   std::string log_level = "warn";
+  /// How spdlog writes lines: "text" (spdlog's pattern) or "json" (one
+  /// object per line: time, level, logger, message, and the workflow's id,
+  /// trace id, node and attempt where a line concerns one). Like
+  /// log_level, it is set on spdlog's default logger, process-wide.
+  std::string log_format = "text";
+  /// Span export to an OpenTelemetry collector (troupe/trace.hpp); off
+  /// while tracing.otlp_endpoint is "".
+  tracing_config tracing;
+};
+
+/// How runtime::start starts a workflow, beyond its definition and input.
+struct start_options {
+  /// Non-empty and already used: that workflow's id, nothing started.
+  std::string idempotency_key{};
+  /// Journaled with the workflow: whose session context its agents see.
+  std::string user{};
+  /// A W3C traceparent, "00-<32 hex trace id>-<16 hex span id>-<2 hex
+  /// flags>": the workflow's trace continues the caller's, its root span
+  /// under the caller's span. Journaled. "" starts a trace of its own.
+  std::string traceparent{};
 };
 
 /// `dead_lettered`: stopped by a failure no route covers or a spent budget
@@ -162,6 +183,11 @@ public:
   caf::expected<std::string> start(const std::string& definition, nlohmann::json input,
                                    const std::string& idempotency_key = {},
                                    const std::string& user = {});
+  /// start() with options: a traceparent that does not parse is
+  /// invalid_input naming what is wrong, and nothing is started. A start
+  /// joining an earlier one by idempotency key keeps the earlier trace.
+  caf::expected<std::string> start(const std::string& definition, nlohmann::json input,
+                                   const start_options& opts);
   /// Delivers a decision to a workflow parked at `gate`.
   caf::error signal(const std::string& workflow_id, const std::string& gate, const decision& d);
   /// Waits until the workflow finishes or is dead-lettered (or, with
@@ -228,6 +254,16 @@ public:
   /// A service that dies is restarted with those started after it; a new
   /// manager recovers every open workflow from the journal.
   caf::expected<std::vector<child_info>> services();
+  /// The workflow's spans, derived from its journal now (derive_trace):
+  /// those still open with ended false. unknown_workflow, or
+  /// unknown_definition if its definition (that version) is not registered.
+  caf::expected<std::vector<span>> trace(const std::string& workflow_id);
+  /// What span export has done so far (all zero while it is off).
+  troupe::trace_stats trace_stats() const;
+  /// Waits until the spans of everything committed before the call are
+  /// exported or dropped, at most `timeout`; false if time ran out (true
+  /// at once while export is off). For tests and orderly handovers.
+  bool flush_traces(std::chrono::milliseconds timeout);
   /// Tells the runtime that its injected clock (config::clock) jumped, as a
   /// test's virtual clock does: step and retry timers now due fire at once
   /// instead of after the delay measured when they were armed. Timers armed
@@ -247,7 +283,8 @@ public:
   journal_changes watch(uint64_t after, std::chrono::milliseconds wait);
   /// Makes every watch() in progress return now (a server stopping).
   void wake_watchers();
-  /// Stops taking work, stops every actor, waits for them. Idempotent.
+  /// Stops taking work, stops every actor, waits for them, then exports
+  /// what spans it can within tracing.shutdown_timeout. Idempotent.
   void shutdown();
 
 private:

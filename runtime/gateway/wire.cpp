@@ -325,6 +325,8 @@ http_request encode_request(const endpoint& ep, const llm_request& req) {
                                                      : encode_openai(ep, req);
   if (!req.idempotency_key.empty())
     out.headers.emplace_back("Idempotency-Key", req.idempotency_key);
+  if (!req.traceparent.empty()) // W3C trace context: the calling attempt's span
+    out.headers.emplace_back("traceparent", req.traceparent);
   return out;
 }
 

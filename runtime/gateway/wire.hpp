@@ -70,7 +70,7 @@ struct endpoint {
 /// {"type": "json_object"}. Anthropic: system messages are joined into the
 /// top-level `system` field; json_output adds an instruction to the system
 /// prompt (the API has no JSON mode). The idempotency key, when set, goes in
-/// an `Idempotency-Key` header.
+/// an `Idempotency-Key` header, and the traceparent in a `traceparent` header.
 http_request encode_request(const endpoint& ep, const llm_request& req);
 
 /// A response decoded: a reply, or an error classified as above.

@@ -2,7 +2,8 @@
 //
 // Transition table (phase x event -> phase, commands). "enter(n)" is below.
 //
-//   not_started  workflow_started{input, seed}  start_timer(deadline)?, enter(start)
+//   not_started  workflow_started{input, seed,  start_timer(deadline)?, enter(start)
+//                traceparent}                   (traceparent kept, never read)
 //   scheduling   step_scheduled{node, attempt}  -> running: start_timer(step_timeout),
 //                                                run_agent
 //   running      step_completed{label, patch}   cancel_timer(step_timeout); label routed:
@@ -366,6 +367,7 @@ caf::error on(builder& b, const event& e, const workflow_started& ev) {
     return refuse(b.s, e, "input must be a JSON object");
   b.s.data = ev.input;
   b.s.seed = ev.seed;
+  b.s.traceparent = ev.traceparent;
   b.s.started_at = ev.at;
   if (b.def.limits.deadline > duration::zero()) {
     b.s.deadline = ev.at + b.def.limits.deadline;
@@ -396,35 +398,25 @@ caf::error on(builder& b, const event& e, const step_completed& ev) {
   if (auto why = misfit(b.s, phase::running, "no attempt is running", ev.node, ev.attempt);
       !why.empty())
     return refuse(b.s, e, why);
+  if (auto problem = completion_problem(b.def, b.s, ev); !problem.empty()) {
+    b.s.tokens += ev.tokens;
+    b.s.cost_nusd += ev.cost_nusd;
+    b.failed_attempt(failure_kind::bad_output, problem);
+    return {};
+  }
   b.s.tokens += ev.tokens;
   b.s.cost_nusd += ev.cost_nusd;
   const node& n = b.current();
+  b.disarm(timer_kind::step_timeout);
+  b.s.data.merge_patch(ev.patch);
   if (b.s.compensating) { // undone, whatever the label
-    if (!ev.patch.is_object()) {
-      b.failed_attempt(failure_kind::bad_output, "state patch is not a JSON object");
-      return {};
-    }
-    b.disarm(timer_kind::step_timeout);
-    b.s.data.merge_patch(ev.patch);
     b.s.undo.pop_back();
     b.next_compensation();
     return {};
   }
-  auto route = n.routes.find(ev.label);
-  if (is_builtin_failure(ev.label) || route == n.routes.end()) {
-    b.failed_attempt(failure_kind::bad_output,
-                     "agent returned outcome '" + ev.label + "', which the node does not route");
-    return {};
-  }
-  if (!ev.patch.is_object()) {
-    b.failed_attempt(failure_kind::bad_output, "state patch is not a JSON object");
-    return {};
-  }
-  b.disarm(timer_kind::step_timeout);
-  b.s.data.merge_patch(ev.patch);
   if (!n.policy.compensate.empty())
     b.s.undo.emplace_back(n.name, b.s.visits[n.name]);
-  b.enter(route->second, ev.label, {});
+  b.enter(n.routes.at(ev.label), ev.label, {});
   return {};
 }
 
@@ -585,6 +577,18 @@ caf::error on(builder& b, const event& e, const workflow_crashed& ev) {
 }
 
 } // namespace
+
+std::string completion_problem(const definition& def, const workflow_state& s,
+                               const step_completed& e) {
+  const node* n = def.find(s.node);
+  if (!s.compensating && n != nullptr) { // a compensation is undone whatever its label
+    if (is_builtin_failure(e.label) || n->routes.count(e.label) == 0)
+      return "agent returned outcome '" + e.label + "', which the node does not route";
+  }
+  if (!e.patch.is_object())
+    return "state patch is not a JSON object";
+  return {};
+}
 
 limits limits_of(const definition& def, const workflow_state& s) {
   const auto& b = def.limits;

@@ -27,6 +27,9 @@ struct workflow_started {
   instant at;
   nlohmann::json input; ///< the initial workflow state (an object)
   uint64_t seed = 0;    ///< seeds backoff jitter; chosen once, journaled
+  /// The caller's W3C traceparent header ("" = none), checked before the
+  /// workflow starts: its trace continues the caller's (troupe/trace.hpp).
+  std::string traceparent{};
 };
 struct step_scheduled {
   instant at;
@@ -238,6 +241,7 @@ struct workflow_state {
   bool compensating = false; ///< the steps run are undo.back()'s compensation
   std::string undo_terminal; ///< compensating: the failed terminal it ends at ("" none)
   std::string undo_reason;   ///< compensating: why the workflow failed
+  std::string traceparent;   ///< the caller's, from workflow_started ("" = none)
 
   bool finished() const { return at == phase::completed || at == phase::failed; }
   bool operator==(const workflow_state& o) const;
@@ -259,6 +263,13 @@ struct limits {
   uint64_t cost_nusd = 0;
 };
 limits limits_of(const definition& def, const workflow_state& s);
+
+/// Why apply() takes `e` as a failed attempt (bad_output) rather than a
+/// completion in state `s` (running `e`'s attempt): a label the node does
+/// not route or a built-in failure label, or a patch that is not an
+/// object. "" when it is a completion. Traces mark such attempts failed.
+std::string completion_problem(const definition& def, const workflow_state& s,
+                               const step_completed& e);
 
 /// Pure: equal (definition, state, event) always give an equal transition.
 /// An event that does not fit the state is errc::invalid_transition naming

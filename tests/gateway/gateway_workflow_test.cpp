@@ -254,3 +254,48 @@ TEST_CASE("a runtime whose provider's key variable is not set refuses to start, 
   cfg.gateway.providers[0].base_url = "api.openai.com";
   CHECK_THROWS_WITH(runtime{cfg}, Catch::Contains("provider 'openai': base_url"));
 }
+
+TEST_CASE_METHOD(fixture, "a model call carries the traceparent of its attempt's span",
+                 "[gateway][trace]") {
+  boot(primary());
+  REQUIRE(!rt->register_definition(definition_builder{"two"}
+                                       .agent("first", "asker", retry_crashes(1))
+                                       .on("ok", "second")
+                                       .on("exhausted", "failed")
+                                       .agent("second", "asker", retry_crashes(1))
+                                       .on("ok", "done")
+                                       .on("exhausted", "failed")
+                                       .completed("done")
+                                       .failed("failed")
+                                       .build()
+                                       .value()));
+  const std::string caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  start_options opts;
+  opts.traceparent = "00-" + caller_trace + "-00f067aa0ba902b7-01";
+  auto id = rt->start("two", {{"model_first", "primary"}, {"model_second", "primary"}}, opts);
+  REQUIRE(id);
+  auto info = rt->await(*id, patience);
+  REQUIRE(info);
+  REQUIRE(info->status == workflow_status::completed);
+  auto got = server.received();
+  REQUIRE(got.size() == 2);
+  auto spans = rt->trace(*id);
+  REQUIRE(spans);
+  std::vector<std::string> attempts; // the attempt spans, in start order
+  for (const auto& s : *spans)
+    if (s.name.rfind("step ", 0) == 0)
+      attempts.push_back(s.span_id);
+  REQUIRE(attempts.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    INFO("call " << i);
+    CHECK(got[i].headers["traceparent"] == "00-" + caller_trace + "-" + attempts[i] + "-01");
+    CHECK(attempts[i] == attempt_span_id(*id, i + 1));
+  }
+  // without a traceparent, the workflow's own trace
+  auto own = rt->start("two", {{"model_first", "primary"}, {"model_second", "scripted"}});
+  REQUIRE(own);
+  REQUIRE(rt->await(*own, patience));
+  REQUIRE(server.count() == 3);
+  CHECK(server.received()[2].headers["traceparent"]
+        == make_traceparent(trace_id_of(*own, ""), attempt_span_id(*own, 1)));
+}

@@ -162,6 +162,18 @@ TEST_CASE("encode_request: openai headers carry the key and the idempotency key"
           {"Idempotency-Key", "wf-7:triage"}});
 }
 
+TEST_CASE("encode_request: a traceparent goes in a traceparent header, for both protocols",
+          "[wire]") {
+  auto req = ticket_request();
+  req.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  for (auto ep : {openai_endpoint(), anthropic_endpoint()}) {
+    auto out = encode_request(ep, req);
+    CHECK(header(out, "traceparent") == strings{req.traceparent});
+  }
+  req.traceparent.clear();
+  CHECK(header(encode_request(openai_endpoint(), req), "traceparent").empty());
+}
+
 TEST_CASE("encode_request: openai without a key sends no Authorization header", "[wire]") {
   auto req = ticket_request();
   req.idempotency_key.clear();

@@ -230,6 +230,15 @@ std::vector<row> accepted_rows() {
        CHECK(s.timers.empty());
        CHECK(s.visits == std::map<std::string, uint32_t>{{"extract", 1}});
        CHECK(s.steps == 0);
+       CHECK(s.traceparent.empty());
+     }},
+    {"start with a caller's traceparent keeps it in the state", D, {},
+     workflow_started{ms(1000), input, 7,
+                      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+     phase::scheduling, {"schedule_step(extract,1)"},
+     [](const workflow_state& s) {
+       CHECK(s.traceparent == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+       CHECK(s.node == "extract");
      }},
     {"start with a deadline arms the deadline timer", DL, {}, started(1000, input),
      phase::scheduling, {"start_timer(1,workflow_deadline,1500ms)", "schedule_step(extract,1)"},

@@ -21,7 +21,8 @@ namespace {
 
 // Field-by-field equality; the kernel's events have no operator==.
 bool same(const workflow_started& a, const workflow_started& b) {
-  return a.at == b.at && a.input == b.input && a.seed == b.seed;
+  return a.at == b.at && a.input == b.input && a.seed == b.seed
+         && a.traceparent == b.traceparent;
 }
 bool same(const step_scheduled& a, const step_scheduled& b) {
   return a.at == b.at && a.node == b.node && a.attempt == b.attempt;
@@ -82,7 +83,8 @@ step_completed costly_completion() {
 std::vector<event> sample_history() {
   return {
     workflow_started{instant{1'000}, json{{"ticket", "Größe: 42 — ✓"}, {"tags", {"a", "b"}}},
-                     std::numeric_limits<uint64_t>::max()},
+                     std::numeric_limits<uint64_t>::max(),
+                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     step_scheduled{instant{2'000}, "extract_ステップ", 1},
     costly_failure(),
     step_scheduled{instant{4'000}, "extract_ステップ", std::numeric_limits<uint32_t>::max()},
@@ -136,8 +138,9 @@ TEST_CASE("every event kind round-trips with all its fields") {
     CHECK(r.wf_seq == wf_seq);
     CHECK(r.kind == kind_of(e));
     CHECK(r.at_ns == time_of(e).count());
-    bool costed = r.kind == "step_completed" || r.kind == "step_failed";
-    CHECK(json::parse(r.payload).at("v") == (costed ? 2 : 1));
+    bool v2 = r.kind == "step_completed" || r.kind == "step_failed"
+              || r.kind == "workflow_started"; // with a traceparent
+    CHECK(json::parse(r.payload).at("v") == (v2 ? 2 : 1));
     // canonical: sorted keys, compact, exactly what json::dump writes
     CHECK(json::parse(r.payload).dump() == r.payload);
     auto back = from_record(r);
@@ -181,7 +184,9 @@ TEST_CASE("payloads are compact JSON with exactly the documented fields") {
   CHECK(to_record("wf", 3, timer_fired{instant{7}, 9}).payload
         == R"({"kind":"step_timeout","timer":9,"v":1})");
   auto s = to_record("wf", 4, workflow_started{instant{8}, json::object(), 5});
-  CHECK(s.payload == R"({"input":{},"seed":5,"v":1})");
+  CHECK(s.payload == R"({"input":{},"seed":5,"v":1})"); // no traceparent: v1, as before
+  auto traced = to_record("wf", 4, workflow_started{instant{8}, json::object(), 5, "00-ab-cd-01"});
+  CHECK(traced.payload == R"({"input":{},"seed":5,"traceparent":"00-ab-cd-01","v":2})");
   auto u = to_record("wf", 5, signal_received{instant{9}, "g", "edit", {{"ü", 1}}, "bø"});
   CHECK(u.payload == R"({"by":"bø","decision":"edit","gate":"g","patch":{"ü":1},"v":1})");
   auto rt = to_record("wf", 6, dlq_retried{instant{10}, "ops", {1, 2, 3, duration{4}}});
@@ -330,6 +335,34 @@ TEST_CASE("version 1 step records, written before costs were journaled, decode w
   REQUIRE(f);
   CHECK(std::get<step_failed>(*f).kind == failure_kind::timeout);
   CHECK(std::get<step_failed>(*f).cost_nusd == 0);
+}
+
+TEST_CASE("a workflow_started record keeps its traceparent only from version 2 on") {
+  journal_record old;
+  old.workflow_id = "wf-old";
+  old.wf_seq = 1;
+  old.kind = "workflow_started";
+  old.at_ns = 3;
+  old.payload = R"({"input":{"a":1},"seed":9,"v":1})"; // written before traces
+  auto e = from_record(old);
+  REQUIRE(e);
+  CHECK(std::get<workflow_started>(*e).traceparent.empty());
+  CHECK(std::get<workflow_started>(*e).seed == 9);
+  auto v1_with_parent = old;
+  v1_with_parent.payload = R"({"input":{},"seed":9,"traceparent":"00-ab-cd-01","v":1})";
+  check_corrupt(from_record(v1_with_parent), "wf-old #1 (workflow_started)",
+                "unexpected field 'traceparent'");
+  auto v2_without = old;
+  v2_without.payload = R"({"input":{},"seed":9,"v":2})";
+  check_corrupt(from_record(v2_without), "wf-old #1 (workflow_started)",
+                "missing field 'traceparent'");
+  auto v2_number = old;
+  v2_number.payload = R"({"input":{},"seed":9,"traceparent":7,"v":2})";
+  check_corrupt(from_record(v2_number), "wf-old #1 (workflow_started)",
+                "field 'traceparent': expected a string");
+  auto v3 = old;
+  v3.payload = R"({"input":{},"seed":9,"traceparent":"x","v":3})";
+  check_corrupt(from_record(v3), "wf-old #1 (workflow_started)", "unknown version 3");
 }
 
 namespace {

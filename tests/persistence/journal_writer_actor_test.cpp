@@ -248,3 +248,36 @@ TEST_CASE_METHOD(writer_fixture, "purge through the writer removes finished work
   CHECK(memory->read("wf-1")->empty());
   CHECK(memory->read("wf-2")->size() == 1);
 }
+
+TEST_CASE_METHOD(writer_fixture, "the commit hook takes each committed batch, never a failed one") {
+  store->fail_calls = {2};
+  std::vector<std::vector<journal_write>> handed;
+  auto hook = [&handed](std::vector<journal_write>& batch) {
+    handed.push_back(std::move(batch)); // taking the writes must not change the answers
+    batch.clear();
+  };
+  auto writer = spawn_journal_writer(sys, store, 2, false, nullptr, hook);
+  sched.run();
+  auto acks = append_all(writer, 1, 5);
+  CHECK(store->batch_sizes == std::vector<size_t>{2, 2, 1});
+  CHECK(acks[0].seq == 1);
+  CHECK(acks[1].seq == 2);
+  CHECK(is(acks[2].err, errc::journal_write_failed));
+  CHECK(acks[4].seq == 3);
+  REQUIRE(handed.size() == 2); // the failed second batch is not
+  REQUIRE(handed[0].size() == 2);
+  CHECK(handed[0][0].events.at(0).workflow_id == "wf-1");
+  CHECK(handed[0][1].events.at(0).seq == 2); // as committed: seq assigned
+  REQUIRE(handed[1].size() == 1);
+  CHECK(handed[1][0].events.at(0).workflow_id == "wf-5");
+  CHECK(handed[1][0].workflow.at(0).id == "wf-5");
+  auto h = self->request(writer, caf::infinite, effect_atom::value,
+                         effect_record{"k/charge", "wf-1", R"({"receipt":1})", 7});
+  sched.run();
+  effect_record got;
+  h.receive([&](effect_record& r) { got = std::move(r); },
+            [](caf::error& e) { FAIL(describe(e)); });
+  CHECK(got.result == R"({"receipt":1})");
+  REQUIRE(handed.size() == 3);
+  CHECK(handed[2].at(0).effect.at(0).key == "k/charge");
+}

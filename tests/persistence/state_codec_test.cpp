@@ -63,6 +63,7 @@ workflow_state full_state(phase p) {
   s.undo = {{"reserve", 1}, {"charge_ステップ", u32_max}};
   s.undo_terminal = "declined";
   s.undo_reason = "'reject': gate 'review'";
+  s.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
   return s;
 }
 
@@ -141,8 +142,8 @@ TEST_CASE("the initial state round-trips") {
                 R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":1,)"
                 R"("node":"","outcome":"","phase":"not_started","reason":"","resume_attempt":0,)"
                 R"("resume_node":"","seed":0,"soft_passed":false,)"
-                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"undo":[],"undo_reason":"",)"
-                R"("undo_terminal":"","v":3,"visits":{}})");
+                R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"traceparent":"","undo":[],)"
+                R"("undo_reason":"","undo_terminal":"","v":4,"visits":{}})");
   auto back = decode_state(text, "wf-1", 0);
   REQUIRE(back);
   CHECK(*back == workflow_state{});
@@ -160,7 +161,8 @@ TEST_CASE("a snapshot is the documented one-line JSON") {
     R"("reason":"","resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,)"
     R"("started_at_ns":1000000,"steps":1,"timers":)"
     R"([{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],)"
-    R"("tokens":0,"undo":[],"undo_reason":"","undo_terminal":"","v":3,"visits":{"extract":1}})";
+    R"("tokens":0,"traceparent":"","undo":[],"undo_reason":"","undo_terminal":"","v":4,)"
+    R"("visits":{"extract":1}})";
   CHECK(encode_state(t->state) == expected);
   auto back = decode_state(expected, "wf-1", 2);
   REQUIRE(back);
@@ -265,10 +267,10 @@ TEST_CASE("(2) a key repeated in any object is journal_corrupt") {
 }
 
 TEST_CASE("(3) an unknown version is journal_corrupt, whatever else the snapshot holds") {
-  auto v4 = valid_snapshot();
-  v4["v"] = 4;
-  check_corrupt(decode(v4), "unknown version 4 (this build reads 1 to 3)");
-  check_corrupt(decode(json{{"v", 4}, {"shape", "new"}}), "unknown version 4");
+  auto v5 = valid_snapshot();
+  v5["v"] = 5;
+  check_corrupt(decode(v5), "unknown version 5 (this build reads 1 to 4)");
+  check_corrupt(decode(json{{"v", 5}, {"shape", "new"}}), "unknown version 5");
   auto v0 = valid_snapshot();
   v0["v"] = 0;
   check_corrupt(decode(v0), "unknown version 0");
@@ -283,7 +285,7 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
     snapshot.erase(item.key());
     check_corrupt(decode(snapshot), "missing field '" + item.key() + "'");
   }
-  CHECK(base.size() == 25);
+  CHECK(base.size() == 26);
   for (const char* key : {"fire_at_ns", "id", "kind"}) {
     INFO(key);
     auto snapshot = base;
@@ -292,8 +294,24 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
   }
 }
 
+TEST_CASE("a version 3 snapshot, written before traces, decodes without a traceparent") {
+  auto v3 = valid_snapshot();
+  v3.erase("traceparent");
+  v3["v"] = 3;
+  auto s = decode(v3);
+  REQUIRE(s);
+  CHECK(s->traceparent.empty());
+  CHECK(s->node == "extract");
+  v3["traceparent"] = "00-ab-cd-01"; // not a field of version 3
+  check_corrupt(decode(v3), "unexpected field 'traceparent'");
+  auto v4 = valid_snapshot();
+  v4["traceparent"] = 1;
+  check_corrupt(decode(v4), "field 'traceparent': expected a string");
+}
+
 TEST_CASE("a version 2 snapshot, written before dead-letter grants, decodes with none") {
   auto v2 = valid_snapshot();
+  v2.erase("traceparent");
   for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed", "compensating",
                    "undo", "undo_reason", "undo_terminal"})
     v2.erase(key);
@@ -335,6 +353,7 @@ TEST_CASE("a grant's fields are checked like the snapshot's") {
 TEST_CASE("a version 1 snapshot, written before costs were kept, decodes with cost 0") {
   auto v1 = valid_snapshot();
   v1.erase("cost_nusd");
+  v1.erase("traceparent");
   for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed", "compensating",
                    "undo", "undo_reason", "undo_terminal"})
     v1.erase(key);
@@ -425,7 +444,7 @@ TEST_CASE("(6) an integer out of its field's range is journal_corrupt") {
   }
   // Beyond 64 bits the parser yields a float: out of range shows as mistyped.
   auto text = valid_snapshot().dump();
-  auto at = text.find(R"("tokens":0,"undo")");
+  auto at = text.find(R"("tokens":0,"traceparent")");
   REQUIRE(at != std::string::npos);
   text.replace(at, 10, R"("tokens":18446744073709551616)");
   check_corrupt(decode_state(text, "wf-7", 12),

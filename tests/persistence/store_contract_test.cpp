@@ -622,6 +622,31 @@ TEST_CASE("the first effect recorded under a key wins", "[persistence]") {
   CHECK(f.store->effect("a/n#3/mail")->empty());
 }
 
+TEST_CASE("effects_of lists one workflow's effects by time, then key", "[persistence]") {
+  auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  store_fixture f{kind};
+  journal_write w;
+  w.effect.push_back({"a/n#2/mail", "a", R"("late")", 9});
+  w.effect.push_back({"b/n#1/mail", "b", R"("other workflow")", 1});
+  w.effect.push_back({"a/n#1/ship", "a", R"("tie, second by key")", 5});
+  w.effect.push_back({"a/n#1/charge", "a", R"("tie, first by key")", 5});
+  w.effect.push_back({"a/n#1/charge", "a", R"("not the first write")", 2});
+  std::vector<journal_write> batch{w};
+  REQUIRE_FALSE(f.store->append(batch));
+  auto a = f.store->effects_of("a");
+  REQUIRE(a);
+  REQUIRE(a->size() == 3);
+  CHECK((*a)[0].key == "a/n#1/charge");
+  CHECK((*a)[0].result == R"("tie, first by key")"); // the first write of a key wins
+  CHECK((*a)[0].workflow_id == "a");
+  CHECK((*a)[1].key == "a/n#1/ship");
+  CHECK((*a)[2].key == "a/n#2/mail");
+  CHECK((*a)[2].at_ns == 9);
+  CHECK(f.store->effects_of("b")->size() == 1);
+  CHECK(f.store->effects_of("nobody")->empty());
+}
+
 TEST_CASE("dead letters are kept in the order they came", "[persistence]") {
   auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
   CAPTURE(kind);
@@ -673,6 +698,7 @@ TEST_CASE("purge removes finished workflows updated before the cutoff, with thei
     CHECK(wf_seqs(f.store->read(gone)).empty());
     CHECK(f.store->snapshot(gone)->empty());
     CHECK(f.store->effect(std::string{gone} + "/n#1/e")->empty());
+    CHECK(f.store->effects_of(gone)->empty());
   }
   CHECK(*f.store->find_key("k-old") == "");
   for (const char* kept : {"running_old", "parked_old", "edge", "done_new"}) {
@@ -681,6 +707,7 @@ TEST_CASE("purge removes finished workflows updated before the cutoff, with thei
     CHECK(wf_seqs(f.store->read(kept)) == seq_list{1});
     CHECK(f.store->snapshot(kept)->size() == 1);
     CHECK(f.store->effect(std::string{kept} + "/n#1/e")->size() == 1);
+    CHECK(f.store->effects_of(kept)->size() == 1);
   }
   REQUIRE(f.store->dead_letters()->size() == 1);
   CHECK(f.store->dead_letters()->front().workflow_id == "failed_old");
@@ -770,6 +797,7 @@ TEST_CASE("forwarding_journal forwards every call to the wrapped store", "[persi
   CHECK(outer.open_workflows()->size() == 1);
   CHECK(outer.snapshot("a")->size() == 1);
   CHECK(outer.effect("a/e")->size() == 1);
+  CHECK(outer.effects_of("a")->size() == 1);
   CHECK(outer.dead_letters()->size() == 1);
   CHECK(outer.list_workflows(query(""))->size() == 2);
   CHECK(outer.count_workflows()->completed == 1);
