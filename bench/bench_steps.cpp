@@ -25,6 +25,11 @@
 // (steady_clock) and keep the gaps
 // in a preallocated array claimed with one atomic increment: no lock and
 // no allocation on the measured path.
+//
+// With --export, the runtime exports every span (config::tracing) to a
+// local OTLP sink that accepts everything (bench_http_server.hpp, in a
+// child process), and each row is followed by the exporter's counters:
+// run with and without it to see what tracing costs.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -45,6 +50,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_http_server.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/runtime.hpp"
@@ -67,6 +73,8 @@ struct bench_options {
   bool keyed = false; ///< every start() with its own idempotency key
   size_t waiting = 0;   ///< >0: the waiting-agents run instead of the levels
   double hold_s = 2.0;  ///< model latency in the waiting run
+  bool export_spans = false; ///< export spans to `sink`
+  std::string sink;          ///< the local OTLP sink's URL, with export_spans
 };
 
 /// A field of /proc/self/status ("Threads", "VmRSS"), as printed there.
@@ -227,6 +235,7 @@ struct level_result {
   double busy_s = 0; ///< summed over workflows: first step's start to last one's finish
   uint64_t commits = 0, writes = 0;
   double append_s = 0;
+  troupe::trace_stats traced; ///< with --export, after the runtime's shutdown
   std::string error;
 };
 
@@ -294,6 +303,8 @@ level_result run_level(const bench_options& opt, size_t concurrency, step_timing
   cfg.journal_batch = opt.journal_batch;
   cfg.model.rules["bench"] = [](const troupe::llm_request&) { return std::string{R"({"ok":1})"}; };
   cfg.log_level = "error";
+  if (opt.export_spans)
+    cfg.tracing.otlp_endpoint = opt.sink;
   std::shared_ptr<troupe::journal_store> store = troupe::make_memory_journal();
   auto files = journal_files(opt, concurrency);
   if (!opt.journal.empty()) {
@@ -384,7 +395,8 @@ level_result run_level(const bench_options& opt, size_t concurrency, step_timing
     r.wall_s = std::chrono::duration<double>(steady::now() - t0).count();
     r.cpu_s = cpu_seconds() - cpu0;
     r.written = bytes_written() - written0;
-    rt.shutdown();
+    rt.shutdown(); // exports what is left, outside the measured span
+    r.traced = rt.trace_stats();
   } catch (const std::invalid_argument& e) {
     r.error = e.what();
   }
@@ -491,9 +503,22 @@ int main(int argc, char** argv) {
   app.add_option("--hold", opt.hold_s, "Model latency in seconds for --waiting")
       ->check(CLI::Range(0.0, 60.0))
       ->capture_default_str();
+  app.add_flag("--export", opt.export_spans,
+               "Export every span (OTLP/HTTP JSON) to a local sink that accepts everything");
   CLI11_PARSE(app, argc, argv);
   if (opt.waiting > 0)
     return run_waiting(opt);
+  std::unique_ptr<troupe::bench::fake_server> sink;
+  if (opt.export_spans) { // forked while this process has one thread
+    std::string why;
+    sink = troupe::bench::fake_server::start(troupe::bench::server_mode::process,
+                                             std::chrono::milliseconds{0}, why);
+    if (!sink) {
+      std::printf("the OTLP sink did not start: %s\n", why.c_str());
+      return 1;
+    }
+    opt.sink = "http://127.0.0.1:" + std::to_string(sink->port()) + "/v1/traces";
+  }
 
   std::string cmd;
   for (int i = 0; i < argc; ++i)
@@ -503,8 +528,10 @@ int main(int argc, char** argv) {
                    : "SQLite journal " + opt.journal + ".c<level> (synchronous="
                        + opt.synchronous + ", fresh per level)";
   std::printf("troupe_bench: linear workflow of %zu agent nodes, scripted model (latency 0, no "
-              "faults), %s, %zu scheduler threads, %zu driver threads, journal_batch %zu\n",
-              opt.nodes, journal.c_str(), opt.threads, opt.drivers, opt.journal_batch);
+              "faults), %s, %zu scheduler threads, %zu driver threads, journal_batch %zu, "
+              "span export %s\n",
+              opt.nodes, journal.c_str(), opt.threads, opt.drivers, opt.journal_batch,
+              opt.export_spans ? ("on, to " + opt.sink).c_str() : "off");
   std::printf("command: %s\n\n", cmd.c_str());
   std::printf("%11s %10s %10s %8s %10s %9s %9s %7s | %25s | %9s | %8s %7s %9s %8s\n", "", "",
               "", "", "", "", "cpu", "", "added latency/step (us)", "model", "journal",
@@ -535,6 +562,14 @@ int main(int argc, char** argv) {
     if (r.gaps > step_timings::capacity)
       std::printf("  latency over the first %zu of %llu steps\n", step_timings::capacity,
                   static_cast<unsigned long long>(r.gaps));
+    if (opt.export_spans)
+      std::printf("  spans: %llu exported, %llu dropped, %llu records skipped; posts: %llu, "
+                  "%llu failed\n",
+                  static_cast<unsigned long long>(r.traced.spans_exported),
+                  static_cast<unsigned long long>(r.traced.spans_dropped),
+                  static_cast<unsigned long long>(r.traced.records_skipped),
+                  static_cast<unsigned long long>(r.traced.posts),
+                  static_cast<unsigned long long>(r.traced.posts_failed));
     if (r.failed > 0)
       std::printf("  %zu workflows did not complete\n", r.failed);
     if (!r.error.empty())

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -369,6 +370,169 @@ caf::expected<kernel::event> from_record(const journal_record& r) {
   if (in.failed())
     return corrupt(r, in.problem());
   return out;
+}
+
+namespace {
+
+// -- the fast path of from_record_without_state ----------------------------
+
+/// Reads the compact objects payload_writer writes: `"key":value` pairs in
+/// the order the caller asks for them. Any surprise makes ok() false and
+/// the caller falls back to the strict decoder.
+class payload_scanner {
+public:
+  explicit payload_scanner(const std::string& text) : s_(text) { expect('{'); }
+
+  bool ok() const { return ok_; }
+
+  uint64_t u64(const char* key) {
+    if (!key_is(key))
+      return 0;
+    uint64_t x = 0;
+    size_t start = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
+      if (x > (UINT64_MAX - 9) / 10) // near the top: leave it to the strict path
+        ok_ = false;
+      x = x * 10 + static_cast<uint64_t>(s_[i_++] - '0');
+    }
+    ok_ = ok_ && i_ > start && i_ - start < 20;
+    next();
+    return x;
+  }
+
+  std::string str(const char* key) {
+    if (!key_is(key) || !expect('"'))
+      return {};
+    auto end = s_.find_first_of("\\\"", i_);
+    if (end == std::string::npos || s_[end] != '"') { // an escape: strict path
+      ok_ = false;
+      return {};
+    }
+    std::string out = s_.substr(i_, end - i_);
+    i_ = end + 1;
+    next();
+    return out;
+  }
+
+  /// Skips a JSON object (the patch); anything else is left to the
+  /// strict path, which keeps a patch that is not an object.
+  void object(const char* key) {
+    if (!key_is(key) || i_ >= s_.size() || s_[i_] != '{') {
+      ok_ = false;
+      return;
+    }
+    int depth = 0;
+    for (; i_ < s_.size(); ++i_) {
+      char c = s_[i_];
+      if (c == '"') { // a string, escapes included
+        for (++i_; i_ < s_.size() && s_[i_] != '"'; ++i_)
+          if (s_[i_] == '\\')
+            ++i_;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if ((c == '}' || c == ']') && --depth == 0) {
+        ++i_;
+        break;
+      }
+    }
+    ok_ = ok_ && depth == 0;
+    next();
+  }
+
+  /// True if the whole payload was read.
+  bool done() const { return ok_ && last_ && i_ == s_.size(); }
+
+private:
+  bool expect(char c) {
+    ok_ = ok_ && i_ < s_.size() && s_[i_] == c;
+    ++i_;
+    return ok_;
+  }
+  bool key_is(const char* key) {
+    if (!ok_ || !expect('"'))
+      return false;
+    size_t n = std::char_traits<char>::length(key);
+    ok_ = s_.compare(i_, n, key) == 0 && i_ + n + 1 < s_.size() && s_[i_ + n] == '"'
+          && s_[i_ + n + 1] == ':';
+    i_ += n + 2;
+    return ok_;
+  }
+  /// After a value: a ',' before the next key, or the closing '}'.
+  void next() {
+    if (!ok_ || i_ >= s_.size()) {
+      ok_ = false;
+      return;
+    }
+    last_ = s_[i_] == '}';
+    ok_ = s_[i_] == ',' || last_;
+    ++i_;
+  }
+
+  const std::string& s_;
+  size_t i_ = 0;
+  bool ok_ = true;
+  bool last_ = false;
+};
+
+/// The step records, scanned; nothing if the scan does not go through.
+std::optional<kernel::event> scan_step_record(const journal_record& r) {
+  payload_scanner in{r.payload};
+  kernel::instant at{r.at_ns};
+  std::optional<kernel::event> out;
+  if (r.kind == "step_scheduled") {
+    auto attempt = in.u64("attempt");
+    auto node = in.str("node");
+    if (in.u64("v") == v1 && attempt <= UINT32_MAX)
+      out = kernel::step_scheduled{at, std::move(node), static_cast<uint32_t>(attempt)};
+  } else if (r.kind == "step_completed") {
+    auto attempt = in.u64("attempt");
+    auto cost = in.u64("cost_nusd");
+    auto label = in.str("label");
+    auto node = in.str("node");
+    in.object("patch");
+    auto tokens = in.u64("tokens");
+    if (in.u64("v") == v2 && attempt <= UINT32_MAX) {
+      kernel::step_completed e{at, std::move(node), static_cast<uint32_t>(attempt),
+                               std::move(label), json::object(), tokens};
+      e.cost_nusd = cost;
+      out = std::move(e);
+    }
+  } else if (r.kind == "step_failed") {
+    auto attempt = in.u64("attempt");
+    auto cost = in.u64("cost_nusd");
+    auto kind = in.str("kind");
+    auto node = in.str("node");
+    auto reason = in.str("reason");
+    auto tokens = in.u64("tokens");
+    std::optional<failure_kind> k;
+    for (auto x : all_failure_kinds)
+      if (kind == to_string(x))
+        k = x;
+    if (in.u64("v") == v2 && attempt <= UINT32_MAX && k) {
+      kernel::step_failed e{at, std::move(node), static_cast<uint32_t>(attempt), *k,
+                            std::move(reason), tokens};
+      e.cost_nusd = cost;
+      out = std::move(e);
+    }
+  }
+  if (!in.done())
+    return std::nullopt;
+  return out;
+}
+
+} // namespace
+
+caf::expected<kernel::event> from_record_without_state(const journal_record& r) {
+  if (auto fast = scan_step_record(r))
+    return std::move(*fast);
+  auto e = from_record(r);
+  if (!e)
+    return e;
+  if (auto s = std::get_if<kernel::workflow_started>(&*e))
+    s->input = json::object();
+  else if (auto c = std::get_if<kernel::step_completed>(&*e); c && c->patch.is_object())
+    c->patch = json::object();
+  return e;
 }
 
 caf::expected<std::vector<kernel::event>>

@@ -73,6 +73,16 @@ journal_record to_record(const std::string& workflow_id, uint64_t wf_seq,
 /// Decodes one record, enforcing invariants (1)-(7) above.
 caf::expected<kernel::event> from_record(const journal_record& r);
 
+/// from_record() for readers that need no workflow state (traces): a
+/// step_completed's patch and a workflow_started's input come back as
+/// empty objects (a patch that is not an object is kept, so the kernel
+/// still sees bad_output). The records written per step (step_scheduled,
+/// step_completed, step_failed) are scanned without building a JSON
+/// document, several times faster; anything unusual (an escape in a
+/// string, a field out of place) takes from_record's strict path, so the
+/// errors are the same.
+caf::expected<kernel::event> from_record_without_state(const journal_record& r);
+
 /// Decodes a workflow's whole history (as journal_store::read returns it),
 /// enforcing invariants (1)-(8). An empty history decodes to no events.
 caf::expected<std::vector<kernel::event>>

@@ -8,6 +8,7 @@
 #include "troupe/trace.hpp"
 
 #include <algorithm>
+#include <variant>
 
 #include "troupe/errors.hpp"
 
@@ -36,53 +37,119 @@ caf::error bad_traceparent(const std::string& header, const std::string& what) {
                                            + " (expected 00-<32 hex>-<16 hex>-<2 hex>, lower-case)");
 }
 
-json any_value(const json& v) {
-  if (v.is_string())
-    return {{"stringValue", v}};
-  if (v.is_boolean())
-    return {{"boolValue", v}};
-  if (v.is_number_integer()) // int64 as a decimal string (protobuf JSON mapping)
-    return {{"intValue", v.is_number_unsigned() ? std::to_string(v.get<uint64_t>())
-                                                : std::to_string(v.get<int64_t>())}};
-  if (v.is_number_float())
-    return {{"doubleValue", v}};
-  return {{"stringValue", v.dump(-1, ' ', false, json::error_handler_t::replace)}};
-}
+// -- OTLP JSON, written straight into a string --------------------------------
+// The exporter encodes every span it sends: building an nlohmann::json tree
+// per span first cost several times the rest of the span's way out.
 
-json attributes(const json& object) {
-  auto out = json::array();
-  for (const auto& item : object.items())
-    out.push_back({{"key", item.key()}, {"value", any_value(item.value())}});
-  return out;
-}
-
-json encode(const span& s) {
-  json out = {
-    {"traceId", s.trace_id},
-    {"spanId", s.span_id},
-    {"name", s.name},
-    {"kind", static_cast<int>(s.kind)},
-    {"startTimeUnixNano", std::to_string(s.start_ns)},
-    {"endTimeUnixNano", std::to_string(s.ended ? s.end_ns : s.start_ns)},
-    {"attributes", attributes(s.attributes)},
-    {"status", {{"code", static_cast<int>(s.status)}}},
-  };
-  if (!s.parent_span_id.empty())
-    out["parentSpanId"] = s.parent_span_id;
-  if (!s.status_message.empty())
-    out["status"]["message"] = s.status_message;
-  if (!s.events.empty()) {
-    auto events = json::array();
-    for (const auto& e : s.events)
-      events.push_back({{"timeUnixNano", std::to_string(e.at_ns)},
-                        {"name", e.name},
-                        {"attributes", attributes(e.attributes)}});
-    out["events"] = std::move(events);
+/// `s` as a JSON string; bytes that are not valid UTF-8 become U+FFFD.
+void put_string(std::string& out, const std::string& s) {
+  bool plain = true;
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
+      plain = false;
+      break;
+    }
+  if (plain) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else { // escapes and UTF-8 repair: leave them to the library
+    out += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
   }
-  return out;
+}
+
+void put_key(std::string& out, const char* key) {
+  out += '"';
+  out += key;
+  out += "\":";
+}
+
+/// An int64 the protobuf JSON mapping way: a decimal string.
+void put_int_string(std::string& out, int64_t x) {
+  out += '"';
+  out += std::to_string(x);
+  out += '"';
+}
+
+/// An AnyValue: stringValue, boolValue, intValue (a decimal string) or doubleValue.
+void put_value(std::string& out, const attribute_value& v) {
+  if (auto s = std::get_if<std::string>(&v)) {
+    out += "{\"stringValue\":";
+    put_string(out, *s);
+  } else if (auto b = std::get_if<bool>(&v)) {
+    out += *b ? "{\"boolValue\":true" : "{\"boolValue\":false";
+  } else if (auto i = std::get_if<int64_t>(&v)) {
+    out += "{\"intValue\":";
+    put_int_string(out, *i);
+  } else {
+    out += "{\"doubleValue\":" + json(std::get<double>(v)).dump();
+  }
+  out += '}';
+}
+
+void put_attributes(std::string& out, const attributes& attrs) {
+  out += '[';
+  for (size_t i = 0; i < attrs.size(); ++i) {
+    out += i == 0 ? "{\"key\":" : ",{\"key\":";
+    put_string(out, attrs[i].key);
+    out += ",\"value\":";
+    put_value(out, attrs[i].value);
+    out += '}';
+  }
+  out += ']';
+}
+
+void put_span(std::string& out, const span& s) {
+  out += "{\"traceId\":\"" + s.trace_id + "\",\"spanId\":\"" + s.span_id + "\"";
+  if (!s.parent_span_id.empty())
+    out += ",\"parentSpanId\":\"" + s.parent_span_id + "\"";
+  out += ",\"name\":";
+  put_string(out, s.name);
+  out += ",\"kind\":" + std::to_string(static_cast<int>(s.kind));
+  out += ",\"startTimeUnixNano\":";
+  put_int_string(out, s.start_ns);
+  out += ",\"endTimeUnixNano\":";
+  put_int_string(out, s.ended ? s.end_ns : s.start_ns);
+  out += ",\"attributes\":";
+  put_attributes(out, s.attributes);
+  if (!s.events.empty()) {
+    out += ",\"events\":[";
+    for (size_t i = 0; i < s.events.size(); ++i) {
+      const auto& e = s.events[i];
+      out += i == 0 ? "{" : ",{";
+      put_key(out, "timeUnixNano");
+      put_int_string(out, e.at_ns);
+      out += ",\"name\":";
+      put_string(out, e.name);
+      out += ",\"attributes\":";
+      put_attributes(out, e.attributes);
+      out += '}';
+    }
+    out += ']';
+  }
+  out += ",\"status\":{\"code\":" + std::to_string(static_cast<int>(s.status));
+  if (!s.status_message.empty()) {
+    out += ",\"message\":";
+    put_string(out, s.status_message);
+  }
+  out += "}}";
 }
 
 } // namespace
+
+const attribute_value* find_attribute(const attributes& attrs, const std::string& key) {
+  for (const auto& a : attrs)
+    if (a.key == key)
+      return &a.value;
+  return nullptr;
+}
+
+nlohmann::json to_json(const attributes& attrs) {
+  auto out = json::object();
+  for (const auto& a : attrs)
+    std::visit([&](const auto& v) { out.emplace(a.key, v); }, a.value);
+  return out;
+}
 
 caf::expected<trace_parent> parse_traceparent(const std::string& header) {
   if (header.size() != 55)
@@ -113,14 +180,19 @@ std::string make_traceparent(const std::string& trace_id, const std::string& spa
 }
 
 std::string to_otlp_json(const std::vector<span>& spans, const std::string& service_name) {
-  auto encoded = json::array();
-  for (const auto& s : spans)
-    encoded.push_back(encode(s));
-  json resource = {{"attributes", attributes({{"service.name", service_name}})}};
-  json scope = {{"scope", {{"name", "troupe"}}}, {"spans", std::move(encoded)}};
-  json body = {{"resourceSpans", json::array({{{"resource", std::move(resource)},
-                                                {"scopeSpans", json::array({std::move(scope)})}}})}};
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string out;
+  out.reserve(256 + spans.size() * 900);
+  out += "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+         "\"value\":{\"stringValue\":";
+  put_string(out, service_name);
+  out += "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"troupe\"},\"spans\":[";
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    put_span(out, spans[i]);
+  }
+  out += "]}]}]}";
+  return out;
 }
 
 } // namespace troupe

@@ -42,8 +42,9 @@ public:
   /// Folds record `r`, which must be the workflow's next one (wf_seq one
   /// past the last folded), and appends the spans it ends to `ended`.
   /// journal_corrupt naming the record if it is another workflow's, skips
-  /// or repeats a wf_seq, does not decode, or does not fit the definition;
-  /// the builder is unchanged then.
+  /// or repeats a wf_seq or does not decode (the builder is unchanged
+  /// then), or does not fit the definition (the builder refuses every
+  /// record after it).
   caf::error add(const journal_record& r, std::vector<span>& ended);
 
   /// Appends the span of effect `e` to `out`: a child of the latest attempt
@@ -71,19 +72,24 @@ private:
   void carry_out(const kernel::command& c, const kernel::event& e, int64_t at,
                  std::vector<span>& ended);
   span open(std::string span_id, std::string name, int64_t at) const;
+  /// The span id named "<workflow id><suffix>" (see attempt_span_id).
+  std::string span_id(const std::string& suffix) const;
   void open_attempt(const kernel::run_agent& c, int64_t at);
   void close_attempt(const kernel::event& e, const std::string& problem, int64_t at,
                      std::vector<span>& ended);
   void open_gate(const std::string& gate, int64_t at);
   void close_gate(const kernel::event& e, int64_t at, std::vector<span>& ended);
   void close_root(bool completed, int64_t at, std::vector<span>& ended);
-  void root_event(std::string name, int64_t at, nlohmann::json attributes);
+  void root_event(std::string name, int64_t at, attributes attrs);
 
   const definition* def_;
   workflow_row row_;
   std::string trace_id_;
+  uint64_t id_hash_;     ///< FNV-1a of the workflow id, where span ids continue
+  std::string root_id_;
   kernel::workflow_state st_;
   uint64_t last_ = 0;
+  bool broken_ = false; ///< a record did not fit: the kernel state is lost
   std::optional<span> root_, attempt_, gate_;
   std::vector<attempt_ref> attempts_;
   std::set<std::string> placed_; ///< effect keys with a span

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -29,16 +30,33 @@ enum class span_status : uint8_t { unset = 0, ok = 1, error = 2 };
 /// OTLP's span kinds (troupe's spans are all internal).
 enum class span_kind : uint8_t { internal = 1, server = 2, client = 3, producer = 4, consumer = 5 };
 
+/// An attribute's value: OTLP's string, int, double or bool.
+using attribute_value = std::variant<std::string, int64_t, double, bool>;
+
+/// A named value on a span or span event ("troupe.node", ...). A plain list,
+/// in the order set: every committed span is built, so cheap beats a map.
+struct attribute {
+  std::string key;
+  attribute_value value;
+};
+using attributes = std::vector<attribute>;
+
+/// The value of `key` in `attrs` (the first one), or null.
+const attribute_value* find_attribute(const attributes& attrs, const std::string& key);
+
+/// `attrs` as a JSON object (key -> string, number or boolean): for tools
+/// and tests that read spans.
+nlohmann::json to_json(const attributes& attrs);
+
 /// Something that happened at one instant of a span.
 struct span_event {
   std::string name;
   int64_t at_ns = 0;
-  nlohmann::json attributes = nlohmann::json::object();
+  troupe::attributes attributes;
 };
 
 /// One span. Times are the runtime clock's (ns since its epoch: the Unix
-/// epoch with the default clock). Attributes are a JSON object of strings,
-/// integers, floats and booleans.
+/// epoch with the default clock).
 struct span {
   std::string trace_id;       ///< 32 lower-case hex digits
   std::string span_id;        ///< 16 lower-case hex digits
@@ -50,7 +68,7 @@ struct span {
   bool ended = false;         ///< false: still open (a live workflow)
   span_status status = span_status::unset;
   std::string status_message; ///< error: why
-  nlohmann::json attributes = nlohmann::json::object();
+  troupe::attributes attributes;
   std::vector<span_event> events;
 };
 

@@ -603,14 +603,29 @@ limits limits_of(const definition& def, const workflow_state& s) {
   return l;
 }
 
-caf::expected<transition> apply(const definition& def, const workflow_state& s, const event& e) {
-  if (s.finished())
-    return refuse(s, e, "the workflow has finished");
-  builder b{def, s, {}, time_of(e)};
+namespace {
+
+caf::expected<transition> run(builder& b, const event& e) {
   if (auto err = std::visit([&](const auto& ev) { return on(b, e, ev); }, e))
     return err;
   ++b.s.events;
   return transition{std::move(b.s), std::move(b.out)};
+}
+
+} // namespace
+
+caf::expected<transition> apply(const definition& def, const workflow_state& s, const event& e) {
+  if (s.finished())
+    return refuse(s, e, "the workflow has finished");
+  builder b{def, s, {}, time_of(e)};
+  return run(b, e);
+}
+
+caf::expected<transition> apply(const definition& def, workflow_state&& s, const event& e) {
+  if (s.finished())
+    return refuse(s, e, "the workflow has finished");
+  builder b{def, std::move(s), {}, time_of(e)};
+  return run(b, e);
 }
 
 caf::expected<transition> replay(const definition& def, const std::vector<event>& history) {

@@ -276,6 +276,10 @@ std::string completion_problem(const definition& def, const workflow_state& s,
 /// both; the input state is never changed.
 [[nodiscard]] caf::expected<transition> apply(const definition& def, const workflow_state& s,
                                               const event& e);
+/// apply() to a state the caller gives up, which saves copying it (traces
+/// fold every committed event this way). On a refusal `s` is lost.
+[[nodiscard]] caf::expected<transition> apply(const definition& def, workflow_state&& s,
+                                              const event& e);
 
 /// Folds `history` from the initial state. Returns the final state and the
 /// commands of the last event (what was pending when the history ended).

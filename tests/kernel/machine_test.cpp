@@ -778,6 +778,10 @@ TEST_CASE("apply() follows the transition table", "[machine]") {
       REQUIRE(again);
       CHECK(again->state == t->state);
       CHECK(render(again->commands) == render(t->commands));
+      auto given_up = apply(r.def, workflow_state{before}, r.e); // the state moved in
+      REQUIRE(given_up);
+      CHECK(given_up->state == t->state);
+      CHECK(render(given_up->commands) == render(t->commands));
     }
   }
 }

@@ -13,6 +13,7 @@ using namespace troupe;
 using namespace troupe::kernel;
 using troupe::persistence::decode_history;
 using troupe::persistence::from_record;
+using troupe::persistence::from_record_without_state;
 using troupe::persistence::to_record;
 using Catch::Matchers::Contains;
 using json = nlohmann::json;
@@ -412,5 +413,55 @@ TEST_CASE("decode_history rejects gaps, duplicates and mixed workflows") {
     auto rs = records_of("wf-9", 3);
     rs[1].payload = R"({"v":1})";
     check_corrupt(decode_history(rs), "wf-9 #2 (timer_fired)", "missing field 'timer'");
+  }
+}
+
+TEST_CASE("from_record_without_state decodes like from_record, without inputs and patches") {
+  uint64_t wf_seq = 0;
+  for (auto e : sample_history()) {
+    auto r = to_record("wf-1", ++wf_seq, e);
+    INFO(r.kind << " " << r.payload);
+    auto lean = from_record_without_state(r);
+    REQUIRE(lean);
+    if (auto s = std::get_if<workflow_started>(&e))
+      s->input = json::object();
+    if (auto c = std::get_if<step_completed>(&e))
+      c->patch = json::object();
+    CHECK(same(*lean, e));
+  }
+  // the scanned step records, plain and with every field at its edge
+  step_completed plain{instant{5}, "extract", 3, "ok", json{{"a", {{"b", "}"}}}, {"c", "[\\\""}},
+                       7};
+  plain.cost_nusd = 11;
+  step_failed failed{instant{6}, "x", 4, failure_kind::timeout, "slow", 2};
+  std::vector<event> steps = {step_scheduled{instant{4}, "extract", 3}, plain, failed,
+                              step_scheduled{instant{4}, "ünïcödé", UINT32_MAX}};
+  for (auto e : steps) {
+    auto r = to_record("wf-1", 9, e);
+    INFO(r.payload);
+    auto lean = from_record_without_state(r);
+    REQUIRE(lean);
+    if (auto c = std::get_if<step_completed>(&e))
+      c->patch = json::object();
+    CHECK(same(*lean, e));
+  }
+  // a patch that is not an object stays: the kernel must still see bad_output
+  step_completed odd{instant{5}, "x", 1, "ok", json::array({1}), 0};
+  auto kept = from_record_without_state(to_record("wf-1", 2, odd));
+  REQUIRE(kept);
+  CHECK(std::get<step_completed>(*kept).patch == json::array({1}));
+  // a record that does not decode fails as from_record fails
+  for (const char* payload :
+       {R"({"attempt":1,"node":"a"})", R"({"attempt":1,"node":"a","v":1,"x":2})",
+        R"({"attempt":99999999999,"node":"a","v":1})", R"({"attempt":1,"node":"a","v":9})",
+        R"({"attempt":-1,"node":"a","v":1})", "{not json"}) {
+    INFO(payload);
+    journal_record r = to_record("wf-1", 3, step_scheduled{instant{1}, "a", 1});
+    r.payload = payload;
+    auto strict = from_record(r);
+    auto lean = from_record_without_state(r);
+    REQUIRE_FALSE(strict);
+    REQUIRE_FALSE(lean);
+    CHECK(describe(lean.error()) == describe(strict.error()));
   }
 }

@@ -6,6 +6,11 @@
 // collector's condition variable, never sleeps.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <map>
 #include <set>
 #include <string>
@@ -56,6 +61,30 @@ std::string run_order(runtime& rt, const std::string& verdict) {
   REQUIRE(info->finished());
   return *id;
 }
+
+/// A port on 127.0.0.1 bound but not listening: a connection to it is
+/// refused, and no other test can take it while this lives.
+class closed_port {
+public:
+  closed_port() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &n) == 0);
+    port_ = ntohs(a.sin_port);
+  }
+  ~closed_port() { ::close(fd_); }
+  closed_port(const closed_port&) = delete;
+  closed_port& operator=(const closed_port&) = delete;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/traces"; }
+
+private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 std::map<std::string, nlohmann::json> by_key(const nlohmann::json& attributes) {
   std::map<std::string, nlohmann::json> out;
@@ -146,12 +175,8 @@ TEST_CASE("a collector refusing a batch for good (400) drops it without another 
 
 TEST_CASE("with a dead collector workflows still complete and every span is counted dropped",
           "[trace][export]") {
-  std::string dead;
-  {
-    fake_collector gone; // a port nothing listens on any more
-    dead = gone.url();
-  }
-  auto rt = exporting(export_to(dead));
+  closed_port dead; // connections are refused there for the whole test
+  auto rt = exporting(export_to(dead.url()));
   auto id = run_order(*rt, "approve");
   auto info = rt->status(id);
   REQUIRE(info);

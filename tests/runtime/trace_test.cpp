@@ -88,9 +88,9 @@ TEST_CASE("a rejected saga's trace: attempts, a retry, a gate, effects and their
   CHECK(root.status == span_status::error);
   CHECK(root.status_message
         == "compensated: compensated after 'reject': gate 'review': reject by 'ann'");
-  CHECK(root.attributes["troupe.outcome"] == "compensated");
-  CHECK(root.attributes["troupe.definition"] == "order");
-  CHECK(root.attributes["troupe.steps"] == 5);
+  CHECK(to_json(root.attributes)["troupe.outcome"] == "compensated");
+  CHECK(to_json(root.attributes)["troupe.definition"] == "order");
+  CHECK(to_json(root.attributes)["troupe.steps"] == 5);
   REQUIRE(root.events.size() == 1);
   CHECK(root.events[0].name == "compensating");
   for (const auto& sp : *spans) {
@@ -99,7 +99,7 @@ TEST_CASE("a rejected saga's trace: attempts, a retry, a gate, effects and their
     CHECK(sp.ended);
     CHECK(sp.end_ns >= sp.start_ns);
     CHECK(sp.start_ns >= root.start_ns);
-    CHECK(sp.attributes["troupe.workflow.id"] == id);
+    CHECK(to_json(sp.attributes)["troupe.workflow.id"] == id);
     if (&sp != &root)
       CHECK_FALSE(sp.parent_span_id.empty());
   }
@@ -108,35 +108,35 @@ TEST_CASE("a rejected saga's trace: attempts, a retry, a gate, effects and their
   CHECK(reserve.span_id == attempt_span_id(id, 1));
   CHECK(reserve.parent_span_id == root.span_id);
   CHECK(reserve.status == span_status::ok);
-  CHECK(reserve.attributes["troupe.agent"] == "reserver");
-  CHECK(reserve.attributes["troupe.label"] == "ok");
-  CHECK(reserve.attributes["troupe.compensation"] == false);
+  CHECK(to_json(reserve.attributes)["troupe.agent"] == "reserver");
+  CHECK(to_json(reserve.attributes)["troupe.label"] == "ok");
+  CHECK(to_json(reserve.attributes)["troupe.compensation"] == false);
   CHECK(named(*spans, "effect reserve").parent_span_id == reserve.span_id);
-  CHECK(named(*spans, "effect reserve").attributes["troupe.effect.key"]
+  CHECK(to_json(named(*spans, "effect reserve").attributes)["troupe.effect.key"]
         == id + "/reserve#1/reserve");
 
   const auto& failed = named(*spans, "step charge", 1);
-  CHECK(failed.attributes["troupe.attempt"] == 1);
+  CHECK(to_json(failed.attributes)["troupe.attempt"] == 1);
   CHECK(failed.status == span_status::error);
   CHECK(failed.status_message == "crashed: charge service down");
-  CHECK(failed.attributes["troupe.failure.kind"] == "crashed");
-  CHECK(failed.attributes["troupe.retry"] == true);
+  CHECK(to_json(failed.attributes)["troupe.failure.kind"] == "crashed");
+  CHECK(to_json(failed.attributes)["troupe.retry"] == true);
   const auto& charged = named(*spans, "step charge", 2);
-  CHECK(charged.attributes["troupe.attempt"] == 2);
-  CHECK(charged.attributes["troupe.step"] == 3);
+  CHECK(to_json(charged.attributes)["troupe.attempt"] == 2);
+  CHECK(to_json(charged.attributes)["troupe.step"] == 3);
   CHECK(charged.status == span_status::ok);
   CHECK(named(*spans, "effect charge").parent_span_id == charged.span_id);
 
   const auto& gate = named(*spans, "gate review");
   CHECK(gate.parent_span_id == root.span_id);
   CHECK(gate.status == span_status::ok);
-  CHECK(gate.attributes["troupe.decision"] == "reject");
-  CHECK(gate.attributes["troupe.decided_by"] == "ann");
+  CHECK(to_json(gate.attributes)["troupe.decision"] == "reject");
+  CHECK(to_json(gate.attributes)["troupe.decided_by"] == "ann");
   CHECK(gate.start_ns == charged.end_ns);
 
   const auto& refund = named(*spans, "undo charge");
-  CHECK(refund.attributes["troupe.compensation"] == true);
-  CHECK(refund.attributes["troupe.agent"] == "refunder");
+  CHECK(to_json(refund.attributes)["troupe.compensation"] == true);
+  CHECK(to_json(refund.attributes)["troupe.agent"] == "refunder");
   CHECK(refund.status == span_status::ok);
   CHECK(named(*spans, "effect refund").parent_span_id == refund.span_id);
   CHECK(named(*spans, "effect release").parent_span_id
@@ -162,11 +162,11 @@ TEST_CASE("deriving a trace again gives the same spans and ids", "[trace]") {
     CHECK((*first)[i].parent_span_id == (*again)[i].parent_span_id);
     CHECK((*first)[i].trace_id == (*again)[i].trace_id);
     CHECK((*first)[i].start_ns == (*again)[i].start_ns);
-    CHECK((*first)[i].attributes == (*again)[i].attributes);
+    CHECK(to_json((*first)[i].attributes) == to_json((*again)[i].attributes));
   }
   const auto& root = named(*first, "workflow order");
   CHECK(root.status == span_status::ok);
-  CHECK(root.attributes["troupe.status"] == "completed");
+  CHECK(to_json(root.attributes)["troupe.status"] == "completed");
   CHECK(std::count_if(first->begin(), first->end(),
                       [](const span& x) { return x.name.rfind("undo", 0) == 0; })
         == 0);
@@ -327,9 +327,10 @@ TEST_CASE("OTLP JSON carries ids, times as strings, typed attributes, events and
   s.ended = true;
   s.status = span_status::error;
   s.status_message = "timeout: slow";
-  s.attributes = {{"a.string", "x"}, {"a.int", 3}, {"a.big", UINT64_MAX}, {"a.double", 0.5},
-                  {"a.bool", true}};
-  s.events.push_back({"reminder", 5, {{"troupe.reminder", 1}}});
+  s.attributes = {{"a.string", std::string{"x"}}, {"a.int", int64_t{3}},
+                  {"a.big", int64_t{INT64_MAX}}, {"a.double", 0.5}, {"a.bool", true},
+                  {"a.quoted", std::string{"say \"hi\"\n"}}};
+  s.events.push_back({"reminder", 5, {{"troupe.reminder", int64_t{1}}}});
   auto body = nlohmann::json::parse(to_otlp_json({s}, "svc"));
   auto& rs = body["resourceSpans"].at(0);
   CHECK(rs["resource"]["attributes"].at(0)
@@ -348,11 +349,14 @@ TEST_CASE("OTLP JSON carries ids, times as strings, typed attributes, events and
     attrs[a["key"]] = a["value"];
   CHECK(attrs["a.string"] == nlohmann::json::parse(R"({"stringValue":"x"})"));
   CHECK(attrs["a.int"] == nlohmann::json::parse(R"({"intValue":"3"})"));
-  CHECK(attrs["a.big"] == nlohmann::json::parse(R"({"intValue":"18446744073709551615"})"));
+  CHECK(attrs["a.big"] == nlohmann::json::parse(R"({"intValue":"9223372036854775807"})"));
+  CHECK(attrs["a.quoted"] == nlohmann::json{{"stringValue", "say \"hi\"\n"}});
   CHECK(attrs["a.double"] == nlohmann::json::parse(R"({"doubleValue":0.5})"));
   CHECK(attrs["a.bool"] == nlohmann::json::parse(R"({"boolValue":true})"));
   CHECK(out["events"].at(0)["timeUnixNano"] == "5");
   CHECK(out["events"].at(0)["name"] == "reminder");
+  CHECK(out["events"].at(0)["attributes"].at(0)
+        == nlohmann::json::parse(R"({"key":"troupe.reminder","value":{"intValue":"1"}})"));
   s.parent_span_id.clear();
   auto root = nlohmann::json::parse(to_otlp_json({s}, "svc"));
   CHECK_FALSE(root["resourceSpans"][0]["scopeSpans"][0]["spans"][0].contains("parentSpanId"));
