@@ -1,16 +1,17 @@
 // Structured logs (config::log_format "json"): every line is one JSON object
 // with time, level, logger and message, and a line about a workflow carries
-// its id, trace id, node and attempt. Lines are captured with an ostream
-// sink on a default logger of the test's own, and each one parsed.
+// its id, trace id, node and attempt. Lines are captured by a sink on a
+// default logger of the test's own, and each one parsed.
 #include <catch2/catch.hpp>
 
-#include <sstream>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "runtime/log_format.hpp"
@@ -26,13 +27,45 @@ namespace {
 
 constexpr auto patience = 10000ms; // only reached when a test is broken
 
-/// Makes the default logger write into a string for the test's duration.
+/// Keeps every formatted line; a test can wait for one.
+class line_sink final : public spdlog::sinks::base_sink<std::mutex> {
+public:
+  std::vector<std::string> lines() {
+    std::lock_guard<std::mutex> g{mu_};
+    return lines_;
+  }
+  /// Waits until a line contains `text` (a workflow logs after its status
+  /// changed, so after an await may return).
+  bool wait_for(const std::string& text, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock{mu_};
+    return added_.wait_for(lock, timeout, [&] {
+      for (const auto& l : lines_)
+        if (l.find(text) != std::string::npos)
+          return true;
+      return false;
+    });
+  }
+
+protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    std::lock_guard<std::mutex> g{mu_};
+    lines_.emplace_back(formatted.data(), formatted.size());
+    added_.notify_all();
+  }
+  void flush_() override {}
+
+private:
+  std::mutex mu_;
+  std::condition_variable added_;
+  std::vector<std::string> lines_;
+};
+
+/// Makes the default logger write into a line_sink for the test's duration.
 class captured_logs {
 public:
-  captured_logs() {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("troupe", sink));
-  }
+  captured_logs() { spdlog::set_default_logger(std::make_shared<spdlog::logger>("troupe", sink_)); }
   ~captured_logs() {
     spdlog::set_default_logger(previous_);
     spdlog::set_formatter(std::make_unique<spdlog::pattern_formatter>());
@@ -42,9 +75,10 @@ public:
   /// Every line written so far, each parsed (a line that is not JSON fails).
   std::vector<json> lines() {
     std::vector<json> out;
-    std::istringstream in{out_.str()};
-    for (std::string line; std::getline(in, line);) {
+    for (const auto& line : sink_->lines()) {
       INFO(line);
+      REQUIRE(!line.empty());
+      REQUIRE(line.back() == '\n'); // one object per line
       auto j = json::parse(line, nullptr, false);
       REQUIRE_FALSE(j.is_discarded());
       out.push_back(std::move(j));
@@ -52,8 +86,9 @@ public:
     return out;
   }
 
-  /// The lines whose message contains `text`.
+  /// The lines whose message contains `text`, once there is one.
   std::vector<json> about(const std::string& text) {
+    REQUIRE(sink_->wait_for(text, patience));
     std::vector<json> out;
     for (auto& l : lines())
       if (l["message"].get<std::string>().find(text) != std::string::npos)
@@ -62,7 +97,7 @@ public:
   }
 
 private:
-  std::ostringstream out_;
+  std::shared_ptr<line_sink> sink_ = std::make_shared<line_sink>();
   std::shared_ptr<spdlog::logger> previous_ = spdlog::default_logger();
   spdlog::level::level_enum level_ = spdlog::get_level();
 };
