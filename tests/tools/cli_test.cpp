@@ -13,6 +13,7 @@
 
 #include "support/fake_model_server.hpp"
 #include "support/temp_dir.hpp"
+#include "support/cli_run.hpp"
 #include "tools/cli.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/journal.hpp"
@@ -20,18 +21,7 @@
 
 namespace {
 
-struct result {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-result run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "troupe");
-  std::ostringstream out, err;
-  int code = troupe::cli::run(args, out, err);
-  return {code, out.str(), err.str()};
-}
+using troupe::testing::run_cli;
 
 } // namespace
 

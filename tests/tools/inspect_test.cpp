@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/temp_dir.hpp"
+#include "support/cli_run.hpp"
 #include "tools/cli.hpp"
 #include "troupe/admin.hpp"
 #include "troupe/runtime.hpp"
@@ -23,18 +24,7 @@ namespace {
 
 constexpr auto patience = 20000ms; // only reached when a test is broken
 
-struct result {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-result run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "troupe");
-  std::ostringstream out, err;
-  int code = cli::run(args, out, err);
-  return {code, out.str(), err.str()};
-}
+using troupe::testing::run_cli;
 
 /// A runtime with one definition that parks at a review gate.
 std::unique_ptr<runtime> make_runtime(std::shared_ptr<journal_store> journal) {

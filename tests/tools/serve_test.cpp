@@ -20,6 +20,7 @@
 
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/cli_run.hpp"
 #include "tools/cli.hpp"
 #include "tools/serve.hpp"
 #include "troupe/hash.hpp"
@@ -35,18 +36,7 @@ namespace {
 
 const std::string token = "serve-test-token";
 
-struct result {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-result run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "troupe");
-  std::ostringstream out, err;
-  int code = cli::run(args, out, err);
-  return {code, out.str(), err.str()};
-}
+using troupe::testing::run_cli;
 
 /// A ticket the scripted analyzer rates low: the workflow parks at review.
 std::string parking_ticket() {
