@@ -261,6 +261,8 @@ std::string usd(uint64_t nano) {
 void attempt_ctx::ask(llm_request req, reply_handler then) {
   if (done_)
     return;
+  if (!in_.model.empty()) // the workflow's override (a fork's): every call, priced as it
+    req.model = in_.model;
   // Reserve the call's estimate against the workflow's token and cost
   // budgets; one that does not fit is never sent.
   uint64_t prompt = estimate_prompt_tokens(req);

@@ -52,6 +52,7 @@ struct step_input {
   std::string user;                         ///< whose session context it sees
   std::shared_ptr<session_store> sessions;  ///< null: none (session calls fail)
   std::string traceparent; ///< the attempt's span in the workflow's trace
+  std::string model;       ///< the workflow's model override: every call's model ("" none)
 };
 
 } // namespace troupe

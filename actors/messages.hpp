@@ -88,4 +88,24 @@ typename Inspector::result_type inspect(Inspector& f, signal_msg& x) {
            x.by, x.grant_steps, x.grant_tokens, x.grant_cost_nusd, x.grant_time_ns);
 }
 
+/// Caller -> manager: start a workflow (runtime::start), or fork one
+/// (runtime::fork: a state, a node to start at, a model override, the origin).
+struct start_msg {
+  std::string definition;
+  std::string input_json;  ///< a JSON object: the initial state
+  std::string key;         ///< idempotency key, "" none
+  std::string user;
+  std::string traceparent; ///< "" none; the manager checks it
+  std::string start_node;  ///< "" the definition's start; else an agent or gate node
+  std::string model;       ///< model override for every model call, "" none
+  std::string forked_from; ///< a fork's origin, "" none
+  uint64_t forked_at = 0;  ///< ... and the origin's event whose state it starts from
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, start_msg& x) {
+  return f(caf::meta::type_name("start_msg"), x.definition, x.input_json, x.key, x.user,
+           x.traceparent, x.start_node, x.model, x.forked_from, x.forked_at);
+}
+
 } // namespace troupe

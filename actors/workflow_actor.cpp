@@ -156,6 +156,7 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.user = st.row.user;
   in.sessions = st.env.sessions;
   in.traceparent = attempt_traceparent(self);
+  in.model = st.wf.model;
   // registry::add_definition checked the agent (and compensating agent)
   // exists; a snapshot never shrinks
   auto impl = st.env.agents->at(c.agent);
@@ -556,9 +557,7 @@ kernel::event operator_event(self_ptr self, const signal_msg& s) {
 /// How the actor begins: a new workflow, or one rebuilt from the journal.
 struct beginning {
   bool recovered = false;
-  nlohmann::json input;
-  uint64_t seed = 0;
-  std::string traceparent;
+  kernel::workflow_started first; ///< a new workflow's first event, stamped when it runs
   persistence::loaded_workflow loaded;
 };
 
@@ -576,9 +575,8 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
     st.wf_seq = b.loaded.wf_seq;
     notify(self); // resume() waits for the manager's resume_atom
   } else {
-    enqueue(self, {kernel::workflow_started{now(self), std::move(b.input), b.seed,
-                                            std::move(b.traceparent)},
-                   {}, 0, 0});
+    b.first.at = now(self);
+    enqueue(self, {std::move(b.first), {}, 0, 0});
   }
   return {
     [self](const agent_report& r) {
@@ -682,10 +680,15 @@ workflow_status status_of(const kernel::workflow_state& s) {
 
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                           nlohmann::json input, uint64_t seed, std::string traceparent) {
+  return spawn_workflow(sys, std::move(env), std::move(row),
+                        kernel::workflow_started{{}, std::move(input), seed,
+                                                 std::move(traceparent)});
+}
+
+caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
+                          kernel::workflow_started first) {
   beginning b;
-  b.input = std::move(input);
-  b.seed = seed;
-  b.traceparent = std::move(traceparent);
+  b.first = std::move(first);
   return sys.spawn(workflow, std::move(env), std::move(row), std::move(b));
 }
 

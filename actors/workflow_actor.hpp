@@ -61,6 +61,10 @@ workflow_status status_of(const kernel::workflow_state& s);
 /// (status_atom) -> info_msg.
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                           nlohmann::json input, uint64_t seed, std::string traceparent = {});
+/// The same, starting with `first` (its time is stamped when the actor
+/// runs): where it starts, its model override, a fork's origin.
+caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
+                          kernel::workflow_started first);
 
 /// Spawns a workflow rebuilt from the journal. On (resume_atom) it
 /// re-issues what was pending: timers are re-armed at their journaled

@@ -52,11 +52,7 @@ struct entry {
 
 /// A start with an idempotency key, while the journal is asked for the key.
 struct keyed_start {
-  std::string definition;
-  std::string input;
-  std::string key;
-  std::string user;
-  std::string traceparent;
+  start_msg m;
   caf::response_promise rp;
 };
 
@@ -474,23 +470,30 @@ bool join_same_key(self_ptr self, const std::string& key, caf::response_promise&
 
 // Starts a new workflow; `rp` gets its id once its first write is durable
 // (see answer_start), or the reason it cannot start.
-void start_new(self_ptr self, const std::string& def_name, const std::string& input_json,
-               const std::string& key, const std::string& user, const std::string& traceparent,
-               caf::response_promise& rp) {
+void start_new(self_ptr self, const start_msg& m, caf::response_promise& rp) {
   auto& st = self->state;
-  auto def = st.env.reg->find_definition(def_name);
+  auto def = st.env.reg->find_definition(m.definition);
   if (!def) {
     rp.deliver(make_error(errc::unknown_definition,
-                          "no definition named '" + def_name + "' is registered"));
+                          "no definition named '" + m.definition + "' is registered"));
     return;
   }
-  auto input = nlohmann::json::parse(input_json, nullptr, false);
+  auto input = nlohmann::json::parse(m.input_json, nullptr, false);
   if (input.is_discarded() || !input.is_object()) {
     rp.deliver(make_error(errc::invalid_input,
-                          "input of a '" + def_name + "' workflow must be a JSON object"));
+                          "input of a '" + m.definition + "' workflow must be a JSON object"));
     return;
   }
-  auto minted = new_id(self, def_name);
+  if (!m.start_node.empty()) { // the kernel would refuse it; say so before spawning
+    const node* n = def->find(m.start_node);
+    if (n == nullptr || n->kind == node_kind::terminal) {
+      rp.deliver(make_error(errc::invalid_input,
+                            "a '" + m.definition + "' workflow cannot start at '" + m.start_node
+                              + "': " + (n == nullptr ? "no such node" : "it is a terminal")));
+      return;
+    }
+  }
+  auto minted = new_id(self, m.definition);
   if (!minted) {
     rp.deliver(minted.error());
     return;
@@ -498,22 +501,26 @@ void start_new(self_ptr self, const std::string& def_name, const std::string& in
   auto& [id, created_ns] = *minted;
   workflow_row row;
   row.id = id;
-  row.definition = def_name;
+  row.definition = m.definition;
   row.version = def->version;
-  row.idempotency_key = key;
+  row.idempotency_key = m.key;
   row.created_ns = created_ns;
-  row.user = user;
+  row.user = m.user;
   auto& e = st.workflows[id];
   e.last.id = id;
-  e.last.definition = def_name;
-  e.idempotency_key = key;
+  e.last.definition = m.definition;
+  e.idempotency_key = m.key;
   e.durable = false;
   e.starting.push_back(rp);
+  kernel::workflow_started first{{}, std::move(input), st.env.random->next(), m.traceparent};
+  first.start_node = m.start_node;
+  first.model = m.model;
+  first.forked_from = m.forked_from;
+  first.forked_at = m.forked_at;
   track(self, id, e,
-        spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(input),
-                       st.env.random->next(), traceparent));
-  if (!key.empty())
-    st.by_key.emplace(key, id);
+        spawn_workflow(self->system(), env_for(self, def), std::move(row), std::move(first)));
+  if (!m.key.empty())
+    st.by_key.emplace(m.key, id);
 }
 
 // Asks the journal writer whether a key not in memory is in the journal:
@@ -521,7 +528,7 @@ void start_new(self_ptr self, const std::string& def_name, const std::string& in
 // wait on it. Starts with the same key wait for the one answer.
 void look_up_key(self_ptr self, keyed_start s) {
   auto& st = self->state;
-  auto key = s.key;
+  auto key = s.m.key;
   auto& waiting = st.key_lookups[key];
   waiting.push_back(std::move(s));
   if (waiting.size() > 1)
@@ -539,7 +546,7 @@ void look_up_key(self_ptr self, keyed_start s) {
       else if (st.stopping)
         w.rp.deliver(make_error(errc::shutting_down, "the runtime is shutting down"));
       else if (!join_same_key(self, key, w.rp)) // the first one starts it, the rest join
-        start_new(self, w.definition, w.input, key, w.user, w.traceparent, w.rp);
+        start_new(self, w.m, w.rp);
     }
   };
   self->request(st.env.journal, caf::infinite, key_atom::value, key)
@@ -801,39 +808,46 @@ caf::behavior workflow_manager(self_ptr self, manager_env env) {
   return requests(self);
 }
 
+// A start (or fork): answered once the workflow_started event is durable
+// (see answer_start), so an id returned is an id the journal has, even if
+// the process dies next.
+caf::result<std::string> take_start(self_ptr self, const start_msg& m) {
+  auto& st = self->state;
+  if (st.stopping)
+    return make_error(errc::shutting_down, "the runtime is shutting down");
+  if (!m.traceparent.empty())
+    if (auto parent = parse_traceparent(m.traceparent); !parent)
+      return make_error(errc::invalid_input,
+                        "a '" + m.definition + "' workflow: " + context_of(parent.error()));
+  auto rp = self->make_response_promise();
+  if (m.key.empty())
+    start_new(self, m, rp);
+  else if (!join_same_key(self, m.key, rp)) // not in memory: in the journal?
+    look_up_key(self, {m, rp});
+  return rp;
+}
+
 // What the manager answers: the protocol in the header.
 caf::behavior requests(self_ptr self) {
   return {
-    // Answers once the workflow_started event is durable (see answer_start):
-    // an id returned is an id the journal has, even if the process dies next.
-    [self](start_atom, const std::string& def_name, const std::string& input_json,
-           const std::string& key, const std::string& user,
-           const std::string& traceparent) -> caf::result<std::string> {
-      auto& st = self->state;
-      if (st.stopping)
-        return make_error(errc::shutting_down, "the runtime is shutting down");
-      if (!traceparent.empty())
-        if (auto parent = parse_traceparent(traceparent); !parent)
-          return make_error(errc::invalid_input,
-                            "a '" + def_name + "' workflow: " + context_of(parent.error()));
-      auto rp = self->make_response_promise();
-      if (key.empty())
-        start_new(self, def_name, input_json, key, user, traceparent, rp);
-      else if (!join_same_key(self, key, rp)) // not in memory: in the journal?
-        look_up_key(self, {def_name, input_json, key, user, traceparent, rp});
-      return rp;
-    },
+    [self](start_atom, const start_msg& m) { return take_start(self, m); },
+    // the plain forms: no options
     [self](start_atom, const std::string& def_name, const std::string& input_json,
            const std::string& key, const std::string& user) {
-      // without a traceparent: as above, delegated
-      return self->delegate(caf::actor_cast<caf::actor>(self), start_atom::value, def_name,
-                            input_json, key, user, std::string{});
+      start_msg m;
+      m.definition = def_name;
+      m.input_json = input_json;
+      m.key = key;
+      m.user = user;
+      return take_start(self, m);
     },
     [self](start_atom, const std::string& def_name, const std::string& input_json,
            const std::string& key) {
-      // without a user: as above, delegated
-      return self->delegate(caf::actor_cast<caf::actor>(self), start_atom::value, def_name,
-                            input_json, key, std::string{}, std::string{});
+      start_msg m;
+      m.definition = def_name;
+      m.input_json = input_json;
+      m.key = key;
+      return take_start(self, m);
     },
     [self](signal_atom, const signal_msg& s) {
       auto rp = self->make_response_promise();

@@ -10,8 +10,10 @@
 // from memory (until a purge).
 //
 // Protocol:
-//   (start_atom, definition, input_json, idempotency_key[, user[, traceparent]])
-//        -> std::string id; invalid_input for a traceparent that does not parse
+//   (start_atom, start_msg) -> std::string id; invalid_input for a traceparent
+//        that does not parse or a start node that is no agent or gate
+//   (start_atom, definition, input_json, idempotency_key[, user]): the same
+//        without the options
 //   (signal_atom, signal_msg)                             -> unit
 //   (await_atom, id, or_parked, timeout_ms) -> info_msg once the workflow
 //        finishes (or parks, with or_parked); await_timeout after timeout_ms

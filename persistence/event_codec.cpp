@@ -23,6 +23,7 @@ using json = nlohmann::json;
 /// version up to these.
 constexpr uint64_t v1 = 1;
 constexpr uint64_t v2 = 2;
+constexpr uint64_t v3 = 3;
 
 
 // -- encoding -----------------------------------------------------------------
@@ -78,6 +79,11 @@ private:
 
 std::string encode(const kernel::workflow_started& e) {
   payload_writer out;
+  if (!e.start_node.empty() || !e.model.empty() || !e.forked_from.empty())
+    return out.field("forked_at", e.forked_at).field("forked_from", e.forked_from)
+      .field("input", e.input).field("model", e.model).field("seed", e.seed)
+      .field("start_node", e.start_node).field("traceparent", e.traceparent)
+      .field("v", v3).done();
   out.field("input", e.input).field("seed", e.seed);
   if (e.traceparent.empty()) // v1: what a build without traces reads too
     return out.field("v", v1).done();
@@ -271,11 +277,17 @@ struct kind_entry {
 
 // Braced initializers evaluate left to right, so fields are read in order.
 const kind_entry kinds[] = {
-  {"workflow_started", v2,
+  {"workflow_started", v3,
    [](kernel::instant at, uint64_t v, field_reader& in) -> kernel::event {
      kernel::workflow_started e{at, in.any("input"), in.u64("seed")};
      if (v >= v2)
        e.traceparent = in.str("traceparent");
+     if (v >= v3) {
+       e.forked_at = in.u64("forked_at");
+       e.forked_from = in.str("forked_from");
+       e.model = in.str("model");
+       e.start_node = in.str("start_node");
+     }
      return e;
    }},
   {"step_scheduled", v1,

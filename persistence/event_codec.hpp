@@ -8,10 +8,15 @@
 //
 //   kind               payload fields (JSON type)
 //   ----------------   ------------------------------------------------------
-//   workflow_started   v (2), input (any JSON), seed (unsigned 64),
-//                      traceparent (string, v2 only: the caller's W3C
-//                      traceparent; a workflow started without one is
-//                      written as v1, which older builds read too)
+//   workflow_started   v (3), input (any JSON), seed (unsigned 64),
+//                      traceparent (string, since v2: the caller's W3C
+//                      traceparent), start_node, model, forked_from
+//                      (strings), forked_at (unsigned 64) (since v3: where
+//                      it starts, its model override, and the workflow
+//                      and event it was forked from). Each is written at
+//                      the oldest version that holds it: v1 without a
+//                      traceparent or v3 fields, v2 with a traceparent
+//                      only, so older builds read what they can.
 //   step_scheduled     v (1), node (string), attempt (unsigned 32)
 //   step_completed     v (2), node (string), attempt (unsigned 32),
 //                      label (string), patch (any JSON), tokens (unsigned 64),
@@ -42,7 +47,8 @@
 //       above. A format change bumps `v` of the kinds it touches and edits
 //       this comment first; old versions stay decodable. History: v1 of
 //       step_completed and step_failed had no cost_nusd (it decodes as 0);
-//       v1 of workflow_started has no traceparent (it decodes as "").
+//       v1 of workflow_started has no traceparent (it decodes as ""),
+//       v1 and v2 no start_node, model, forked_from, forked_at ("", 0).
 //   (4) Every field listed for the kind (and version) is present with its type; "any JSON"
 //       includes null but the key must exist. Nothing is defaulted.
 //   (5) No field other than those listed is present.

@@ -19,7 +19,7 @@ namespace {
 using json = nlohmann::json;
 
 /// The snapshot version this build writes; it reads 1 to this (invariant 3).
-constexpr uint64_t format_version = 4;
+constexpr uint64_t format_version = 5;
 
 // The reverse of kernel::to_string. A value missing here cannot be decoded;
 // the tests round-trip every value to_string names.
@@ -339,6 +339,7 @@ std::string encode_state(const kernel::workflow_state& s) {
                  {"steps", s.granted.steps},
                  {"time_ns", s.granted.time.count()},
                  {"tokens", s.granted.tokens}}},
+    {"model", s.model},
     {"next_timer", s.next_timer},
     {"node", s.node},
     {"outcome", s.outcome},
@@ -399,6 +400,8 @@ caf::expected<kernel::workflow_state> decode_state(const std::string& text,
   s.events = in.u64("events");
   if (version >= 3)
     s.granted = read_grant(in);
+  if (version >= 5)
+    s.model = in.str("model");
   s.next_timer = in.u64("next_timer");
   s.node = in.str("node");
   s.outcome = in.str("outcome");

@@ -15,6 +15,7 @@
 //   deadline_ns      signed 64 (instant::count())    deadline (0 = none)
 //   events           unsigned 64                     events
 //   granted          grant object                    granted (since v3)
+//   model            string                          model (since v5)
 //   next_timer       unsigned 64                     next_timer
 //   node             string                          node
 //   outcome          string                          outcome
@@ -50,12 +51,12 @@
 //
 //   e.g. {"attempt":1,"compensating":false,"cost_nusd":0,"data":{"ticket":"T-1"},
 //         "deadline_ns":0,"events":2,
-//         "granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":2,
+//         "granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"model":"","next_timer":2,
 //         "node":"extract","outcome":"","phase":"running","reason":"",
 //         "resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,
 //         "started_at_ns":1000000,"steps":1,"timers":
 //         [{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],
-//         "tokens":0,"traceparent":"","undo":[],"undo_reason":"","undo_terminal":"","v":4,
+//         "tokens":0,"traceparent":"","undo":[],"undo_reason":"","undo_terminal":"","v":5,
 //         "visits":{"extract":1}}
 //   (one line in the journal)
 //
@@ -63,13 +64,13 @@
 // with context "<workflow id> snapshot @<wf_seq>: <what is wrong>"):
 //   (1) The text parses as JSON and is an object.
 //   (2) No object anywhere in the text has the same key twice.
-//   (3) `v` is a version this build knows (1 to 4), checked before any other
+//   (3) `v` is a version this build knows (1 to 5), checked before any other
 //       field. A format change bumps `v` and edits this comment first; old
 //       versions stay decodable. Version 1 had no cost_nusd (it decodes as 0),
 //       versions 1 and 2 no granted, resume_attempt, resume_node,
 //       soft_passed, compensating, undo, undo_reason or undo_terminal (they
 //       decode as 0, "", false and empty), versions 1 to 3 no traceparent
-//       (it decodes as "").
+//       and 1 to 4 no model (they decode as "").
 //   (4) Every key listed above (for the snapshot's version) is present with its type, in the snapshot and
 //       in each timer object. Nothing is defaulted.
 //   (5) No other key is present, in the snapshot or in a timer object.

@@ -46,6 +46,7 @@ caf::actor_system_config make_system_config(const config& cfg) {
   sys_cfg.add_message_type<agent_report>("troupe.agent_report");
   sys_cfg.add_message_type<info_msg>("troupe.info_msg");
   sys_cfg.add_message_type<signal_msg>("troupe.signal_msg");
+  sys_cfg.add_message_type<start_msg>("troupe.start_msg");
   sys_cfg.add_message_type<llm_request>("troupe.llm_request");
   sys_cfg.add_message_type<llm_reply>("troupe.llm_reply");
   sys_cfg.add_message_type<journal_record>("troupe.journal_record");
@@ -405,6 +406,43 @@ caf::error runtime::register_definition(definition def) {
   return impl_->reg->add_definition(std::move(def));
 }
 
+namespace {
+
+/// A workflow's row and its kernel state right after event `wf_seq`.
+struct past_state {
+  workflow_row row;
+  persistence::loaded_workflow wf;
+};
+
+caf::expected<past_state> load_past(journal_store& store, const registry& reg,
+                                    const std::string& workflow_id, uint64_t wf_seq) {
+  auto row = store.workflow(workflow_id);
+  if (!row)
+    return std::move(row.error());
+  auto def = reg.find_definition(row->definition);
+  if (!def || def->version != row->version)
+    return make_error(errc::unknown_definition,
+                      "workflow " + workflow_id + " runs definition '" + row->definition + "' v"
+                        + std::to_string(row->version) + ", which is not registered here");
+  auto wf = persistence::load_workflow_at(store, *def, workflow_id, wf_seq);
+  if (!wf)
+    return std::move(wf.error());
+  return past_state{std::move(*row), std::move(*wf)};
+}
+
+/// invalid_input naming the model reference if the gateway cannot resolve it.
+caf::error check_model(const gateway_config& gw, const std::string& model) {
+  if (model.empty())
+    return {};
+  auto route = resolve_model(gw, model);
+  if (!route)
+    return make_error(errc::invalid_input,
+                      "model '" + model + "': " + context_of(route.error()));
+  return {};
+}
+
+} // namespace
+
 caf::expected<std::string> runtime::start(const std::string& definition, nlohmann::json input,
                                           const std::string& idempotency_key,
                                           const std::string& user) {
@@ -425,9 +463,17 @@ caf::expected<std::string> runtime::start(const std::string& definition, nlohman
   } catch (const nlohmann::json::exception& e) { // e.g. a string that is not UTF-8
     return make_error(errc::invalid_input, "input of a '" + definition + "' workflow: " + e.what());
   }
+  if (auto err = check_model(impl_->cfg.gateway, opts.model))
+    return err;
   // the manager checks the traceparent: a bad one starts nothing
-  return impl_->ask<std::string>(&service_directory::manager, start_atom::value, definition,
-                                 text, opts.idempotency_key, opts.user, opts.traceparent);
+  start_msg m;
+  m.definition = definition;
+  m.input_json = std::move(text);
+  m.key = opts.idempotency_key;
+  m.user = opts.user;
+  m.traceparent = opts.traceparent;
+  m.model = opts.model;
+  return impl_->ask<std::string>(&service_directory::manager, start_atom::value, std::move(m));
 }
 
 caf::error runtime::signal(const std::string& workflow_id, const std::string& gate,
@@ -597,30 +643,53 @@ caf::expected<std::vector<lane_stats>> runtime::model_lanes() {
 
 caf::expected<workflow_info> runtime::state_at(const std::string& workflow_id,
                                                uint64_t wf_seq) {
-  auto& store = *impl_->cfg.journal; // reads are safe from any thread
-  auto row = store.workflow(workflow_id);
-  if (!row)
-    return std::move(row.error());
-  auto def = impl_->reg->find_definition(row->definition);
-  if (!def || def->version != row->version)
-    return make_error(errc::unknown_definition,
-                      "workflow " + workflow_id + " runs definition '" + row->definition + "' v"
-                        + std::to_string(row->version) + ", which is not registered here");
-  auto wf = persistence::load_workflow_at(store, *def, workflow_id, wf_seq);
-  if (!wf)
-    return std::move(wf.error());
+  // reads are safe from any thread
+  auto past = load_past(*impl_->cfg.journal, *impl_->reg, workflow_id, wf_seq);
+  if (!past)
+    return std::move(past.error());
+  auto& s = past->wf.state;
   workflow_info w;
-  w.id = row->id;
-  w.definition = row->definition;
-  w.status = status_of(wf->state);
-  w.node = wf->state.node;
-  w.outcome = wf->state.outcome;
-  w.reason = wf->state.reason;
-  w.state = std::move(wf->state.data);
-  w.steps = wf->state.steps;
-  w.tokens = wf->state.tokens;
-  w.cost_usd = to_usd(wf->state.cost_nusd);
+  w.id = past->row.id;
+  w.definition = past->row.definition;
+  w.status = status_of(s);
+  w.node = s.node;
+  w.outcome = s.outcome;
+  w.reason = s.reason;
+  w.state = std::move(s.data);
+  w.steps = s.steps;
+  w.tokens = s.tokens;
+  w.cost_usd = to_usd(s.cost_nusd);
   return w;
+}
+
+caf::expected<std::string> runtime::fork(const std::string& workflow_id, uint64_t wf_seq,
+                                         const fork_options& opts) {
+  if (auto err = check_model(impl_->cfg.gateway, opts.model))
+    return err;
+  auto past = load_past(*impl_->cfg.journal, *impl_->reg, workflow_id, wf_seq);
+  if (!past)
+    return std::move(past.error());
+  const auto& s = past->wf.state;
+  auto at = workflow_id + " at event #" + std::to_string(wf_seq);
+  if (s.finished())
+    return make_error(errc::invalid_input,
+                      at + " had finished (" + kernel::to_string(s.at) + ", outcome '"
+                        + s.outcome + "'): fork it at an earlier event");
+  if (s.compensating)
+    return make_error(errc::invalid_input,
+                      at + " was undoing its steps (compensating '" + s.node
+                        + "'): fork it at an event before the compensation began");
+  start_msg m;
+  m.definition = past->row.definition;
+  m.input_json = s.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  m.key = opts.idempotency_key;
+  m.user = past->row.user;
+  // at a soft-budget gate: the step that waited there
+  m.start_node = s.resume_node.empty() ? s.node : s.resume_node;
+  m.model = opts.model;
+  m.forked_from = workflow_id;
+  m.forked_at = wf_seq;
+  return impl_->ask<std::string>(&service_directory::manager, start_atom::value, std::move(m));
 }
 
 caf::expected<std::string> runtime::metrics_text() {

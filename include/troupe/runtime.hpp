@@ -91,6 +91,20 @@ struct start_options {
   /// flags>": the workflow's trace continues the caller's, its root span
   /// under the caller's span. Journaled. "" starts a trace of its own.
   std::string traceparent{};
+  /// A model reference (troupe/gateway.hpp: "provider" or "provider/model")
+  /// that every model call of the workflow's agents uses instead of the one
+  /// the agent asked for, and is priced at. Journaled. "" leaves them be;
+  /// one the gateway cannot resolve is invalid_input, nothing started.
+  std::string model{};
+};
+
+/// How runtime::fork starts its copy.
+struct fork_options {
+  /// As start_options::model: "" keeps the agents' own models.
+  std::string model{};
+  /// As start_options::idempotency_key: a fork retried with the same key
+  /// is the fork already made.
+  std::string idempotency_key{};
 };
 
 /// `dead_lettered`: stopped by a failure no route covers or a spent budget
@@ -155,6 +169,9 @@ struct journal_changes {
   /// Too far behind to list (or `after` came from another runtime):
   /// anything may have changed; `workflows` is empty.
   bool all = false;
+  /// The `seq` of the newest event committed (journal_record::seq): events
+  /// of these workflows with a greater one are newer than this answer.
+  uint64_t last_seq = 0;
 };
 
 class runtime {
@@ -225,6 +242,20 @@ public:
   /// unknown_workflow; unknown_definition if its definition (that version)
   /// is not registered here; invalid_input for a seq it does not have.
   caf::expected<workflow_info> state_at(const std::string& workflow_id, uint64_t wf_seq);
+  /// Starts a new workflow from `workflow_id`'s state right after its event
+  /// `wf_seq` (`troupe fork --at`): the same definition and user, that state
+  /// as its input, entering the node the original was at then (an attempt
+  /// in flight or waiting to be retried starts over at attempt 1; a gate
+  /// waits again; a dead letter's node runs again), with `opts.model` for
+  /// every model call if given. The original is not touched. The fork is a
+  /// workflow of its own: its own id, budgets counted from zero, its own
+  /// idempotency keys (so its effects run again: fork workflows whose
+  /// effects reach real systems with care), and its workflow_started
+  /// journals where it came from. Errors as state_at's, and invalid_input
+  /// for a seq at which the workflow had finished or was compensating, or
+  /// a model the gateway cannot resolve.
+  caf::expected<std::string> fork(const std::string& workflow_id, uint64_t wf_seq,
+                                  const fork_options& opts = {});
   /// The workflow's journaled events, oldest first.
   caf::expected<std::vector<journal_record>> history(const std::string& workflow_id);
   /// Rebuilds every workflow the journal has open (not completed or failed)

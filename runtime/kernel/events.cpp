@@ -61,7 +61,8 @@ bool workflow_state::operator==(const workflow_state& o) const {
          && granted == o.granted && soft_passed == o.soft_passed
          && resume_node == o.resume_node && resume_attempt == o.resume_attempt
          && undo == o.undo && compensating == o.compensating && undo_terminal == o.undo_terminal
-         && undo_reason == o.undo_reason && traceparent == o.traceparent;
+         && undo_reason == o.undo_reason && traceparent == o.traceparent
+         && model == o.model;
 }
 
 duration backoff_delay(const retry_policy& p, uint64_t seed, const std::string& node,

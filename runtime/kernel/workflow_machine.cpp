@@ -2,8 +2,10 @@
 //
 // Transition table (phase x event -> phase, commands). "enter(n)" is below.
 //
-//   not_started  workflow_started{input, seed,  start_timer(deadline)?, enter(start)
-//                traceparent}                   (traceparent kept, never read)
+//   not_started  workflow_started{input, seed,  start_timer(deadline)?, enter(start_node
+//                traceparent, start_node,       or the definition's start); traceparent
+//                model, forked_from/at}         and model kept, never read; start_node
+//                                                must be an agent or gate node
 //   scheduling   step_scheduled{node, attempt}  -> running: start_timer(step_timeout),
 //                                                run_agent
 //   running      step_completed{label, patch}   cancel_timer(step_timeout); label routed:
@@ -365,15 +367,25 @@ caf::error on(builder& b, const event& e, const workflow_started& ev) {
     return refuse(b.s, e, "workflow already started");
   if (!ev.input.is_object())
     return refuse(b.s, e, "input must be a JSON object");
+  const std::string& first = ev.start_node.empty() ? b.def.start : ev.start_node;
+  if (!ev.start_node.empty()) {
+    const node* n = b.def.find(ev.start_node);
+    if (n == nullptr)
+      return refuse(b.s, e, "start node '" + ev.start_node + "' is not in definition '"
+                              + b.def.name + "'");
+    if (n->kind == node_kind::terminal)
+      return refuse(b.s, e, "start node '" + ev.start_node + "' is a terminal");
+  }
   b.s.data = ev.input;
   b.s.seed = ev.seed;
   b.s.traceparent = ev.traceparent;
+  b.s.model = ev.model;
   b.s.started_at = ev.at;
   if (b.def.limits.deadline > duration::zero()) {
     b.s.deadline = ev.at + b.def.limits.deadline;
     b.arm(timer_kind::workflow_deadline, b.s.deadline);
   }
-  b.enter(b.def.start, "start", {});
+  b.enter(first, "start", {});
   return {};
 }
 

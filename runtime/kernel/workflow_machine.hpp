@@ -30,6 +30,16 @@ struct workflow_started {
   /// The caller's W3C traceparent header ("" = none), checked before the
   /// workflow starts: its trace continues the caller's (troupe/trace.hpp).
   std::string traceparent{};
+  /// The node it enters first: "" for the definition's start; else an agent
+  /// or gate node (a fork resumes where its origin was).
+  std::string start_node{};
+  /// A model reference every model call of its agents uses instead of the
+  /// agent's own ("" = theirs). Kept in the state; the actors apply it.
+  std::string model{};
+  /// A fork: the workflow it was forked from ("" = none) and the event of
+  /// that workflow whose state is `input`. Kept in the journal only.
+  std::string forked_from{};
+  uint64_t forked_at = 0;
 };
 struct step_scheduled {
   instant at;
@@ -242,6 +252,7 @@ struct workflow_state {
   std::string undo_terminal; ///< compensating: the failed terminal it ends at ("" none)
   std::string undo_reason;   ///< compensating: why the workflow failed
   std::string traceparent;   ///< the caller's, from workflow_started ("" = none)
+  std::string model;         ///< the model override, from workflow_started ("" = none)
 
   bool finished() const { return at == phase::completed || at == phase::failed; }
   bool operator==(const workflow_state& o) const;

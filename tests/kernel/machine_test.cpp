@@ -887,3 +887,36 @@ TEST_CASE("apply() refuses events that do not fit, leaving the state as it was",
     }
   }
 }
+
+TEST_CASE("a workflow can start at another node, as a fork does", "[machine]") {
+  const auto def = triage();
+  workflow_started at_analyze{ms(1000), {{"facts", 3}}, 7};
+  at_analyze.start_node = "analyze";
+  at_analyze.model = "local/qwen";
+  at_analyze.forked_from = "triage-1";
+  at_analyze.forked_at = 4;
+  auto t = apply(def, workflow_state{}, at_analyze);
+  REQUIRE(t);
+  CHECK(t->state.at == phase::scheduling);
+  CHECK(t->state.node == "analyze");
+  CHECK(t->state.model == "local/qwen");
+  CHECK(t->state.data == json{{"facts", 3}});
+  CHECK(render(t->commands) == std::vector<std::string>{"schedule_step(analyze,1)"});
+
+  workflow_started at_gate{ms(1000), json::object(), 7};
+  at_gate.start_node = "review";
+  auto g = apply(def, workflow_state{}, at_gate);
+  REQUIRE(g);
+  CHECK(g->state.at == phase::at_gate);
+  CHECK(render(g->commands) == std::vector<std::string>{"await_signal(review)"});
+
+  for (auto [node, says] : {std::pair{"done", "start node 'done' is a terminal"},
+                            std::pair{"nowhere", "start node 'nowhere' is not in definition"}}) {
+    workflow_started bad{ms(1000), json::object(), 7};
+    bad.start_node = node;
+    auto r = apply(def, workflow_state{}, bad);
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::invalid_transition));
+    CHECK(has(describe(r.error()), says));
+  }
+}

@@ -23,7 +23,9 @@ namespace {
 // Field-by-field equality; the kernel's events have no operator==.
 bool same(const workflow_started& a, const workflow_started& b) {
   return a.at == b.at && a.input == b.input && a.seed == b.seed
-         && a.traceparent == b.traceparent;
+         && a.traceparent == b.traceparent && a.start_node == b.start_node
+         && a.model == b.model && a.forked_from == b.forked_from
+         && a.forked_at == b.forked_at;
 }
 bool same(const step_scheduled& a, const step_scheduled& b) {
   return a.at == b.at && a.node == b.node && a.attempt == b.attempt;
@@ -361,9 +363,36 @@ TEST_CASE("a workflow_started record keeps its traceparent only from version 2 o
   v2_number.payload = R"({"input":{},"seed":9,"traceparent":7,"v":2})";
   check_corrupt(from_record(v2_number), "wf-old #1 (workflow_started)",
                 "field 'traceparent': expected a string");
-  auto v3 = old;
-  v3.payload = R"({"input":{},"seed":9,"traceparent":"x","v":3})";
-  check_corrupt(from_record(v3), "wf-old #1 (workflow_started)", "unknown version 3");
+  auto v4 = old;
+  v4.payload = R"({"input":{},"seed":9,"traceparent":"x","v":4})";
+  check_corrupt(from_record(v4), "wf-old #1 (workflow_started)", "unknown version 4");
+}
+
+TEST_CASE("a forked workflow_started is version 3, with its start node, model and origin") {
+  workflow_started fork{instant{5}, json{{"n", 1}}, 3};
+  fork.start_node = "analyze";
+  fork.model = "local/qwen2.5:7b";
+  fork.forked_from = "triage-01";
+  fork.forked_at = 7;
+  auto r = to_record("wf-fork", 1, fork);
+  CHECK(r.payload == R"({"forked_at":7,"forked_from":"triage-01","input":{"n":1},)"
+                     R"("model":"local/qwen2.5:7b","seed":3,"start_node":"analyze",)"
+                     R"("traceparent":"","v":3})");
+  auto back = from_record(r);
+  REQUIRE(back);
+  CHECK(same(std::get<workflow_started>(*back), fork));
+  // a model override alone is version 3 too
+  workflow_started other{instant{5}, json::object(), 3};
+  other.model = "scripted";
+  CHECK(json::parse(to_record("wf", 1, other).payload).at("v") == 3);
+  auto missing = r;
+  missing.payload = R"({"forked_at":7,"forked_from":"triage-01","input":{"n":1},"seed":3,)"
+                    R"("start_node":"analyze","traceparent":"","v":3})";
+  check_corrupt(from_record(missing), "wf-fork #1 (workflow_started)", "missing field 'model'");
+  auto v2_with_start = r;
+  v2_with_start.payload = R"({"input":{},"seed":9,"start_node":"x","traceparent":"","v":2})";
+  check_corrupt(from_record(v2_with_start), "wf-fork #1 (workflow_started)",
+                "unexpected field 'start_node'");
 }
 
 namespace {

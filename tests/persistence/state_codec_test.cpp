@@ -139,11 +139,11 @@ TEST_CASE("every timer kind round-trips") {
 TEST_CASE("the initial state round-trips") {
   auto text = encode_state(workflow_state{});
   CHECK(text == R"({"attempt":0,"compensating":false,"cost_nusd":0,"data":{},"deadline_ns":0,"events":0,)"
-                R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"next_timer":1,)"
+                R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"model":"","next_timer":1,)"
                 R"("node":"","outcome":"","phase":"not_started","reason":"","resume_attempt":0,)"
                 R"("resume_node":"","seed":0,"soft_passed":false,)"
                 R"("started_at_ns":0,"steps":0,"timers":[],"tokens":0,"traceparent":"","undo":[],)"
-                R"("undo_reason":"","undo_terminal":"","v":4,"visits":{}})");
+                R"("undo_reason":"","undo_terminal":"","v":5,"visits":{}})");
   auto back = decode_state(text, "wf-1", 0);
   REQUIRE(back);
   CHECK(*back == workflow_state{});
@@ -156,12 +156,12 @@ TEST_CASE("a snapshot is the documented one-line JSON") {
   const std::string expected =
     R"({"attempt":1,"compensating":false,"cost_nusd":0,"data":{"ticket":"T-1"},)"
     R"("deadline_ns":0,"events":2,)"
-    R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},)"
+    R"("granted":{"cost_nusd":0,"steps":0,"time_ns":0,"tokens":0},"model":"",)"
     R"("next_timer":2,"node":"extract","outcome":"","phase":"running",)"
     R"("reason":"","resume_attempt":0,"resume_node":"","seed":7,"soft_passed":false,)"
     R"("started_at_ns":1000000,"steps":1,"timers":)"
     R"([{"fire_at_ns":1001000000,"id":1,"kind":"step_timeout"}],)"
-    R"("tokens":0,"traceparent":"","undo":[],"undo_reason":"","undo_terminal":"","v":4,)"
+    R"("tokens":0,"traceparent":"","undo":[],"undo_reason":"","undo_terminal":"","v":5,)"
     R"("visits":{"extract":1}})";
   CHECK(encode_state(t->state) == expected);
   auto back = decode_state(expected, "wf-1", 2);
@@ -267,10 +267,10 @@ TEST_CASE("(2) a key repeated in any object is journal_corrupt") {
 }
 
 TEST_CASE("(3) an unknown version is journal_corrupt, whatever else the snapshot holds") {
-  auto v5 = valid_snapshot();
-  v5["v"] = 5;
-  check_corrupt(decode(v5), "unknown version 5 (this build reads 1 to 4)");
-  check_corrupt(decode(json{{"v", 5}, {"shape", "new"}}), "unknown version 5");
+  auto v6 = valid_snapshot();
+  v6["v"] = 6;
+  check_corrupt(decode(v6), "unknown version 6 (this build reads 1 to 5)");
+  check_corrupt(decode(json{{"v", 6}, {"shape", "new"}}), "unknown version 6");
   auto v0 = valid_snapshot();
   v0["v"] = 0;
   check_corrupt(decode(v0), "unknown version 0");
@@ -285,7 +285,7 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
     snapshot.erase(item.key());
     check_corrupt(decode(snapshot), "missing field '" + item.key() + "'");
   }
-  CHECK(base.size() == 26);
+  CHECK(base.size() == 27);
   for (const char* key : {"fire_at_ns", "id", "kind"}) {
     INFO(key);
     auto snapshot = base;
@@ -297,6 +297,7 @@ TEST_CASE("(4) a missing field is journal_corrupt, never defaulted") {
 TEST_CASE("a version 3 snapshot, written before traces, decodes without a traceparent") {
   auto v3 = valid_snapshot();
   v3.erase("traceparent");
+  v3.erase("model");
   v3["v"] = 3;
   auto s = decode(v3);
   REQUIRE(s);
@@ -304,14 +305,33 @@ TEST_CASE("a version 3 snapshot, written before traces, decodes without a tracep
   CHECK(s->node == "extract");
   v3["traceparent"] = "00-ab-cd-01"; // not a field of version 3
   check_corrupt(decode(v3), "unexpected field 'traceparent'");
+  auto v5 = valid_snapshot();
+  v5["traceparent"] = 1;
+  check_corrupt(decode(v5), "field 'traceparent': expected a string");
+}
+
+TEST_CASE("a version 4 snapshot, written before model overrides, decodes without one") {
   auto v4 = valid_snapshot();
-  v4["traceparent"] = 1;
-  check_corrupt(decode(v4), "field 'traceparent': expected a string");
+  v4.erase("model");
+  v4["v"] = 4;
+  auto s = decode(v4);
+  REQUIRE(s);
+  CHECK(s->model.empty());
+  v4["model"] = "local/qwen"; // not a field of version 4
+  check_corrupt(decode(v4), "unexpected field 'model'");
+  auto v5 = valid_snapshot();
+  v5["model"] = 7;
+  check_corrupt(decode(v5), "field 'model': expected a string");
+  v5["model"] = "local/qwen";
+  auto back = decode(v5);
+  REQUIRE(back);
+  CHECK(back->model == "local/qwen");
 }
 
 TEST_CASE("a version 2 snapshot, written before dead-letter grants, decodes with none") {
   auto v2 = valid_snapshot();
   v2.erase("traceparent");
+  v2.erase("model");
   for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed", "compensating",
                    "undo", "undo_reason", "undo_terminal"})
     v2.erase(key);
@@ -354,6 +374,7 @@ TEST_CASE("a version 1 snapshot, written before costs were kept, decodes with co
   auto v1 = valid_snapshot();
   v1.erase("cost_nusd");
   v1.erase("traceparent");
+  v1.erase("model");
   for (auto key : {"granted", "resume_attempt", "resume_node", "soft_passed", "compensating",
                    "undo", "undo_reason", "undo_terminal"})
     v1.erase(key);
