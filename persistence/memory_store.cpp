@@ -80,6 +80,11 @@ public:
     return newest;
   }
 
+  caf::expected<uint64_t> last_seq() const override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return next_seq_ - 1;
+  }
+
   caf::expected<std::vector<workflow_row>> open_workflows() const override {
     std::lock_guard<std::mutex> guard{mtx_};
     std::vector<workflow_row> out;

@@ -406,6 +406,7 @@ public:
   caf::expected<std::string> find_key(const std::string& key) const override;
   caf::expected<std::vector<workflow_row>> open_workflows() const override;
   caf::expected<int64_t> created_ns_bound() const override;
+  caf::expected<uint64_t> last_seq() const override;
   caf::expected<std::vector<snapshot_record>>
   snapshot(const std::string& workflow_id) const override;
   caf::expected<std::vector<effect_record>> effect(const std::string& key) const override;
@@ -422,8 +423,8 @@ private:
     statement begin, commit, rollback;
     statement insert_event, last_event, upsert_workflow, key_owner, upsert_snapshot,
       insert_effect, insert_dead_letter;
-    statement read_events, read_workflow, open_workflows, created_bound, read_snapshot, read_effect,
-      read_effects_of, read_dead_letters, list_workflows, list_status, count_workflows,
+    statement read_events, read_workflow, open_workflows, created_bound, read_snapshot,
+      read_effect, read_effects_of, read_dead_letters, list_workflows, list_status, count_workflows,
       row_status;
     statement purge_mark, purge_events, purge_snapshots, purge_effects, purge_workflows;
   };
@@ -919,6 +920,11 @@ caf::expected<int64_t> sqlite_journal::created_ns_bound() const {
                           [&](sqlite3_stmt* s) { bound = sqlite3_column_int64(s, 0); }))
     return err;
   return bound;
+}
+
+caf::expected<uint64_t> sqlite_journal::last_seq() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return next_seq_ - 1; // I4: read at open, advanced by each committed append
 }
 
 caf::expected<std::vector<snapshot_record>>

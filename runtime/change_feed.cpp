@@ -6,10 +6,18 @@
 
 namespace troupe {
 
-void change_feed::publish(const std::vector<std::string>& workflows, bool all) {
+void change_feed::seed(uint64_t last_seq) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  last_seq_ = last_seq;
+}
+
+void change_feed::publish(const std::vector<std::string>& workflows, bool all,
+                          uint64_t last_seq) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     ++version_;
+    if (last_seq != 0)
+      last_seq_ = last_seq;
     if (all) {
       recent_.clear();
       complete_after_ = version_;
@@ -52,6 +60,7 @@ void change_feed::close() {
 journal_changes change_feed::since(uint64_t after) const {
   journal_changes out;
   out.version = version_;
+  out.last_seq = last_seq_;
   if (after == version_)
     return out;
   if (after > version_ || after < complete_after_) {
@@ -67,11 +76,19 @@ journal_changes change_feed::since(uint64_t after) const {
   return out;
 }
 
+feed_journal::feed_journal(std::shared_ptr<journal_store> target,
+                           std::shared_ptr<change_feed> feed)
+  : forwarding_journal(std::move(target)), feed_(std::move(feed)) {
+  if (auto seq = forwarding_journal::last_seq())
+    feed_->seed(*seq);
+}
+
 caf::error feed_journal::append(std::vector<journal_write>& batch) {
   auto err = forwarding_journal::append(batch);
   if (err)
     return err;
   std::vector<std::string> ids;
+  uint64_t last_seq = 0;
   auto note = [&](const std::string& id) {
     if (ids.empty() || ids.back() != id) // a workflow's writes tend to be adjacent
       ids.push_back(id);
@@ -79,20 +96,22 @@ caf::error feed_journal::append(std::vector<journal_write>& batch) {
   for (const auto& w : batch) {
     for (const auto& row : w.workflow)
       note(row.id);
-    if (!w.events.empty())
+    if (!w.events.empty()) {
       note(w.events.front().workflow_id);
+      last_seq = std::max(last_seq, w.events.back().seq);
+    }
     for (const auto& dl : w.dead_letter)
       note(dl.workflow_id);
   }
   if (!ids.empty())
-    feed_->publish(ids, false);
+    feed_->publish(ids, false, last_seq);
   return err;
 }
 
 caf::expected<uint64_t> feed_journal::purge(int64_t before_ns) {
   auto n = forwarding_journal::purge(before_ns);
   if (n && *n > 0)
-    feed_->publish({}, true);
+    feed_->publish({}, true); // seqs are never reused: last_seq stays
   return n;
 }
 

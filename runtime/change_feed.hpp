@@ -29,8 +29,11 @@ public:
   /// watcher further behind is told that everything may have changed.
   static constexpr size_t kept = 1024;
 
-  /// One more commit, touching `workflows` (or anything, with `all`).
-  void publish(const std::vector<std::string>& workflows, bool all);
+  /// One more commit, touching `workflows` (or anything, with `all`);
+  /// `last_seq`, if not 0, is the newest event's seq after it.
+  void publish(const std::vector<std::string>& workflows, bool all, uint64_t last_seq = 0);
+  /// The newest event's seq before the first commit (read from the store).
+  void seed(uint64_t last_seq);
   /// What changed after `after`: at once if something did (or `after` is
   /// from another feed: beyond the version, answered with `all`), else
   /// once something does, wake() is called or `wait` passes.
@@ -46,6 +49,7 @@ private:
   mutable std::mutex mtx_;
   std::condition_variable changed_;
   uint64_t version_ = 0;
+  uint64_t last_seq_ = 0;
   uint64_t wakes_ = 0;
   bool closed_ = false;
   /// Changes after this version are all in recent_ (oldest first).
@@ -56,8 +60,9 @@ private:
 /// A journal store that tells `feed` about each committed append and purge.
 class feed_journal final : public forwarding_journal {
 public:
-  feed_journal(std::shared_ptr<journal_store> target, std::shared_ptr<change_feed> feed)
-    : forwarding_journal(std::move(target)), feed_(std::move(feed)) {}
+  /// Seeds the feed's last_seq from the store (left 0 if it cannot say:
+  /// a watcher then takes every event as new).
+  feed_journal(std::shared_ptr<journal_store> target, std::shared_ptr<change_feed> feed);
   caf::error append(std::vector<journal_write>& batch) override;
   caf::expected<uint64_t> purge(int64_t before_ns) override;
 

@@ -186,6 +186,9 @@ public:
   /// created_ns and the finished rows' updated_ns. The manager reads it
   /// once, to mint ids that no row can have.
   virtual caf::expected<int64_t> created_ns_bound() const = 0;
+  /// The `seq` of the newest event committed, 0 if there is none: events
+  /// with a greater seq are newer than this call (`troupe tail` starts there).
+  virtual caf::expected<uint64_t> last_seq() const = 0;
   /// The workflow's latest snapshot: 0 or 1 elements.
   virtual caf::expected<std::vector<snapshot_record>>
   snapshot(const std::string& workflow_id) const = 0;
@@ -243,6 +246,7 @@ public:
   caf::expected<int64_t> created_ns_bound() const override {
     return target_->created_ns_bound();
   }
+  caf::expected<uint64_t> last_seq() const override { return target_->last_seq(); }
   caf::expected<std::vector<workflow_row>> open_workflows() const override {
     return target_->open_workflows();
   }

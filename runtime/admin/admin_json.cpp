@@ -95,7 +95,10 @@ json to_json(const definition& d) {
 }
 
 json to_json(const journal_changes& c) {
-  return {{"version", c.version}, {"workflows", c.workflows}, {"all", c.all}};
+  return {{"version", c.version},
+          {"workflows", c.workflows},
+          {"all", c.all},
+          {"last_seq", c.last_seq}};
 }
 
 std::vector<attempt_span> attempts_of(const std::vector<journal_record>& history) {

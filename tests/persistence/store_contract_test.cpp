@@ -569,6 +569,28 @@ TEST_CASE("no workflow row is created after created_ns_bound", "[persistence]") 
   CHECK(bound() == 100);
 }
 
+TEST_CASE("last_seq is the newest committed event's seq", "[persistence]") {
+  auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  store_fixture f{kind};
+  auto last = [&] {
+    auto s = f.store->last_seq();
+    REQUIRE(s);
+    return *s;
+  };
+  CHECK(last() == 0);
+  std::vector<journal_write> b1{start("a"), start("b"), steps("a", 2, 4)};
+  REQUIRE_FALSE(f.store->append(b1));
+  CHECK(last() == seqs(b1).back());
+  CHECK(last() == 5);
+  std::vector<journal_write> refused{steps("a", 9, 9)}; // skips wf_seq 5: nothing commits
+  REQUIRE(f.store->append(refused));
+  CHECK(last() == 5);
+  std::vector<journal_write> b2{steps("b", 2, 2)};
+  REQUIRE_FALSE(f.store->append(b2));
+  CHECK(last() == 6);
+}
+
 TEST_CASE("a snapshot replaces an older one and never a newer one", "[persistence]") {
   auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
   CAPTURE(kind);

@@ -82,6 +82,8 @@ TEST_CASE("feed_journal publishes committed appends and purges, not refused ones
   auto c = feed->wait(0, 0ms);
   CHECK(c.version == 1);
   CHECK(c.workflows == ids{"w"});
+  CHECK(c.last_seq == batch[0].events[0].seq);
+  CHECK(c.last_seq == 1);
   std::vector<journal_write> again = batch; // repeats wf_seq 1: refused
   CHECK(j.append(again));
   CHECK(feed->wait(1, 0ms).version == 1);
@@ -93,4 +95,27 @@ TEST_CASE("feed_journal publishes committed appends and purges, not refused ones
   auto purged = feed->wait(2, 0ms);
   CHECK(purged.version == 3);
   CHECK(purged.all);
+}
+
+TEST_CASE("feed_journal starts from the store's newest event seq", "[runtime]") {
+  auto store = make_memory_journal();
+  workflow_row row;
+  row.id = "w";
+  row.definition = "d";
+  std::vector<journal_write> batch(1);
+  batch[0].workflow = {row};
+  for (uint64_t i = 1; i <= 3; ++i) {
+    journal_record e;
+    e.workflow_id = "w";
+    e.wf_seq = i;
+    e.kind = "step_scheduled";
+    e.payload = "{}";
+    batch[0].events.push_back(e);
+  }
+  REQUIRE_FALSE(store->append(batch));
+  auto feed = std::make_shared<change_feed>();
+  feed_journal j{store, feed}; // a runtime opening a journal with history
+  auto c = feed->wait(0, 0ms);
+  CHECK(c.version == 0);
+  CHECK(c.last_seq == 3);
 }
