@@ -260,6 +260,9 @@ struct admin_server::impl {
   void list_workflows(const Request& req, Response& res);
   void get_workflow(const Request& req, Response& res);
   void get_history(const Request& req, Response& res);
+  void get_state_at(const Request& req, Response& res);
+  void await_workflow(const Request& req, Response& res);
+  void fork_workflow(const Request& req, Response& res);
   void start_workflow(const Request& req, Response& res);
   void signal_workflow(const Request& req, Response& res);
   void cancel_workflow(const Request& req, Response& res);
@@ -339,6 +342,9 @@ void admin_server::impl::routes() {
   svr.Post("/api/workflows", bind(&impl::start_workflow));
   svr.Get(R"(/api/workflows/([^/]+))", bind(&impl::get_workflow));
   svr.Get(R"(/api/workflows/([^/]+)/history)", bind(&impl::get_history));
+  svr.Get(R"(/api/workflows/([^/]+)/state)", bind(&impl::get_state_at));
+  svr.Get(R"(/api/workflows/([^/]+)/await)", bind(&impl::await_workflow));
+  svr.Post(R"(/api/workflows/([^/]+)/fork)", bind(&impl::fork_workflow));
   svr.Post(R"(/api/workflows/([^/]+)/signal)", bind(&impl::signal_workflow));
   svr.Post(R"(/api/workflows/([^/]+)/cancel)", bind(&impl::cancel_workflow));
   svr.Get("/api/dead-letters", bind(&impl::dead_letters));
@@ -441,15 +447,76 @@ void admin_server::impl::get_history(const Request& req, Response& res) {
   send_json(res, 200, admin::history_json(id, *history, def));
 }
 
+void admin_server::impl::get_state_at(const Request& req, Response& res) {
+  query_reader q{req};
+  if (!req.has_param("at"))
+    q.fail("query parameter 'at' is required: the event (wf_seq) to show the state after");
+  auto at = q.count("at", 0, 1, UINT64_MAX >> 1);
+  if (!q.done(res))
+    return;
+  auto id = req.matches[1].str();
+  auto info = rt.state_at(id, at);
+  if (!info)
+    return send_error(res, info.error());
+  auto out = admin::to_json(*info);
+  out["at"] = at;
+  send_json(res, 200, out);
+}
+
+void admin_server::impl::await_workflow(const Request& req, Response& res) {
+  query_reader q{req};
+  auto max_wait = static_cast<uint64_t>(cfg.max_poll_wait.count());
+  auto wait_ms = q.count("timeout_ms", max_wait, 0, max_wait);
+  auto parked = q.text("parked", "false");
+  if (parked != "true" && parked != "false")
+    q.fail("query parameter 'parked': expected true or false, got '" + parked + "'");
+  if (!q.done(res))
+    return;
+  // In slices of a second, like the change feed's long poll, so that
+  // stop() is not held up by a waiting client.
+  using std::chrono::milliseconds;
+  auto id = req.matches[1].str();
+  auto deadline = std::chrono::steady_clock::now() + milliseconds{wait_ms};
+  for (;;) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline
+                                                         - std::chrono::steady_clock::now());
+    left = std::max(left, milliseconds::zero());
+    auto info = rt.await(id, std::min(left, milliseconds{1000}), parked == "true");
+    if (info)
+      return send_json(res, 200, admin::to_json(*info));
+    if (!is(info.error(), errc::await_timeout) || stopping || left == milliseconds::zero())
+      return send_error(res, info.error());
+  }
+}
+
+void admin_server::impl::fork_workflow(const Request& req, Response& res) {
+  body_reader b{req};
+  if (!b.has("at"))
+    b.fail("at", "is required: the event (wf_seq) whose state the fork starts from");
+  auto at = b.count("at");
+  fork_options opts;
+  opts.model = b.text("model", false);
+  opts.idempotency_key = b.text("idempotency_key", false);
+  if (!b.done(res))
+    return;
+  auto id = req.matches[1].str();
+  auto fork = rt.fork(id, at, opts);
+  if (!fork)
+    return send_error(res, fork.error());
+  send_json(res, 200, {{"id", *fork}, {"forked_from", id}, {"at", at}});
+}
+
 void admin_server::impl::start_workflow(const Request& req, Response& res) {
   body_reader b{req};
   auto def = b.text("definition", true);
   auto input = b.object("input", false);
-  auto key = b.text("idempotency_key", false);
-  auto user = b.text("user", false);
+  start_options opts;
+  opts.idempotency_key = b.text("idempotency_key", false);
+  opts.user = b.text("user", false);
+  opts.model = b.text("model", false);
   if (!b.done(res))
     return;
-  auto id = rt.start(def, std::move(input), key, user);
+  auto id = rt.start(def, std::move(input), opts);
   if (!id)
     return send_error(res, id.error());
   send_json(res, 200, {{"id", *id}});
