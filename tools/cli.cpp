@@ -3,6 +3,7 @@
 // flag and exits with exit_usage.
 #include "cli.hpp"
 #include "dlq.hpp"
+#include "history.hpp"
 #include "inspect.hpp"
 #include "serve.hpp"
 
@@ -503,6 +504,67 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     decide_cmds.push_back(c);
   }
 
+  // -- a workflow's journal over time --
+  tail_options tail_opt;
+  auto* tail_cmd = app.add_subcommand("tail", "A workflow's latest events, or with -f every "
+                                              "event as it is committed (-f needs --node)");
+  tail_cmd->add_option("id", tail_opt.id, "The workflow id (with -f: optional, default every "
+                                          "workflow)");
+  source_flags(tail_cmd);
+  tail_cmd->add_flag("-f,--follow", tail_opt.follow, "Keep printing events as they commit, "
+                                                     "until the workflow finishes (or Ctrl-C)");
+  tail_cmd->add_option("-n,--lines", tail_opt.last, "With an id: its last this many events first")
+      ->check(count_in(0, 1'000'000))
+      ->capture_default_str();
+  tail_cmd->add_option("--count", tail_opt.count, "Following: stop after this many new events")
+      ->check(count_in(1, 1'000'000'000));
+  std::string replay_id;
+  uint64_t replay_until = 0;
+  auto* replay_cmd = app.add_subcommand("replay", "Time travel: the workflow (status, node, "
+                                                  "budgets spent, state) right after one of "
+                                                  "its events");
+  replay_cmd->add_option("id", replay_id, "The workflow id")->required()->check(non_empty());
+  replay_cmd->add_option("--until", replay_until, "The event (#wf_seq, as `troupe show` "
+                                                  "numbers them)")
+      ->required()
+      ->check(count_in(1, 1'000'000'000'000));
+  source_flags(replay_cmd);
+  fork_request fork_req;
+  std::string fork_node, fork_timeout = "60s";
+  auto* fork_cmd = app.add_subcommand(
+      "fork", "Start a new workflow from another's state right after one of its events, at the "
+              "node it was at, optionally on another model; with --wait, follow it and show how "
+              "it ended differently. Its effects run again under its own keys");
+  fork_cmd->add_option("id", fork_req.id, "The workflow to fork")->required()->check(non_empty());
+  fork_cmd->add_option("--at", fork_req.at, "The event (#wf_seq) whose state the fork starts "
+                                            "from")
+      ->required()
+      ->check(count_in(1, 1'000'000'000'000));
+  fork_cmd->add_option("--node", fork_node, "HOST:PORT of the `troupe serve` node (token from "
+                                            "TROUPE_ADMIN_TOKEN)")
+      ->required()
+      ->check(non_empty());
+  fork_cmd->add_option("--model", fork_req.model, "A model for every model call of the fork, "
+                                                  "like local/qwen2.5:7b");
+  fork_cmd->add_option("--key", fork_req.key, "Idempotency key: the same key forks once");
+  fork_cmd->add_flag("--wait", fork_req.wait, "Follow the fork until it finishes or parks, "
+                                              "then compare it with the original");
+  fork_cmd->add_option("--timeout", fork_timeout, "How long --wait waits, like 90s or 5m")
+      ->check(age())
+      ->capture_default_str();
+  fork_cmd->add_flag("--json", fork_req.json, "JSON instead of text");
+  auto* purge_top_cmd = app.add_subcommand(
+      "purge", "Delete completed and failed workflows last updated longer ago than "
+               "--older-than, with their events, snapshots and effects, from a journal file no "
+               "runtime holds; open workflows and dead letters stay (as `troupe journal purge`)");
+  std::string purge_top_path, purge_top_age;
+  purge_top_cmd->add_option("--journal", purge_top_path, "The journal (SQLite file)")
+      ->required()
+      ->check(non_empty());
+  purge_top_cmd->add_option("--older-than", purge_top_age, "Age like 30d, 12h, 90m or 0s")
+      ->required()
+      ->check(age());
+
   std::vector<const char*> argv;
   if (args.empty())
     argv.push_back("troupe");
@@ -520,6 +582,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 
   if (purge_cmd->parsed())
     return purge_journal(purge_path, purge_age, out, err);
+  if (purge_top_cmd->parsed())
+    return purge_journal(purge_top_path, purge_top_age, out, err);
 
   if (serve_cmd->parsed()) {
     parse_listen(listen, serve_opt.host, serve_opt.port); // validated by the flag's check
@@ -533,7 +597,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return serve(std::move(serve_opt), out, err);
   }
 
-  for (auto* c : {ls_cmd, show_cmd, stats_cmd})
+  for (auto* c : {ls_cmd, show_cmd, stats_cmd, tail_cmd, replay_cmd})
     if (c->parsed() && src.journal.empty() && src.node.empty()) {
       err << "troupe " << c->get_name() << ": say where to look: --journal FILE or --node "
           << "HOST:PORT\n";
@@ -545,6 +609,18 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return inspect_show(src, show_id, inspect_json, out, err);
   if (stats_cmd->parsed())
     return inspect_stats(src, inspect_json, out, err);
+  if (tail_cmd->parsed()) {
+    tail_opt.json = inspect_json;
+    return tail(src, tail_opt, out, err);
+  }
+  if (replay_cmd->parsed())
+    return replay(src, replay_id, replay_until, inspect_json, out, err);
+  if (fork_cmd->parsed()) {
+    std::chrono::seconds t;
+    parse_age(fork_timeout, t); // validated by the flag's check
+    fork_req.timeout = t;
+    return fork_workflow(fork_node, fork_req, out, err);
+  }
   for (auto* c : decide_cmds)
     if (c->parsed())
       return inspect_decide(decide_node, decide_id, decide_gate, c->get_name(), decide_patch,

@@ -10,13 +10,10 @@
 #include <iosfwd>
 #include <string>
 
+#include "source.hpp"
+
 namespace troupe::cli {
 
-/// Where to look: exactly one of the two is set.
-struct inspect_source {
-  std::string journal; ///< a SQLite journal file no runtime holds
-  std::string node;    ///< "host:port" of a `troupe serve` node
-};
 
 /// The workflows, newest first: id, definition, status, outcome, age.
 int inspect_ls(const inspect_source& src, const std::string& status, size_t limit, bool json,

@@ -58,6 +58,12 @@ std::vector<std::string> serve_example_names() {
   return {"triage"};
 }
 
+caf::error register_serve_example(runtime& rt, const std::string& name) {
+  if (name == "triage")
+    return examples::register_triage(rt, step_timeout);
+  return make_error(errc::invalid_config, "no such example (known: triage)");
+}
+
 std::string parse_listen(const std::string& text, std::string& host, uint16_t& port) {
   auto bad = [&](const std::string& why) {
     return "expected HOST:PORT like 127.0.0.1:8080 (" + why + "), got '" + text + "'";
@@ -115,10 +121,7 @@ int serve(serve_options opt, std::ostream& out, std::ostream& err) {
     return exit_failed;
   }
   for (const auto& name : opt.examples) {
-    auto failed = name == "triage"
-                    ? examples::register_triage(*rt, step_timeout)
-                    : make_error(errc::invalid_config, "no such example (known: triage)");
-    if (failed) {
+    if (auto failed = register_serve_example(*rt, name)) {
       err << "troupe serve: example " << name << ": " << describe(failed) << '\n';
       return exit_failed;
     }

@@ -10,6 +10,12 @@
 #include <string>
 #include <vector>
 
+#include <caf/error.hpp>
+
+namespace troupe {
+class runtime;
+}
+
 namespace troupe::cli {
 
 /// What `troupe serve` was told.
@@ -29,6 +35,10 @@ struct serve_options {
 
 /// The examples `troupe serve --example` knows.
 std::vector<std::string> serve_example_names();
+
+/// Registers example `name`'s agents and definitions (as `troupe serve`
+/// runs them) in `rt`; invalid_config for a name it does not know.
+caf::error register_serve_example(runtime& rt, const std::string& name);
 
 /// Parses "HOST:PORT" ("[v6]:PORT" for IPv6); "" when good, else what is wrong.
 std::string parse_listen(const std::string& text, std::string& host, uint16_t& port);
