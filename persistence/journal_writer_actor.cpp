@@ -128,7 +128,7 @@ caf::behavior journal_writer(writer_actor* self, std::shared_ptr<journal_store> 
       return std::move(*found);
     },
     [self](purge_atom, int64_t before_ns) -> caf::result<uint64_t> {
-      auto n = self->state.store->purge(before_ns);
+      auto n = self->state.store->purge(before_ns, 0);
       if (!n)
         return n.error();
       return *n;

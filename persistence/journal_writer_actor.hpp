@@ -19,7 +19,7 @@
 //       read at once (between two batches); the manager asks here so that
 //       it never waits on the store's lock itself.
 //   (purge_atom, int64_t before_ns) -> uint64_t
-//       store->purge(before_ns), between two batches.
+//       store->purge(before_ns, 0), between two batches.
 //   (flush_atom)                                 internal: commits one batch.
 //
 // Group commit: writes and their response promises queue up; the first

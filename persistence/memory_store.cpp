@@ -166,23 +166,24 @@ public:
     return n;
   }
 
-  caf::expected<uint64_t> purge(int64_t before_ns) override {
+  caf::expected<uint64_t> purge(int64_t before_ns, uint64_t limit) override {
     std::lock_guard<std::mutex> guard{mtx_};
-    uint64_t purged = 0;
-    for (auto it = workflows_.begin(); it != workflows_.end();) {
-      const auto& row = it->second.row;
-      if (row && row->finished() && row->updated_ns < before_ns) {
-        if (!row->idempotency_key.empty())
-          keys_.erase(row->idempotency_key);
-        for (auto e = effects_.begin(); e != effects_.end();)
-          e = e->second.workflow_id == it->first ? effects_.erase(e) : std::next(e);
-        it = workflows_.erase(it);
-        ++purged;
-      } else {
-        ++it;
-      }
+    std::vector<std::pair<int64_t, std::string>> due; // oldest first, as SQLite's
+    for (const auto& [id, wf] : workflows_)
+      if (wf.row && wf.row->finished() && wf.row->updated_ns < before_ns)
+        due.emplace_back(wf.row->updated_ns, id);
+    std::sort(due.begin(), due.end());
+    if (limit != 0 && due.size() > limit)
+      due.resize(limit);
+    for (const auto& [updated, id] : due) {
+      auto it = workflows_.find(id);
+      if (!it->second.row->idempotency_key.empty())
+        keys_.erase(it->second.row->idempotency_key);
+      for (auto e = effects_.begin(); e != effects_.end();)
+        e = e->second.workflow_id == id ? effects_.erase(e) : std::next(e);
+      workflows_.erase(it);
     }
-    return purged;
+    return due.size();
   }
 
 private:

@@ -416,7 +416,7 @@ public:
   caf::expected<std::vector<workflow_row>>
   list_workflows(const workflow_query& q) const override;
   caf::expected<workflow_counts> count_workflows() const override;
-  caf::expected<uint64_t> purge(int64_t before_ns) override;
+  caf::expected<uint64_t> purge(int64_t before_ns, uint64_t limit) override;
 
 private:
   struct statements {
@@ -657,8 +657,11 @@ caf::error sqlite_journal::prepare_all() {
     statement* target;
     const char* sql;
   };
-#define TROUPE_PURGED                                                                        \
-  "(SELECT id FROM workflows WHERE status IN ('completed', 'failed') AND updated_ns < ?1)"
+// the oldest finished workflows, at most ?2 (-1: all), in a stable order:
+// the four deletes of one purge select the same ones
+#define TROUPE_PURGED(column)                                                                \
+  "(SELECT " column " FROM workflows WHERE status IN ('completed', 'failed')"                \
+  " AND updated_ns < ?1 ORDER BY updated_ns, n LIMIT ?2)"
 #define TROUPE_LIST_STATUS(status)                                                          \
   "SELECT " TROUPE_ROW_COLUMNS " FROM workflows WHERE status = " status                     \
   " AND (?2 = '' OR created_ns < ?3 OR (created_ns = ?3 AND id < ?2))"                     \
@@ -718,12 +721,10 @@ caf::error sqlite_journal::prepare_all() {
     {&st_.row_status, "SELECT status FROM workflows WHERE id = ?1"},
     {&st_.purge_mark, "INSERT INTO journal_state (key, value) VALUES ('purged_seq', ?1)"
                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value"},
-    {&st_.purge_events, "DELETE FROM events WHERE workflow IN (SELECT n FROM workflows"
-                        " WHERE status IN ('completed', 'failed') AND updated_ns < ?1)"},
-    {&st_.purge_snapshots, "DELETE FROM snapshots WHERE workflow_id IN " TROUPE_PURGED},
-    {&st_.purge_effects, "DELETE FROM effects WHERE workflow_id IN " TROUPE_PURGED},
-    {&st_.purge_workflows, "DELETE FROM workflows"
-                           " WHERE status IN ('completed', 'failed') AND updated_ns < ?1"},
+    {&st_.purge_events, "DELETE FROM events WHERE workflow IN " TROUPE_PURGED("n")},
+    {&st_.purge_snapshots, "DELETE FROM snapshots WHERE workflow_id IN " TROUPE_PURGED("id")},
+    {&st_.purge_effects, "DELETE FROM effects WHERE workflow_id IN " TROUPE_PURGED("id")},
+    {&st_.purge_workflows, "DELETE FROM workflows WHERE n IN " TROUPE_PURGED("n")},
   };
 #undef TROUPE_PURGED
 #undef TROUPE_LIST_STATUS
@@ -1003,7 +1004,9 @@ caf::expected<workflow_counts> sqlite_journal::count_workflows() const {
 
 // -- purge ------------------------------------------------------------------
 
-caf::expected<uint64_t> sqlite_journal::purge(int64_t before_ns) {
+caf::expected<uint64_t> sqlite_journal::purge(int64_t before_ns, uint64_t limit) {
+  // SQLite's LIMIT -1 is none; a limit beyond int64 is none as well
+  int64_t most = limit == 0 || limit > uint64_t{INT64_MAX} ? -1 : static_cast<int64_t>(limit);
   std::lock_guard<std::mutex> guard{mtx_};
   known_.clear();
   counts_.reset();
@@ -1014,7 +1017,7 @@ caf::expected<uint64_t> sqlite_journal::purge(int64_t before_ns) {
   for (auto* s : {&st_.purge_events, &st_.purge_snapshots, &st_.purge_effects,
                   &st_.purge_workflows})
     if (!err)
-      err = run(*s, "purge", before_ns);
+      err = run(*s, "purge", before_ns, most);
   auto purged = static_cast<uint64_t>(sqlite3_changes64(db_));
   if (!err)
     err = run(st_.commit, "purge: commit");

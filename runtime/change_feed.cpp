@@ -108,8 +108,8 @@ caf::error feed_journal::append(std::vector<journal_write>& batch) {
   return err;
 }
 
-caf::expected<uint64_t> feed_journal::purge(int64_t before_ns) {
-  auto n = forwarding_journal::purge(before_ns);
+caf::expected<uint64_t> feed_journal::purge(int64_t before_ns, uint64_t limit) {
+  auto n = forwarding_journal::purge(before_ns, limit);
   if (n && *n > 0)
     feed_->publish({}, true); // seqs are never reused: last_seq stays
   return n;

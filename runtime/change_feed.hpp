@@ -64,7 +64,7 @@ public:
   /// a watcher then takes every event as new).
   feed_journal(std::shared_ptr<journal_store> target, std::shared_ptr<change_feed> feed);
   caf::error append(std::vector<journal_write>& batch) override;
-  caf::expected<uint64_t> purge(int64_t before_ns) override;
+  caf::expected<uint64_t> purge(int64_t before_ns, uint64_t limit) override;
 
 private:
   std::shared_ptr<change_feed> feed_;

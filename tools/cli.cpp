@@ -213,10 +213,13 @@ CLI::Validator age() {
       "AGE");
 }
 
-/// `troupe journal purge`: deletes finished workflows older than the age
-/// from a journal no runtime has open (the store refuses a locked file).
-int purge_journal(const std::string& path, const std::string& older_than,
-                  std::ostream& out, std::ostream& err) {
+/// `troupe purge` (`troupe journal purge`): deletes finished workflows
+/// older than the age from a journal no runtime has open (the store refuses
+/// a locked file), `batch` workflows per transaction, oldest first, saying
+/// on `err` how many went after each full one (the progress).
+int purge_journal(const std::string& cmd, const std::string& path,
+                  const std::string& older_than, uint64_t batch, std::ostream& out,
+                  std::ostream& err) {
   std::chrono::seconds age;
   parse_age(older_than, age); // validated by the flag's check
   sqlite_journal_options o;
@@ -224,16 +227,24 @@ int purge_journal(const std::string& path, const std::string& older_than,
   o.create = false;
   auto store = open_sqlite_journal(o);
   if (!store) {
-    err << "troupe journal purge: " << describe(store.error()) << '\n';
+    err << "troupe " << cmd << ": " << describe(store.error()) << '\n';
     return exit_failed;
   }
   auto before = system_clock_source()->now() - std::chrono::nanoseconds{age};
-  auto n = (*store)->purge(before.count());
-  if (!n) {
-    err << "troupe journal purge: " << describe(n.error()) << '\n';
-    return exit_failed;
+  uint64_t total = 0;
+  for (;;) {
+    auto n = (*store)->purge(before.count(), batch);
+    if (!n) { // the transactions before this one stay done
+      err << "troupe " << cmd << ": " << describe(n.error()) << " (" << total
+          << " purged before it)\n";
+      return exit_failed;
+    }
+    total += *n;
+    if (*n < batch)
+      break;
+    err << "troupe " << cmd << ": " << total << " purged so far" << std::endl;
   }
-  out << "purged " << *n << " finished workflow" << (*n == 1 ? "" : "s")
+  out << "purged " << total << " finished workflow" << (total == 1 ? "" : "s")
       << " last updated more than " << older_than << " ago from " << path
       << " (dead letters kept)\n";
   return exit_ok;
@@ -380,12 +391,20 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       "purge", "Delete completed and failed workflows last updated longer ago than --older-than, "
                "with their events, snapshots and effects; open workflows and dead letters stay");
   std::string purge_path, purge_age;
-  purge_cmd->add_option("--journal", purge_path, "The journal (SQLite file)")
-      ->required()
-      ->check(non_empty());
-  purge_cmd->add_option("--older-than", purge_age, "Age like 30d, 12h, 90m or 0s")
-      ->required()
-      ->check(age());
+  uint64_t purge_batch = 1000;
+  auto purge_flags = [&](CLI::App* c) {
+    c->add_option("--journal", purge_path, "The journal (SQLite file)")
+        ->required()
+        ->check(non_empty());
+    c->add_option("--older-than", purge_age, "Age like 30d, 12h, 90m or 0s")
+        ->required()
+        ->check(age());
+    c->add_option("--batch", purge_batch, "Workflows per transaction (progress is shown after "
+                                          "each)")
+        ->check(count_in(1, 1'000'000))
+        ->capture_default_str();
+  };
+  purge_flags(purge_cmd);
 
   auto* dlq_cmd = app.add_subcommand(
       "dlq", "The dead letters of a journal file that no runtime has open: list them, show "
@@ -557,13 +576,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       "purge", "Delete completed and failed workflows last updated longer ago than "
                "--older-than, with their events, snapshots and effects, from a journal file no "
                "runtime holds; open workflows and dead letters stay (as `troupe journal purge`)");
-  std::string purge_top_path, purge_top_age;
-  purge_top_cmd->add_option("--journal", purge_top_path, "The journal (SQLite file)")
-      ->required()
-      ->check(non_empty());
-  purge_top_cmd->add_option("--older-than", purge_top_age, "Age like 30d, 12h, 90m or 0s")
-      ->required()
-      ->check(age());
+  purge_flags(purge_top_cmd);
 
   std::vector<const char*> argv;
   if (args.empty())
@@ -581,9 +594,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                                                                                : exit_failed;
 
   if (purge_cmd->parsed())
-    return purge_journal(purge_path, purge_age, out, err);
+    return purge_journal("journal purge", purge_path, purge_age, purge_batch, out, err);
   if (purge_top_cmd->parsed())
-    return purge_journal(purge_top_path, purge_top_age, out, err);
+    return purge_journal("purge", purge_path, purge_age, purge_batch, out, err);
 
   if (serve_cmd->parsed()) {
     parse_listen(listen, serve_opt.host, serve_opt.port); // validated by the flag's check

@@ -211,10 +211,12 @@ public:
   /// keeps the counts as it appends; the memory store counts on each call.
   virtual caf::expected<workflow_counts> count_workflows() const = 0;
 
-  /// Deletes every completed or failed workflow last updated before
-  /// `before_ns`, with its events, snapshots and effects (dead letters
-  /// stay). Returns how many workflows went.
-  virtual caf::expected<uint64_t> purge(int64_t before_ns) = 0;
+  /// Deletes the completed or failed workflows last updated before
+  /// `before_ns`, oldest first and at most `limit` of them (0: all), with
+  /// their events, snapshots and effects (dead letters stay), in one
+  /// transaction. Returns how many workflows went: fewer than a non-zero
+  /// `limit` means none is left. A limit keeps each transaction short.
+  virtual caf::expected<uint64_t> purge(int64_t before_ns, uint64_t limit) = 0;
 
   /// True if append() waits for I/O (an fsync): the runtime then runs the
   /// journal writer on a thread of its own, so appends from every workflow
@@ -271,7 +273,9 @@ public:
   caf::expected<workflow_counts> count_workflows() const override {
     return target_->count_workflows();
   }
-  caf::expected<uint64_t> purge(int64_t before_ns) override { return target_->purge(before_ns); }
+  caf::expected<uint64_t> purge(int64_t before_ns, uint64_t limit) override {
+    return target_->purge(before_ns, limit);
+  }
   bool blocks() const override { return target_->blocks(); }
   /// The wrapped store.
   const std::shared_ptr<journal_store>& target() const { return target_; }

@@ -182,7 +182,7 @@ TEST_CASE("a SQLite journal never reuses a seq, even after purging the highest a
     std::vector<journal_write> batch{start("a"), done};
     REQUIRE_FALSE(store->append(batch));
     highest = batch[1].events[0].seq;
-    REQUIRE(*store->purge(1) == 1);
+    REQUIRE(*store->purge(1, 0) == 1);
   }
   auto store = open_ok(at(path));
   std::vector<journal_write> next{start("c")};

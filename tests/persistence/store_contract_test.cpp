@@ -12,6 +12,8 @@
 #include <caf/sec.hpp>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "support/temp_dir.hpp"
 
 #include "troupe/errors.hpp"
@@ -544,7 +546,7 @@ TEST_CASE("count_workflows counts the rows in each status", "[persistence]") {
                                      steps("g", 5, 5)};
   REQUIRE(f.store->append(refused));
   CHECK(counts() == std::vector<uint64_t>{2, 1, 1, 2, 1, 7});
-  CHECK(*f.store->purge(100) == 3);
+  CHECK(*f.store->purge(100, 0) == 3);
   CHECK(counts() == std::vector<uint64_t>{2, 1, 1, 0, 0, 4});
 }
 
@@ -711,7 +713,7 @@ TEST_CASE("purge removes finished workflows updated before the cutoff, with thei
   REQUIRE_FALSE(f.store->append(batch));
   auto highest = seqs(batch).back(); // done_old's event
 
-  auto purged = f.store->purge(200);
+  auto purged = f.store->purge(200, 0);
   REQUIRE(purged);
   CHECK(*purged == 2);
   for (const char* gone : {"failed_old", "done_old"}) {
@@ -733,14 +735,50 @@ TEST_CASE("purge removes finished workflows updated before the cutoff, with thei
   }
   REQUIRE(f.store->dead_letters()->size() == 1);
   CHECK(f.store->dead_letters()->front().workflow_id == "failed_old");
-  CHECK(*f.store->purge(200) == 0);
+  CHECK(*f.store->purge(200, 0) == 0);
 
   // A purged id and key may start again; seqs are never reused.
   std::vector<journal_write> again{start("done_old", "k-old")};
   REQUIRE_FALSE(f.store->append(again));
   CHECK(again[0].events[0].seq > highest);
   CHECK(*f.store->find_key("k-old") == "done_old");
-  CHECK(*f.store->purge(1000) == 2); // edge and done_new
+  CHECK(*f.store->purge(1000, 0) == 2); // edge and done_new
+}
+
+TEST_CASE("a purge with a limit takes the oldest finished workflows first, whole",
+          "[persistence]") {
+  auto kind = GENERATE(as<std::string>{}, "memory", "sqlite");
+  CAPTURE(kind);
+  store_fixture f{kind};
+  std::vector<journal_write> batch;
+  for (int i = 0; i < 5; ++i) { // w4 updated first ... w0 last, all finished
+    auto id = "w" + std::to_string(i);
+    auto w = start(id);
+    w.workflow.front() = row(id, "", "completed", 0, 10 * (5 - i) + 1);
+    w.effect.push_back({id + "/n#1/e", id, "1", 1});
+    batch.push_back(std::move(w));
+  }
+  std::reverse(batch.begin(), batch.end()); // appended oldest first: the order is by time
+  REQUIRE_FALSE(f.store->append(batch));
+  auto present = [&] {
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i)
+      if (f.store->workflow("w" + std::to_string(i)))
+        ids.push_back("w" + std::to_string(i));
+    return ids;
+  };
+  CHECK(*f.store->purge(100, 2) == 2);
+  CHECK(present() == std::vector<std::string>{"w0", "w1", "w2"}); // w4, w3 were the oldest
+  CHECK(f.store->effect("w4/n#1/e")->empty());
+  CHECK(wf_seqs(f.store->read("w3")).empty());
+  CHECK(f.store->effect("w2/n#1/e")->size() == 1);
+  CHECK(*f.store->purge(100, 2) == 2);
+  CHECK(*f.store->purge(100, 2) == 1); // fewer than the limit: none left
+  CHECK(*f.store->purge(100, 2) == 0);
+  CHECK(present().empty());
+  auto n = f.store->count_workflows();
+  REQUIRE(n);
+  CHECK(n->total() == 0);
 }
 
 TEST_CASE("readers run concurrently with the appender", "[persistence]") {
@@ -823,7 +861,7 @@ TEST_CASE("forwarding_journal forwards every call to the wrapped store", "[persi
   CHECK(outer.dead_letters()->size() == 1);
   CHECK(outer.list_workflows(query(""))->size() == 2);
   CHECK(outer.count_workflows()->completed == 1);
-  CHECK(*outer.purge(100) == 1);
+  CHECK(*outer.purge(100, 0) == 1);
   CHECK(is(f.store->workflow("a").error(), errc::unknown_workflow));
 
   unreadable broken{f.store};

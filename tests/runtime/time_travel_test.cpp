@@ -34,13 +34,7 @@ struct fixture {
       o.patch = {{ctx.node(), ctx.state().value("n", 0) + 1}, {"n", ctx.state().value("n", 0) + 1}};
       ctx.finish(o);
     }));
-    REQUIRE(!rt.register_definition(*definition_builder{"travel"}
-                                       .agent("a", "count").on("ok", "review")
-                                       .gate("review").on("approve", "b").on("reject", "no")
-                                       .agent("b", "count").on("ok", "done")
-                                       .completed("done")
-                                       .failed("no")
-                                       .build()));
+    REQUIRE(!rt.register_definition(reviewed("travel", "count")));
     REQUIRE(!rt.register_agent("asker", [](step_context& ctx) {
       llm_request req;
       req.model = "scripted/own"; // the agent's own choice
@@ -52,13 +46,18 @@ struct fixture {
         c.finish(o);
       });
     }));
-    REQUIRE(!rt.register_definition(*definition_builder{"forky"}
-                                       .agent("a", "asker").on("ok", "review")
-                                       .gate("review").on("approve", "b").on("reject", "no")
-                                       .agent("b", "asker").on("ok", "done")
-                                       .completed("done")
-                                       .failed("no")
-                                       .build()));
+    REQUIRE(!rt.register_definition(reviewed("forky", "asker")));
+  }
+
+  /// `agent` at a, a review gate, `agent` again at b.
+  static definition reviewed(const char* name, const char* agent) {
+    return *definition_builder{name}
+              .agent("a", agent).on("ok", "review")
+              .gate("review").on("approve", "b").on("reject", "no")
+              .agent("b", agent).on("ok", "done")
+              .completed("done")
+              .failed("no")
+              .build();
   }
 };
 

@@ -235,6 +235,48 @@ TEST_CASE("journal purge deletes finished workflows older than the age and keeps
   CHECK_THAT(all.out, Catch::Contains("purged 1 finished workflow ")); // recent; open stays
 }
 
+TEST_CASE("troupe purge deletes in batches, oldest first, and says how many went after each",
+          "[tools][cli]") {
+  troupe::testing::temp_dir dir;
+  auto path = dir.file("journal.db");
+  {
+    auto store = troupe::open_sqlite_journal({path});
+    REQUIRE(store);
+    std::vector<troupe::journal_write> batch;
+    for (int i = 0; i < 5; ++i) {
+      troupe::journal_write w;
+      troupe::workflow_row r;
+      r.id = "done-" + std::to_string(i);
+      r.definition = "triage";
+      r.status = "completed";
+      r.created_ns = r.updated_ns = 1000 + i;
+      w.workflow.push_back(r);
+      troupe::journal_record e;
+      e.workflow_id = r.id;
+      e.wf_seq = 1;
+      e.kind = "workflow_started";
+      e.payload = R"({"input":{},"seed":1})";
+      w.events.push_back(e);
+      batch.push_back(std::move(w));
+    }
+    REQUIRE_FALSE((*store)->append(batch));
+  }
+  auto r = run_cli({"purge", "--journal", path, "--older-than", "0s", "--batch", "2"});
+  INFO(r.out << r.err);
+  REQUIRE(r.code == troupe::cli::exit_ok);
+  CHECK(r.err == "troupe purge: 2 purged so far\ntroupe purge: 4 purged so far\n");
+  CHECK_THAT(r.out, Catch::StartsWith("purged 5 finished workflows "));
+  auto store = troupe::open_sqlite_journal({path});
+  REQUIRE(store);
+  auto n = (*store)->count_workflows();
+  REQUIRE(n);
+  CHECK(n->total() == 0);
+  store->reset();
+  auto bad = run_cli({"purge", "--journal", path, "--older-than", "0s", "--batch", "0"});
+  CHECK(bad.code == troupe::cli::exit_usage);
+  CHECK_THAT(bad.err, Catch::Contains("--batch"));
+}
+
 TEST_CASE("journal purge refuses a bad age, a missing file and a journal in use, changing "
           "nothing", "[tools][cli]") {
   troupe::testing::temp_dir dir;
