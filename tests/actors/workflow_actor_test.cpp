@@ -230,6 +230,18 @@ TEST_CASE_METHOD(fixture, "a model error fails the attempt as crashed with the m
   CHECK(failed.reason.find("llm_unavailable") != std::string::npos);
 }
 
+TEST_CASE_METHOD(fixture, "a rule's error_reply fails the attempt as crashed with llm_unavailable") {
+  model_cfg.rules["json"] = [](const llm_request&) { return scripted_model_config::error_reply; };
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  sched.run();
+  auto failed = std::get<kernel::step_failed>(events(id).back());
+  CHECK(failed.kind == failure_kind::crashed);
+  CHECK(failed.reason.find("llm_unavailable") != std::string::npos);
+  CHECK(failed.reason.find("the rule failed") != std::string::npos);
+}
+
 TEST_CASE_METHOD(fixture, "an outcome label the node does not route is bad_output") {
   define(definition_builder{"weird"}
            .agent("a", "weird", policy(5s, 1)).on("ok", "done").on("exhausted", "gave_up")
