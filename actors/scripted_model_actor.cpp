@@ -36,6 +36,8 @@ caf::expected<llm_reply> answer(const scripted_model_config& cfg, const llm_requ
   llm_reply r;
   r.provider = "scripted";
   r.text = fault == scripted_fault::malformed ? malformed_reply : rule->second(req);
+  if (r.text == scripted_model_config::error_reply)
+    return make_error(errc::llm_unavailable, "scripted model: the rule failed " + req.request_id);
   uint32_t prompt = 0;
   for (auto& m : req.messages)
     prompt += count_tokens(m.content);

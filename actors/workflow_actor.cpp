@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <map>
+#include <vector>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -57,7 +58,18 @@ struct workflow_actor_state {
   uint64_t attempt_nusd = 0; ///< that attempt's model cost so far
   workflow_status reported = workflow_status::running; ///< last status the manager saw
   std::string trace_id; ///< once known (workflow_started applied)
+  /// Status asks that came while a write was in flight: `wf` is ahead of
+  /// the journal then, so they are answered at its ack.
+  std::vector<caf::typed_response_promise<info_msg>> status_asks;
   static inline const char* name = "troupe.workflow";
+
+  /// Runs as the actor exits, however it ends: a status ask still waiting
+  /// for an ack is answered with an error, and the manager reads the journal.
+  ~workflow_actor_state() {
+    for (auto& rp : status_asks)
+      rp.deliver(make_error(errc::interrupted, "workflow " + id
+                                                   + " stopped before its write was acknowledged"));
+  }
 };
 
 using self_ptr = caf::stateful_actor<workflow_actor_state>*;
@@ -445,6 +457,18 @@ void record(runtime_metrics& metrics, const metric_note& m) {
     metrics.step_retried(m.retried);
 }
 
+// The state is durable again (a write was acknowledged): the status asks
+// that waited for it get it.
+void answer_status_asks(self_ptr self) {
+  auto& st = self->state;
+  if (st.status_asks.empty())
+    return;
+  auto m = info(self);
+  for (auto& rp : st.status_asks)
+    rp.deliver(m);
+  st.status_asks.clear();
+}
+
 void pump(self_ptr self) {
   auto& st = self->state;
   while (!st.journaling && !st.inbox.empty()) {
@@ -491,6 +515,7 @@ void pump(self_ptr self) {
           self->state.journaling = false;
           if (self->state.env.metrics)
             record(*self->state.env.metrics, note);
+          answer_status_asks(self);
           // before the signal's reply: its sender may await next; the first
           // write always: the manager answers start() once it is durable
           if (first)
@@ -651,7 +676,16 @@ caf::behavior workflow(self_ptr self, workflow_env env, workflow_row row, beginn
       maybe_passivate(self); // a refused signal leaves the workflow idle at its gate
       return rp;
     },
-    [self](status_atom) { return info(self); },
+    // What the journal has: while a write is in flight the state here is
+    // ahead of it (a caller told "parked" then could find the workflow
+    // running after a restart), so the answer waits for the ack.
+    [self](status_atom) -> caf::result<info_msg> {
+      if (!self->state.journaling)
+        return info(self);
+      auto rp = self->make_response_promise<info_msg>();
+      self->state.status_asks.push_back(rp);
+      return rp;
+    },
     // the manager gave up restarting this workflow's crashing actor
     [self](crash_atom, const std::string& reason) {
       self->state.resumed = true; // nothing pending is re-issued: it stops here

@@ -58,7 +58,8 @@ workflow_status status_of(const kernel::workflow_state& s);
 /// `row` names it (id, definition, version, idempotency key, created);
 /// `traceparent` (checked by the caller, "" none) is journaled with it.
 /// Its messages: (signal_atom, signal_msg) -> unit or error;
-/// (status_atom) -> info_msg.
+/// (status_atom) -> info_msg as journaled (asked while a write is in
+/// flight, answered at its ack; an error if the actor stops first).
 caf::actor spawn_workflow(caf::actor_system& sys, workflow_env env, workflow_row row,
                           nlohmann::json input, uint64_t seed, std::string traceparent = {});
 /// The same, starting with `first` (its time is stamped when the actor

@@ -17,7 +17,8 @@
 //   (signal_atom, signal_msg)                             -> unit
 //   (await_atom, id, or_parked, timeout_ms) -> info_msg once the workflow
 //        finishes (or parks, with or_parked); await_timeout after timeout_ms
-//   (status_atom, id)            -> info_msg now
+//   (status_atom, id)            -> info_msg as journaled (a live workflow with
+//        a write in flight answers at its ack)
 //   (recover_atom)               -> recovery_report: rebuilds every workflow
 //        the journal has open and not yet in memory
 //   (purge_atom, before_ns)      -> uint64_t: the journal writer's purge

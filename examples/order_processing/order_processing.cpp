@@ -37,13 +37,19 @@ double draw(uint64_t seed, const std::string& what) {
   return static_cast<double>(splitmix64(fnv1a(what) ^ seed) >> 11) * 0x1.0p-53;
 }
 
-/// The attempt number in a request id "<key>:<attempt>:<call>".
-std::string attempt_of(const std::string& request_id) {
+/// The attempt number in a request id "<key>:<attempt>:<call>" (0: none).
+uint32_t attempt_of(const std::string& request_id) {
   auto last = request_id.rfind(':');
   if (last == std::string::npos || last == 0)
-    return "?";
+    return 0;
   auto before = request_id.rfind(':', last - 1);
-  return before == std::string::npos ? "?" : request_id.substr(before + 1, last - before - 1);
+  if (before == std::string::npos)
+    return 0;
+  auto digits = request_id.substr(before + 1, last - before - 1);
+  if (digits.empty() || digits.size() > 9
+      || digits.find_first_not_of("0123456789") != std::string::npos)
+    return 0;
+  return static_cast<uint32_t>(std::stoul(digits));
 }
 
 /// Whether the agent of `node` fails its attempt with fault `what`.
@@ -77,14 +83,23 @@ const std::string& last_user_text(const llm_request& req) {
   return req.messages.empty() ? none : req.messages.back().content;
 }
 
-/// Whether this call hangs; if so the driver is told (a jump is due).
-bool hangs(const order_options& opt, timeout_driver& driver, const llm_request& req,
-           const std::string& order, const char* node) {
-  if (draw(opt.seed, order + "/" + node + "/" + attempt_of(req.request_id) + "/hang")
-      >= opt.hang_rate)
-    return false;
-  driver.hung();
-  return true;
+/// What a faulted call is answered with, or "" for a call the rule
+/// answers: no_reply for a hang (the driver is told: a jump is due),
+/// error_reply for a model error, text that is not JSON for a malformed reply.
+std::string fault_reply(const order_options& opt, timeout_driver& driver,
+                        const llm_request& req, const std::string& order, const char* node) {
+  switch (order_call_fault(opt, order, node, attempt_of(req.request_id))) {
+    case order_fault::hang:
+      driver.hung();
+      return scripted_model_config::no_reply;
+    case order_fault::model_error:
+      return scripted_model_config::error_reply;
+    case order_fault::malformed:
+      return "Sure, here it is: {\"intent\": ";
+    case order_fault::none:
+      break;
+  }
+  return {};
 }
 
 /// {"intent": "purchase" | "return"} from the customer's message.
@@ -93,8 +108,9 @@ std::string classifier_rule(const order_options& opt, timeout_driver& driver,
   auto in = json::parse(last_user_text(req), nullptr, false);
   if (!in.is_object())
     return R"({"error":"expected {order, message}"})";
-  if (hangs(opt, driver, req, in.value("order", ""), "classify"))
-    return scripted_model_config::no_reply;
+  if (auto fault = fault_reply(opt, driver, req, in.value("order", ""), "classify");
+      !fault.empty())
+    return fault;
   auto text = in.value("message", std::string{});
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -109,8 +125,9 @@ std::string packer_rule(const order_options& opt, timeout_driver& driver,
   auto in = json::parse(last_user_text(req), nullptr, false);
   if (!in.is_object())
     return R"({"error":"expected an order"})";
-  if (hangs(opt, driver, req, in.value("order", ""), "fulfill"))
-    return scripted_model_config::no_reply;
+  if (auto fault = fault_reply(opt, driver, req, in.value("order", ""), "fulfill");
+      !fault.empty())
+    return fault;
   return json{{"slip", std::to_string(in.value("qty", 0)) + " x " + in.value("sku", "?")
                          + " for " + in.value("customer", "?")}}
     .dump();
@@ -275,6 +292,18 @@ void timeout_driver::loop(runtime* rt) {
 
 // -- the example's pieces ----------------------------------------------------------
 
+order_fault order_call_fault(const order_options& opt, const std::string& order,
+                             const std::string& node, uint32_t attempt) {
+  auto what = order + "/" + node + "/" + std::to_string(attempt) + "/";
+  if (draw(opt.seed, what + "hang") < opt.hang_rate)
+    return order_fault::hang;
+  if (draw(opt.seed, what + "fail") < opt.fail_rate)
+    return order_fault::model_error;
+  if (draw(opt.seed, what + "malformed") < opt.malformed_rate)
+    return order_fault::malformed;
+  return order_fault::none;
+}
+
 caf::expected<definition> order_definition() {
   agent_policy p;
   p.timeout = order_step_timeout;
@@ -302,8 +331,8 @@ config order_config(const order_options& opt, std::shared_ptr<timeout_driver> dr
   cfg.model.rules["packer"] = [opt, driver](const llm_request& r) {
     return packer_rule(opt, *driver, r);
   };
-  cfg.model.fail_rate = opt.fail_rate;
-  cfg.model.malformed_rate = opt.malformed_rate;
+  // the rules draw every model fault (order_call_fault): the scripted
+  // model's own draws would key on workflow ids, which differ from run to run
   cfg.model.seed = opt.seed;
   cfg.log_level = "off";
   return cfg;

@@ -21,7 +21,7 @@
 // Timeouts run on a virtual clock (examples/common/virtual_clock.hpp): a
 // model call that hangs tells the timeout_driver, whose thread moves the
 // clock past the step timeout and calls runtime::clock_changed(), so a
-// 2 s timeout costs no wall-clock time.
+// one-minute timeout costs no wall-clock time.
 //
 // Everything here blocks the calling thread except where noted; call it
 // from a plain thread, never from an actor.
@@ -63,8 +63,11 @@ struct order_options {
   bool restart = true;
 };
 
-/// An agent node's step timeout (virtual time).
-constexpr std::chrono::seconds order_step_timeout{2};
+/// An agent node's step timeout (virtual time): a minute, as a model call
+/// may take. On the virtual clock it costs no wall-clock time, and no run
+/// lasts a minute, so only the driver's jumps reach it: a call that does
+/// not hang is never timed out by a slow machine.
+constexpr std::chrono::seconds order_step_timeout{60};
 
 /// Moves a virtual clock past the step timeout whenever a model call hangs,
 /// and tells the attached runtime (clock_changed()), from a thread of its
@@ -101,6 +104,16 @@ private:
   bool stop_ = false;
   std::thread thread_; ///< acts on the attached runtime; joined by attach()
 };
+
+/// What the scripted model does with a model call of an order's node.
+enum class order_fault { none, model_error, malformed, hang };
+
+/// The fault of the model call that `node`'s attempt `attempt` makes for
+/// order `order` (its key, "order-<i>"): a pure function of them and
+/// opt.seed, hang_rate, fail_rate and malformed_rate. The rules answer by
+/// it; tests use it to know which calls hang.
+order_fault order_call_fault(const order_options& opt, const std::string& order,
+                             const std::string& node, uint32_t attempt);
 
 /// The "orders" graph above. Every agent node: order_step_timeout, 50
 /// attempts with 1-5 ms backoff (a crashed attempt is retried too).

@@ -81,6 +81,9 @@ struct scripted_model_config {
   /// hangs would: the step's timeout decides (tests and examples use it to
   /// hang chosen calls; timeout_rate hangs calls at random).
   static inline const std::string no_reply = "\x01troupe:no-reply";
+  /// What a rule returns to answer the call with llm_unavailable, as a
+  /// model that fails would (fail_rate fails calls at random).
+  static inline const std::string error_reply = "\x01troupe:error-reply";
   std::map<std::string, rule> rules;
 
   duration latency{0};           ///< before every reply

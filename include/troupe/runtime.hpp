@@ -211,7 +211,9 @@ public:
   /// `or_parked`, parks at a gate).
   caf::expected<workflow_info> await(const std::string& workflow_id,
                                      std::chrono::milliseconds timeout, bool or_parked = false);
-  /// The workflow's current snapshot, without waiting.
+  /// The workflow's current snapshot as journaled, without waiting for it
+  /// to settle: what it reports survives a restart (asked while a write
+  /// is in flight, it waits for that write's acknowledgement).
   caf::expected<workflow_info> status(const std::string& workflow_id);
   /// Every workflow waiting in dead letter, oldest first: `node` is where
   /// it stopped, `outcome` the label that stopped it ("exhausted",

@@ -230,6 +230,18 @@ TEST_CASE_METHOD(fixture, "a model error fails the attempt as crashed with the m
   CHECK(failed.reason.find("llm_unavailable") != std::string::npos);
 }
 
+TEST_CASE_METHOD(fixture, "a rule's error_reply fails the attempt as crashed with llm_unavailable") {
+  model_cfg.rules["json"] = [](const llm_request&) { return scripted_model_config::error_reply; };
+  define(retry_then_gate("asker").build());
+  boot();
+  auto id = start("retry");
+  sched.run();
+  auto failed = std::get<kernel::step_failed>(events(id).back());
+  CHECK(failed.kind == failure_kind::crashed);
+  CHECK(failed.reason.find("llm_unavailable") != std::string::npos);
+  CHECK(failed.reason.find("the rule failed") != std::string::npos);
+}
+
 TEST_CASE_METHOD(fixture, "an outcome label the node does not route is bad_output") {
   define(definition_builder{"weird"}
            .agent("a", "weird", policy(5s, 1)).on("ok", "done").on("exhausted", "gave_up")
@@ -582,6 +594,88 @@ TEST_CASE_METHOD(fixture, "a deadline that fires while a completed step's write 
   CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",
                                               "step_completed a#1 ok", "step_scheduled b#1",
                                               "timer_fired workflow_deadline"});
+  caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_METHOD(fixture, "regression: a status asked while a park's write waits for its ack is "
+                          "answered once the park is durable and never before") {
+  // troupe serve's test saw "parked" while the write was in flight, stopped
+  // the runtime, which dropped the write, and its approve after the restart
+  // was refused: the workflow was in backoff at the node before the gate.
+  model_cfg.latency = 1s;
+  define(definition_builder{"to_gate"}
+           .agent("a", "asker", policy(5s, 2)).on("ok", "g").on("exhausted", "done")
+           .gate("g").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .build());
+  auto writer = persistence::spawn_journal_writer(sys, store, 64);
+  journal = sys.spawn(held_journal, writer);
+  model = spawn_scripted_model(sys, model_cfg);
+  timers = spawn_timer_service(sys, nullptr);
+  manager = spawn_workflow_manager(sys, manager_config());
+  sched.run();
+  auto id = start("to_gate");
+  self->send(journal, hold_atom::value, true);
+  sched.run();
+  advance_time(1s); // a's reply: parked in memory, its write held
+  sched.run();
+  REQUIRE(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1"});
+  self->send(manager, status_atom::value, id);
+  sched.run();
+  bool early = false;
+  self->receive([&](info_msg&) { early = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK_FALSE(early);
+  self->send(journal, hold_atom::value, false);
+  sched.run();
+  std::string node;
+  workflow_status answered = workflow_status::running;
+  self->receive(
+    [&](info_msg& m) {
+      node = m.node;
+      answered = static_cast<workflow_status>(m.status);
+    },
+    caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(answered == workflow_status::parked);
+  CHECK(node == "g");
+  CHECK(trace(id) == std::vector<std::string>{"workflow_started", "step_scheduled a#1",
+                                              "step_completed a#1 ok"});
+  caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_METHOD(fixture, "a status ask waiting for an ack is answered from the journal when the "
+                          "write fails") {
+  model_cfg.latency = 1s;
+  define(definition_builder{"to_gate"}
+           .agent("a", "asker", policy(5s, 2)).on("ok", "g").on("exhausted", "done")
+           .gate("g").on("approve", "done").on("reject", "done")
+           .completed("done")
+           .build());
+  auto writer = persistence::spawn_journal_writer(sys, store, 64);
+  journal = sys.spawn(held_journal, writer);
+  model = spawn_scripted_model(sys, model_cfg);
+  timers = spawn_timer_service(sys, nullptr);
+  manager = spawn_workflow_manager(sys, manager_config());
+  sched.run();
+  auto id = start("to_gate");
+  self->send(journal, hold_atom::value, true);
+  sched.run();
+  advance_time(1s);
+  sched.run();
+  self->send(manager, status_atom::value, id);
+  sched.run();
+  store->failing = true;
+  self->send(journal, hold_atom::value, false);
+  sched.run();
+  std::string node;
+  bool got = false;
+  self->receive(
+    [&](info_msg& m) {
+      got = true;
+      node = m.node;
+    },
+    caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(got);
+  CHECK(node == "a"); // the journal's: step_scheduled a#1 is the last it has
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
 }
 
