@@ -590,33 +590,15 @@ void admin_server::impl::summary(const Request& req, Response& res) {
 
 void admin_server::impl::latency(const Request& req, Response& res) {
   query_reader q{req};
-  workflow_query wq;
-  wq.limit = q.count("workflows", 200, 1, 5000);
   if (!q.done(res))
     return;
-  auto rows = rt.list(wq);
-  if (!rows)
-    return send_error(res, rows.error());
-  std::map<std::string, definition> defs;
-  for (auto& d : rt.definitions())
-    defs.emplace(d.name, std::move(d));
-  admin::latency_table table;
   uint64_t attempts = 0;
-  for (const auto& r : *rows) {
-    auto history = rt.history(r.id);
-    if (!history)
-      continue; // purged meanwhile
-    auto d = defs.find(r.definition);
-    const definition* def = d != defs.end() ? &d->second : nullptr;
-    for (const auto& a : admin::attempts_of(*history)) {
-      table.add(admin::agent_of(def, a.node), a);
-      ++attempts;
-    }
+  json agents = json::array();
+  for (const auto& a : rt.step_latency()) {
+    attempts += a.count;
+    agents.push_back(admin::latency_json(a));
   }
-  send_json(res, 200, {{"workflows", rows->size()},
-                       {"attempts", attempts},
-                       {"buckets_ms", admin::latency_buckets_ms},
-                       {"agents", table.to_json()}});
+  send_json(res, 200, {{"attempts", attempts}, {"agents", std::move(agents)}});
 }
 
 void admin_server::impl::changes(const Request& req, Response& res) {
