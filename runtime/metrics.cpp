@@ -3,6 +3,7 @@
 #include "runtime/metrics.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -273,6 +274,33 @@ void runtime_metrics::journal_failed() {
 
 void runtime_metrics::journal_queue(size_t depth) {
   f_->queue.Set(static_cast<double>(depth));
+}
+
+std::vector<agent_latency> runtime_metrics::step_latency() const {
+  std::vector<agent_latency> out;
+  std::lock_guard<std::mutex> guard{f_->mtx};
+  for (const auto& [agent, s] : f_->agents) {
+    if (s.outcomes.empty())
+      continue; // a retry scheduled, nothing ended yet
+    agent_latency a;
+    a.agent = agent;
+    auto h = s.latency->Collect().histogram;
+    uint64_t below = 0;
+    for (const auto& b : h.bucket) { // cumulative, the last one +Inf
+      if (std::isfinite(b.upper_bound))
+        a.bounds.push_back(b.upper_bound);
+      a.counts.push_back(b.cumulative_count - below);
+      below = b.cumulative_count;
+    }
+    a.count = h.sample_count;
+    a.sum_seconds = h.sample_sum;
+    for (const auto& [outcome, c] : s.outcomes)
+      a.outcomes.emplace(outcome, static_cast<uint64_t>(c->Value()));
+    out.push_back(std::move(a));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const agent_latency& x, const agent_latency& y) { return x.agent < y.agent; });
+  return out;
 }
 
 std::string runtime_metrics::text(const scrape& now) const {

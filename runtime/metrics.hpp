@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "troupe/gateway.hpp"
+#include "troupe/runtime.hpp"
 
 namespace prometheus {
 class Registry;
@@ -73,6 +74,9 @@ public:
   };
   /// Everything, in Prometheus' text exposition format 0.0.4.
   std::string text(const scrape& now) const;
+  /// Each agent's step latency histogram and outcome counts, by agent name
+  /// (agents with no ended attempt left out).
+  std::vector<agent_latency> step_latency() const;
 
 private:
   struct families;

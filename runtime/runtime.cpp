@@ -721,6 +721,10 @@ caf::expected<std::vector<child_info>> runtime::services() {
   return result;
 }
 
+std::vector<agent_latency> runtime::step_latency() const {
+  return impl_->metrics->step_latency();
+}
+
 caf::error runtime::clock_changed() {
   auto all = services();
   if (!all)

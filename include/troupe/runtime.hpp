@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -174,6 +175,24 @@ struct journal_changes {
   uint64_t last_seq = 0;
 };
 
+/// One agent's attempts as the runtime's metrics hold them (the
+/// troupe_step_duration_seconds histogram and troupe_steps_total): what
+/// ended since the runtime started, timed from dispatch to outcome in the
+/// runtime's clock.
+struct agent_latency {
+  std::string agent;
+  /// Upper bounds of the histogram's buckets, in seconds, ascending; one
+  /// more bucket, above every bound, follows.
+  std::vector<double> bounds;
+  /// Timed attempts per bucket (not cumulative): bounds.size() + 1 entries.
+  std::vector<uint64_t> counts;
+  uint64_t count = 0;     ///< timed attempts: the sum of `counts`
+  double sum_seconds = 0; ///< their durations added up
+  /// Every ended attempt by outcome (a label, or a failure kind), timed or
+  /// not: an attempt cut off by a crash of the process has no duration.
+  std::map<std::string, uint64_t> outcomes;
+};
+
 class runtime {
 public:
   /// Starts the actor system and the runtime's service actors.
@@ -281,6 +300,9 @@ public:
   /// commit latency and batch sizes, and per model lane the breaker state,
   /// queue depth, requests, tokens and cost. README lists every series.
   caf::expected<std::string> metrics_text();
+  /// The attempt latency histogram and outcome counts of each agent that
+  /// ended an attempt in this runtime, agents by name.
+  std::vector<agent_latency> step_latency() const;
   /// The runtime's service actors, in start order, under its root
   /// supervisor (rest_for_one: journal, timers, scripted, gateway,
   /// notifier, manager).

@@ -1,9 +1,7 @@
 // The admin API's JSON (see admin_json.hpp).
 #include "runtime/admin/admin_json.hpp"
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
+#include <utility>
 
 namespace troupe::admin {
 
@@ -31,12 +29,6 @@ std::string str(const json& p, const char* key) {
 uint64_t uint(const json& p, const char* key) {
   auto it = p.find(key);
   return it != p.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
-}
-
-/// The nearest-rank percentile `p` (0..100) of sorted `xs` (not empty).
-double percentile(const std::vector<double>& xs, double p) {
-  auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(xs.size())));
-  return xs[std::min(xs.size(), std::max<size_t>(rank, 1)) - 1];
 }
 
 } // namespace
@@ -187,46 +179,54 @@ json history_json(const std::string& workflow_id, const std::vector<journal_reco
           {"attempts", std::move(attempts)}};
 }
 
-const std::vector<double> latency_buckets_ms = {1,   2,   5,    10,   20,   50,    100,
-                                                200, 500, 1000, 2000, 5000, 10000, 30000};
-
-void latency_table::add(const std::string& agent, const attempt_span& a) {
-  if (!a.ended() || a.outcome == "abandoned")
-    return;
-  auto& s = agents_[agent.empty() ? a.node : agent];
-  s.ms.push_back(a.duration_ms());
-  ++(a.ok ? s.ok : s.failed);
+double histogram_quantile(const agent_latency& a, double q) {
+  if (a.count == 0)
+    return 0;
+  auto rank = q * static_cast<double>(a.count);
+  uint64_t below = 0;
+  for (size_t i = 0; i < a.counts.size(); ++i) {
+    auto in = a.counts[i];
+    if (in == 0 || static_cast<double>(below + in) < rank) {
+      below += in;
+      continue;
+    }
+    if (i >= a.bounds.size()) // above every bound: the highest is all we know
+      return a.bounds.empty() ? 0 : a.bounds.back();
+    double lo = i == 0 ? 0 : a.bounds[i - 1];
+    double hi = a.bounds[i];
+    return lo + (hi - lo) * (rank - static_cast<double>(below)) / static_cast<double>(in);
+  }
+  return a.bounds.empty() ? 0 : a.bounds.back();
 }
 
-json latency_table::to_json() const {
-  json out = json::array();
-  for (const auto& [agent, s] : agents_) {
-    auto ms = s.ms;
-    std::sort(ms.begin(), ms.end());
-    double sum = 0;
-    for (double x : ms)
-      sum += x;
-    json buckets = json::array();
-    for (size_t i = 0; i <= latency_buckets_ms.size(); ++i) {
-      bool last = i == latency_buckets_ms.size();
-      double lo = i == 0 ? -std::numeric_limits<double>::infinity() : latency_buckets_ms[i - 1];
-      auto from = std::upper_bound(ms.begin(), ms.end(), lo);
-      auto to = last ? ms.end() : std::upper_bound(ms.begin(), ms.end(), latency_buckets_ms[i]);
-      buckets.push_back({{"le_ms", last ? json("+Inf") : json(latency_buckets_ms[i])},
-                         {"count", static_cast<uint64_t>(to - from)}});
-    }
-    out.push_back({{"agent", agent},
-                   {"count", ms.size()},
-                   {"ok", s.ok},
-                   {"failed", s.failed},
-                   {"mean_ms", sum / static_cast<double>(ms.size())},
-                   {"p50_ms", percentile(ms, 50)},
-                   {"p90_ms", percentile(ms, 90)},
-                   {"p99_ms", percentile(ms, 99)},
-                   {"max_ms", ms.back()},
-                   {"buckets", std::move(buckets)}});
+json latency_json(const agent_latency& a) {
+  auto ms = [](double seconds) { return seconds * 1000; };
+  uint64_t ok = 0, failed = 0;
+  for (const auto& [outcome, n] : a.outcomes) {
+    bool failure = false;
+    for (auto k : all_failure_kinds)
+      failure = failure || outcome == to_string(k);
+    (failure ? failed : ok) += n;
   }
-  return out;
+  json buckets = json::array();
+  json max_le = nullptr;
+  for (size_t i = 0; i < a.counts.size(); ++i) {
+    json le = i < a.bounds.size() ? json(ms(a.bounds[i])) : json("+Inf");
+    if (a.counts[i] > 0)
+      max_le = le;
+    buckets.push_back({{"le_ms", le}, {"count", a.counts[i]}});
+  }
+  auto n = static_cast<double>(a.count);
+  return {{"agent", a.agent},
+          {"count", a.count},
+          {"ok", ok},
+          {"failed", failed},
+          {"mean_ms", a.count > 0 ? ms(a.sum_seconds) / n : 0.0},
+          {"p50_ms", ms(histogram_quantile(a, 0.5))},
+          {"p90_ms", ms(histogram_quantile(a, 0.9))},
+          {"p99_ms", ms(histogram_quantile(a, 0.99))},
+          {"max_le_ms", max_le},
+          {"buckets", std::move(buckets)}};
 }
 
 } // namespace troupe::admin

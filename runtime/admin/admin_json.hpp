@@ -1,6 +1,7 @@
 // What the admin API answers, as JSON: runtime types rendered for the wire,
 // a workflow's history read into agent attempts (the dashboard's timeline),
-// and attempt latency per agent. Pure functions over values; any thread.
+// and attempt latency per agent from the runtime's histograms. Pure
+// functions over values; any thread.
 // Called by the admin server (admin_server.cpp) and its tests.
 #pragma once
 
@@ -58,24 +59,19 @@ std::string agent_of(const definition* def, const std::string& node);
 json history_json(const std::string& workflow_id, const std::vector<journal_record>& history,
                   const definition* def);
 
-/// The bucket bounds of latency histograms, in milliseconds (then +Inf).
-extern const std::vector<double> latency_buckets_ms;
+/// The q-quantile (0 < q <= 1) of `a`'s latency histogram, in seconds,
+/// estimated as Prometheus' histogram_quantile() does: the rank q * count
+/// falls in a bucket, and the estimate lies between the bucket's bounds as
+/// the rank lies among the bucket's attempts (the first bucket starts at
+/// 0). A rank in the last, unbounded bucket gives the highest bound. 0
+/// without timed attempts.
+double histogram_quantile(const agent_latency& a, double q);
 
-/// Durations of ended attempts per agent; to_json() gives count, ok and
-/// failed counts, mean, p50, p90, p99 and max (nearest rank) and a
-/// histogram over latency_buckets_ms, agents by name.
-class latency_table {
-public:
-  void add(const std::string& agent, const attempt_span& a);
-  json to_json() const;
-
-private:
-  struct samples {
-    std::vector<double> ms;
-    uint64_t ok = 0;
-    uint64_t failed = 0;
-  };
-  std::map<std::string, samples> agents_;
-};
+/// One agent's latency for the API and the dashboard: count (timed
+/// attempts), ok and failed (every ended attempt: failed when its outcome
+/// is a failure kind), mean, p50, p90 and p99 (histogram_quantile), the
+/// bound of the highest bucket with an attempt ("max_le_ms", "+Inf" when
+/// above every bound, null when none), and the buckets, all in ms.
+json latency_json(const agent_latency& a);
 
 } // namespace troupe::admin

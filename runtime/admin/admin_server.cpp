@@ -547,16 +547,35 @@ void admin_server::impl::signal_workflow(const Request& req, Response& res) {
   send_json(res, 200, {{"id", id}, {"gate", gate}, {"verdict", d.verdict}});
 }
 
-void admin_server::impl::cancel_workflow(const Request& req, Response& res) {
+namespace {
+
+// An operator's action on the workflow the path names (a cancel, a
+// dead-letter retry or drop): `by` and then the action's own fields are read
+// from the body by `read`, which returns the runtime call to make; a bad
+// body is 400 and calls nothing, the call's error is mapped, and success is
+// {"id", <done>: true}.
+template <class Read>
+void operator_action(const Request& req, Response& res, const char* done, Read read) {
   body_reader b{req};
   auto by = b.text("by", true);
-  auto reason = b.text("reason", false, "cancelled from the admin API");
+  auto call = read(b);
   if (!b.done(res))
     return;
   auto id = req.matches[1].str();
-  if (auto err = rt.cancel(id, by, reason))
+  if (auto err = call(id, by))
     return send_error(res, err);
-  send_json(res, 200, {{"id", id}, {"cancelled", true}});
+  send_json(res, 200, {{"id", id}, {done, true}});
+}
+
+} // namespace
+
+void admin_server::impl::cancel_workflow(const Request& req, Response& res) {
+  operator_action(req, res, "cancelled", [this](body_reader& b) {
+    auto reason = b.text("reason", false, "cancelled from the admin API");
+    return [this, reason](const std::string& id, const std::string& by) {
+      return rt.cancel(id, by, reason);
+    };
+  });
 }
 
 // -- dead letters ---------------------------------------------------------------
@@ -587,34 +606,29 @@ void admin_server::impl::dead_letters(const Request& req, Response& res) {
 }
 
 void admin_server::impl::retry_dead_letter(const Request& req, Response& res) {
-  body_reader b{req};
-  auto by = b.text("by", true);
-  extra_budget more;
-  more.steps = b.count("steps");
-  more.tokens = b.count("tokens");
-  more.cost_usd = b.number("cost_usd");
-  auto time_ms = b.count("time_ms");
-  if (time_ms > uint64_t{100} * 365 * 86400 * 1000)
-    b.fail("time_ms", "must be at most 100 years");
-  if (!b.done(res))
-    return;
-  more.time = std::chrono::milliseconds{static_cast<int64_t>(time_ms)};
-  auto id = req.matches[1].str();
-  if (auto err = rt.retry_dead_letter(id, by, more))
-    return send_error(res, err);
-  send_json(res, 200, {{"id", id}, {"retried", true}});
+  operator_action(req, res, "retried", [this](body_reader& b) {
+    extra_budget more;
+    more.steps = b.count("steps");
+    more.tokens = b.count("tokens");
+    more.cost_usd = b.number("cost_usd");
+    auto time_ms = b.count("time_ms");
+    if (time_ms > uint64_t{100} * 365 * 86400 * 1000)
+      b.fail("time_ms", "must be at most 100 years");
+    else
+      more.time = std::chrono::milliseconds{static_cast<int64_t>(time_ms)};
+    return [this, more](const std::string& id, const std::string& by) {
+      return rt.retry_dead_letter(id, by, more);
+    };
+  });
 }
 
 void admin_server::impl::drop_dead_letter(const Request& req, Response& res) {
-  body_reader b{req};
-  auto by = b.text("by", true);
-  auto reason = b.text("reason", true);
-  if (!b.done(res))
-    return;
-  auto id = req.matches[1].str();
-  if (auto err = rt.drop_dead_letter(id, by, reason))
-    return send_error(res, err);
-  send_json(res, 200, {{"id", id}, {"dropped", true}});
+  operator_action(req, res, "dropped", [this](body_reader& b) {
+    auto reason = b.text("reason", true);
+    return [this, reason](const std::string& id, const std::string& by) {
+      return rt.drop_dead_letter(id, by, reason);
+    };
+  });
 }
 
 // -- overview -------------------------------------------------------------------
@@ -657,33 +671,15 @@ void admin_server::impl::summary(const Request& req, Response& res) {
 
 void admin_server::impl::latency(const Request& req, Response& res) {
   query_reader q{req};
-  workflow_query wq;
-  wq.limit = q.count("workflows", 200, 1, 5000);
   if (!q.done(res))
     return;
-  auto rows = rt.list(wq);
-  if (!rows)
-    return send_error(res, rows.error());
-  std::map<std::string, definition> defs;
-  for (auto& d : rt.definitions())
-    defs.emplace(d.name, std::move(d));
-  admin::latency_table table;
   uint64_t attempts = 0;
-  for (const auto& r : *rows) {
-    auto history = rt.history(r.id);
-    if (!history)
-      continue; // purged meanwhile
-    auto d = defs.find(r.definition);
-    const definition* def = d != defs.end() ? &d->second : nullptr;
-    for (const auto& a : admin::attempts_of(*history)) {
-      table.add(admin::agent_of(def, a.node), a);
-      ++attempts;
-    }
+  json agents = json::array();
+  for (const auto& a : rt.step_latency()) {
+    attempts += a.count;
+    agents.push_back(admin::latency_json(a));
   }
-  send_json(res, 200, {{"workflows", rows->size()},
-                       {"attempts", attempts},
-                       {"buckets_ms", admin::latency_buckets_ms},
-                       {"agents", table.to_json()}});
+  send_json(res, 200, {{"attempts", attempts}, {"agents", std::move(agents)}});
 }
 
 void admin_server::impl::changes(const Request& req, Response& res) {

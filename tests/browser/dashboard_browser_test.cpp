@@ -324,7 +324,13 @@ int run(const std::string& troupe, const std::string& chromium, const std::strin
     auto attempts = wd.find_all("#timeline tr[data-testid='attempt-row']");
     check(attempts.size() == 4, "the timeline has " + std::to_string(attempts.size())
                                   + " attempts, not 4");
-    wd.find("[data-testid='latency-agent'][data-agent='analyzer']");
+    // the runtime's histogram: percentiles from its buckets, a bar per bucket
+    const std::string analyzer = "[data-testid='latency-agent'][data-agent='analyzer']";
+    wd.find(analyzer);
+    auto latency = wd.text_css(analyzer + " [data-testid='latency-summary']");
+    check(latency.find(" timed (") != std::string::npos && latency.find("p99") != std::string::npos,
+          "the analyzer's latency reads '" + latency + "'");
+    check(wd.find_all(analyzer + " .hist div").size() >= 4, "the analyzer's histogram has no bars");
     wd.find("[data-testid='lane-row'] .b-closed");
   } catch (const failure&) {
     std::cerr << "-- page text --\n";

@@ -1,5 +1,5 @@
 // The admin API's pure parts: a history read into agent attempts (the
-// dashboard's timeline) and attempt latency per agent.
+// dashboard's timeline) and attempt latency per agent from a histogram.
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -86,46 +86,65 @@ TEST_CASE("a history reads into agent attempts with their outcome and duration",
   CHECK(j["attempts"][4]["duration_ms"].is_null());
 }
 
-TEST_CASE("latency per agent: nearest-rank percentiles and a histogram", "[admin]") {
-  latency_table t;
-  for (int i = 1; i <= 100; ++i) {
-    attempt_span a;
-    a.node = "n";
-    a.start_ns = 0;
-    a.end_ns = int64_t{i} * 1'000'000; // 1 .. 100 ms
-    a.ok = i % 10 != 0;
-    a.outcome = a.ok ? "ok" : "crashed";
-    t.add("worker", a);
-  }
-  attempt_span open; // not ended: not a sample
-  open.node = "n";
-  t.add("worker", open);
-  attempt_span other;
-  other.node = "gatekeeper";
-  other.end_ns = 40'000'000;
-  other.ok = true;
-  other.outcome = "ok";
-  t.add("", other); // no agent known: named by its node
+namespace {
 
-  auto j = t.to_json();
-  REQUIRE(j.size() == 2);
-  CHECK(j[0]["agent"] == "gatekeeper");
-  const auto& w = j[1];
-  CHECK(w["agent"] == "worker");
-  CHECK(w["count"] == 100);
-  CHECK(w["ok"] == 90);
-  CHECK(w["failed"] == 10);
-  CHECK(w["p50_ms"] == Approx(50));
-  CHECK(w["p90_ms"] == Approx(90));
-  CHECK(w["p99_ms"] == Approx(99));
-  CHECK(w["max_ms"] == Approx(100));
-  CHECK(w["mean_ms"] == Approx(50.5));
-  // buckets: <=1, <=2, <=5, <=10, <=20, <=50, <=100, ...
-  std::vector<uint64_t> counts;
-  for (const auto& b : w["buckets"])
-    counts.push_back(b["count"]);
-  REQUIRE(counts.size() == latency_buckets_ms.size() + 1);
-  CHECK(std::vector<uint64_t>(counts.begin(), counts.begin() + 8)
-        == std::vector<uint64_t>{1, 1, 3, 5, 10, 30, 50, 0});
-  CHECK(w["buckets"].back()["le_ms"] == "+Inf");
+/// An agent's histogram over the runtime's step buckets (ms: 1, 5, 10, 25,
+/// 50, 100, 250, 500, 1000, 2500, ...) with `counts` in its first buckets.
+agent_latency histogram(std::vector<uint64_t> counts, double sum_seconds) {
+  agent_latency a;
+  a.agent = "worker";
+  a.bounds = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+              1,     2.5,   5,    10,    30,   60,  120, 600};
+  counts.resize(a.bounds.size() + 1, 0);
+  a.counts = counts;
+  for (auto n : counts)
+    a.count += n;
+  a.sum_seconds = sum_seconds;
+  return a;
+}
+
+} // namespace
+
+TEST_CASE("latency percentiles are estimated from the histogram's buckets as Prometheus does",
+          "[admin]") {
+  // 3 ms x2, 7 ms, 40 ms x3, 200 ms, 700 ms, 2 s
+  auto a = histogram({0, 2, 1, 0, 3, 0, 1, 0, 1, 1}, 3.033);
+  // rank 4.5 falls among the 3 attempts of (25, 50] ms, 1.5 past the 3 below
+  CHECK(histogram_quantile(a, 0.5) == Approx(0.0375));
+  // rank 8.1 and 8.91 in the one attempt of (1, 2.5] s
+  CHECK(histogram_quantile(a, 0.9) == Approx(1.15));
+  CHECK(histogram_quantile(a, 0.99) == Approx(2.365));
+  CHECK(histogram_quantile(a, 1.0) == Approx(2.5));
+  // the first bucket starts at 0; above every bound the highest bound is all there is
+  CHECK(histogram_quantile(histogram({4}, 0.002), 0.5) == Approx(0.0005));
+  auto slow = histogram({}, 1000);
+  slow.counts.back() = 1;
+  slow.count = 1;
+  CHECK(histogram_quantile(slow, 0.5) == Approx(600));
+  CHECK(histogram_quantile(histogram({}, 0), 0.5) == 0);
+}
+
+TEST_CASE("latency per agent for the API: counts by outcome, percentiles and buckets in ms",
+          "[admin]") {
+  auto a = histogram({0, 2, 1, 0, 3, 0, 1, 0, 1, 1}, 3.033);
+  a.outcomes = {{"ok", 6}, {"approved", 1}, {"crashed", 1}, {"timeout", 2}};
+  auto j = latency_json(a);
+  CHECK(j["agent"] == "worker");
+  CHECK(j["count"] == 9);
+  CHECK(j["ok"] == 7); // labels, whatever they are
+  CHECK(j["failed"] == 3); // failure kinds, timed or not
+  CHECK(j["mean_ms"] == Approx(337));
+  CHECK(j["p50_ms"] == Approx(37.5));
+  CHECK(j["p90_ms"] == Approx(1150));
+  CHECK(j["p99_ms"] == Approx(2365));
+  CHECK(j["max_le_ms"] == Approx(2500));
+  REQUIRE(j["buckets"].size() == 17);
+  CHECK(j["buckets"][1]["le_ms"] == Approx(5));
+  CHECK(j["buckets"][1]["count"] == 2);
+  CHECK(j["buckets"][4]["count"] == 3);
+  CHECK(j["buckets"].back()["le_ms"] == "+Inf");
+  CHECK(j["buckets"].back()["count"] == 0);
+  auto none = latency_json(histogram({}, 0));
+  CHECK(none["max_le_ms"].is_null());
+  CHECK(none["mean_ms"] == 0);
 }

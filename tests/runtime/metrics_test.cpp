@@ -4,7 +4,9 @@
 // actors feed is asserted under test time in tests/actors/.
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "runtime/metrics.hpp"
 #include "support/prometheus_text.hpp"
@@ -53,6 +55,30 @@ TEST_CASE("scraped metrics: workflows by status, and per model lane its breaker 
   // each family is declared with its type
   CHECK(text.find("# TYPE troupe_model_requests_total counter") != std::string::npos);
   CHECK(text.find("# TYPE troupe_model_breaker_state gauge") != std::string::npos);
+}
+
+TEST_CASE("step_latency gives each agent's histogram and outcome counts as values, agents by "
+          "name, those with no ended attempt left out") {
+  runtime_metrics m;
+  m.step_ended("writer", "ok", 3ms);
+  m.step_ended("writer", "ok", 40ms);
+  m.step_ended("writer", "timeout", 2s);
+  m.step_ended("writer", "crashed", -1ns); // cut off by a crash: counted, not timed
+  m.step_ended("reader", "ok", 700us);
+  m.step_retried("idle"); // a retry scheduled, nothing ended
+  auto all = m.step_latency();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].agent == "reader");
+  const auto& w = all[1];
+  CHECK(w.agent == "writer");
+  CHECK(w.count == 3);
+  CHECK(w.sum_seconds == Approx(2.043));
+  REQUIRE(w.counts.size() == w.bounds.size() + 1);
+  CHECK(w.bounds.front() == Approx(0.001));
+  CHECK(w.bounds.back() == Approx(600));
+  std::vector<uint64_t> first(w.counts.begin(), w.counts.begin() + 10);
+  CHECK(first == std::vector<uint64_t>{0, 1, 0, 0, 1, 0, 0, 0, 0, 1}); // <=5ms, <=50ms, <=2.5s
+  CHECK(w.outcomes == std::map<std::string, uint64_t>{{"crashed", 1}, {"ok", 2}, {"timeout", 1}});
 }
 
 TEST_CASE("a label value with quotes, a backslash or a newline is escaped, not written raw") {
