@@ -127,16 +127,15 @@ caf::error trace_builder::add(const journal_record& r, std::vector<span>& ended)
   if (auto c = std::get_if<kernel::step_completed>(&*e); c && st_.at == kernel::phase::running)
     problem = kernel::completion_problem(*def_, st_, *c);
   bool was_compensating = st_.compensating;
-  auto t = kernel::apply(*def_, std::move(st_), *e); // no copy: this runs per committed event
-  if (!t) {
+  auto commands = kernel::apply_in_place(*def_, st_, *e); // no copy: this runs per committed event
+  if (!commands) {
     broken_ = true;
     return corrupt(r, "does not fit version " + std::to_string(def_->version) + " of '"
-                        + def_->name + "': " + describe(t.error()));
+                        + def_->name + "': " + describe(commands.error()));
   }
-  st_ = std::move(t->state);
   last_ = r.wf_seq;
   fold(*e, problem, r.at_ns, ended);
-  for (const auto& c : t->commands)
+  for (const auto& c : *commands)
     carry_out(c, *e, r.at_ns, ended);
   if (attempt_ && st_.at != kernel::phase::running) // invariant 2 of the kernel
     close_attempt(*e, {}, r.at_ns, ended);
