@@ -1,7 +1,7 @@
 // The trace builder: folds one workflow's journal records, one at a time,
 // through the pure kernel and turns what happened into spans
 // (troupe/trace.hpp). derive_trace() runs one over a whole journal; the
-// trace exporter keeps one per workflow in flight and exports each span as
+// trace exporter keeps one per workflow in flight and encodes each span as
 // the record that ends it commits. Pure (no I/O, clock or actors); one
 // thread at a time.
 //
@@ -11,17 +11,19 @@
 //                                             operator actions, a crash and
 //                                             the start of compensation are
 //                                             events on it
-//   run_agent ... step_completed | step_failed | cancel_step
-//                                             one span per attempt (an undo
-//                                             run by compensation too)
+//   an attempt (runtime/attempts.hpp, opened  one span per attempt (an undo
+//   by its run_agent command)                 run by compensation too)
 //   await_signal ... signal_received | gate_deadline | leaving the gate
 //                                             one span per wait at a gate
 //   an effect record                          a zero-length child span of the
 //                                             attempt whose visit recorded it
+//
+// Spans are handed over as otlp::span_ref, borrowed for the call: the
+// builder keeps what an open span needs in place, so a span costs no
+// allocation on its way out.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -29,6 +31,8 @@
 #include <caf/error.hpp>
 
 #include "kernel/workflow_machine.hpp"
+#include "runtime/attempts.hpp"
+#include "runtime/otlp_json.hpp"
 #include "troupe/journal.hpp"
 #include "troupe/trace.hpp"
 
@@ -36,50 +40,90 @@ namespace troupe {
 
 class trace_builder {
 public:
+  /// Where spans go; each is valid only during the call.
+  class sink {
+  public:
+    virtual void take(const otlp::span_ref& s) = 0;
+
+  protected:
+    ~sink() = default;
+  };
+
   /// `def` is the row's definition and must outlive the builder.
   trace_builder(const definition& def, const workflow_row& row);
+  trace_builder(const trace_builder&) = delete; // open spans point into it
+  trace_builder& operator=(const trace_builder&) = delete;
 
   /// Folds record `r`, which must be the workflow's next one (wf_seq one
-  /// past the last folded), and appends the spans it ends to `ended`.
+  /// past the last folded), and hands the spans it ends to `ended`.
   /// journal_corrupt naming the record if it is another workflow's, skips
   /// or repeats a wf_seq or does not decode (the builder is unchanged
   /// then), or does not fit the definition (the builder refuses every
   /// record after it).
-  caf::error add(const journal_record& r, std::vector<span>& ended);
+  caf::error add(const journal_record& r, sink& ended);
 
-  /// Appends the span of effect `e` to `out`: a child of the latest attempt
-  /// of the visit whose key the effect's key extends that started no later
+  /// Hands `out` the span of effect `e`: a child of the latest attempt of
+  /// the visit whose key the effect's key extends that started no later
   /// than it (else the latest of that visit, else the root). Nothing if an
   /// effect with that key was placed already (a racing second write).
-  void add_effect(const effect_record& e, std::vector<span>& out);
+  void add_effect(const effect_record& e, sink& out);
 
-  /// Appends the spans still open (root, attempt, gate), ended false.
-  void open_spans(std::vector<span>& out) const;
+  /// Hands `out` the spans still open (root, attempt, gate), ended false.
+  void open_spans(sink& out) const;
 
   uint64_t last_wf_seq() const { return last_; }
   const kernel::workflow_state& state() const { return st_; }
   const std::string& trace_id() const { return trace_id_; }
 
 private:
+  struct open_root {
+    bool open = false;
+    int64_t start_ns = 0;
+    std::string parent; ///< the caller's span, "" none
+    std::string name;
+    std::vector<span_event> events;
+  };
+  struct open_attempt {
+    bool open = false;
+    std::string node, agent;
+    uint32_t attempt = 0, visit = 0;
+    uint64_t step = 0;
+    bool compensation = false;
+    uint64_t id = 0;
+    int64_t start_ns = 0;
+    std::string name;
+  };
+  struct open_gate {
+    bool open = false;
+    std::string gate, reason;
+    uint32_t visit = 0;
+    uint64_t id = 0;
+    int64_t start_ns = 0;
+    std::string name;
+    std::vector<span_event> events;
+  };
+  /// An attempt, for placing effects.
   struct attempt_ref {
     std::string key_prefix; ///< "<idempotency key of its visit>/"
-    std::string span_id;
+    uint64_t id = 0;
     int64_t start_ns = 0;
   };
+  class draft;
 
-  void fold(const kernel::event& e, const std::string& problem, int64_t at,
-            std::vector<span>& ended);
-  void carry_out(const kernel::command& c, const kernel::event& e, int64_t at,
-                 std::vector<span>& ended);
-  span open(std::string span_id, std::string name, int64_t at) const;
+  void fold(const kernel::event& e, int64_t at, sink& ended);
+  void carry_out(const kernel::command& c, const kernel::event& e, int64_t at, sink& ended);
   /// The span id named "<workflow id><suffix>" (see attempt_span_id).
-  std::string span_id(const std::string& suffix) const;
-  void open_attempt(const kernel::run_agent& c, int64_t at);
-  void close_attempt(const kernel::event& e, const std::string& problem, int64_t at,
-                     std::vector<span>& ended);
-  void open_gate(const std::string& gate, int64_t at);
-  void close_gate(const kernel::event& e, int64_t at, std::vector<span>& ended);
-  void close_root(bool completed, int64_t at, std::vector<span>& ended);
+  uint64_t span_id(const std::string& suffix) const;
+  void begin(draft& d, const std::string& name, uint64_t id, int64_t start_ns) const;
+  void open_attempt_span(const kernel::run_agent& c, int64_t at);
+  void attempt_attributes(draft& d) const;
+  void close_attempt(const step_attempt& a, const kernel::event& e, const std::string& problem,
+                     sink& ended);
+  void open_gate_span(const std::string& gate, int64_t at);
+  void gate_attributes(draft& d) const;
+  void close_gate(const kernel::event& e, int64_t at, sink& ended);
+  void root_attributes(draft& d) const;
+  void close_root(bool completed, int64_t at, sink& ended);
   void root_event(std::string name, int64_t at, attributes attrs);
 
   const definition* def_;
@@ -90,8 +134,12 @@ private:
   kernel::workflow_state st_;
   uint64_t last_ = 0;
   bool broken_ = false; ///< a record did not fit: the kernel state is lost
-  std::optional<span> root_, attempt_, gate_;
-  std::vector<attempt_ref> attempts_;
+  attempt_fold attempts_;
+  open_root root_;
+  open_attempt attempt_;
+  open_gate gate_;
+  std::string scratch_; ///< a status message in the making
+  std::vector<attempt_ref> visits_;
   std::set<std::string> placed_; ///< effect keys with a span
 };
 
