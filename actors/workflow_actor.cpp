@@ -57,6 +57,8 @@ struct workflow_actor_state {
   uint64_t attempt_nusd = 0; ///< that attempt's model cost so far
   workflow_status reported = workflow_status::running; ///< last status the manager saw
   std::string trace_id; ///< once known (workflow_started applied)
+  attempt_trace trace;  ///< trace_id as numbers, and where span ids continue:
+  uint64_t id_hash = 0; ///< workflow_hash(id)
   static inline const char* name = "troupe.workflow";
 };
 
@@ -121,16 +123,23 @@ void stop_agent(self_ptr self) {
 
 const std::string& trace_id(self_ptr self) {
   auto& st = self->state;
-  if (st.trace_id.empty()) // the traceparent is known once workflow_started is applied
+  if (st.trace_id.empty()) { // the traceparent is known once workflow_started is applied
     st.trace_id = trace_id_of(st.id, st.wf.traceparent);
+    st.trace = attempt_trace_of(st.trace_id, 0);
+    st.id_hash = workflow_hash(st.id);
+  }
   return st.trace_id;
 }
 
-// The traceparent of the attempt that run_agent starts: the workflow's
+// The trace context of the attempt that run_agent starts: the workflow's
 // trace, and the attempt's span, which the trace exporter derives from the
 // same step number (the kernel has just counted this attempt in `steps`).
-std::string attempt_traceparent(self_ptr self) {
-  return make_traceparent(trace_id(self), attempt_span_id(self->state.id, self->state.wf.steps));
+// Numbers only: the agent formats its traceparent if it needs one.
+attempt_trace attempt_context(self_ptr self) {
+  trace_id(self);
+  auto t = self->state.trace;
+  t.span = attempt_span_number(self->state.id_hash, self->state.wf.steps);
+  return t;
 }
 
 // What this workflow's log lines are about: it, and the node and attempt it is at.
@@ -155,7 +164,7 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.budget = budgets_of(self);
   in.user = st.row.user;
   in.sessions = st.env.sessions;
-  in.traceparent = attempt_traceparent(self);
+  in.trace = attempt_context(self);
   // registry::add_definition checked the agent (and compensating agent)
   // exists; a snapshot never shrinks
   auto impl = st.env.agents->at(c.agent);
