@@ -14,6 +14,7 @@
 #include "kernel/workflow_machine.hpp"
 #include "persistence/event_codec.hpp"
 #include "persistence/state_codec.hpp"
+#include "runtime/applied_event.hpp"
 #include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/trace.hpp"
@@ -313,10 +314,26 @@ bool stale(self_ptr self, const queued& q) {
   return false;
 }
 
+// For the trace exporter (tracing on): event `ev` as applied, the traced
+// commands of its transition and the state it left. `problem`: why the
+// kernel took a step_completed as bad_output, read before it applied it.
+void note_applied(applied_events& out, kernel::event ev,
+                  const std::vector<kernel::command>& cmds, const kernel::workflow_state& after,
+                  std::string problem) {
+  auto& a = out.events.emplace_back();
+  a.event = std::move(ev);
+  for (const auto& c : cmds)
+    if (kept_for_trace(c))
+      a.commands.push_back(c);
+  read_facts(after, a.after);
+  a.problem = std::move(problem);
+}
+
 // Applies at once the step_scheduled that a schedule_step command asks for,
-// adding it to the same write, and puts its commands in the command's place.
+// adding it to the same write (and to `applied`, if not null), and puts its
+// commands in the command's place.
 caf::error chain_scheduling(self_ptr self, std::vector<kernel::command>& cmds,
-                            journal_write& w) {
+                            journal_write& w, applied_events* applied) {
   auto& st = self->state;
   for (size_t i = 0; i < cmds.size();) {
     auto s = std::get_if<kernel::schedule_step>(&cmds[i]);
@@ -330,6 +347,8 @@ caf::error chain_scheduling(self_ptr self, std::vector<kernel::command>& cmds,
       return t.error();
     st.wf = std::move(t->state);
     w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, ev));
+    if (applied)
+      note_applied(*applied, std::move(ev), t->commands, st.wf, {});
     cmds.erase(cmds.begin() + static_cast<std::ptrdiff_t>(i));
     cmds.insert(cmds.begin() + static_cast<std::ptrdiff_t>(i), t->commands.begin(),
                 t->commands.end());
@@ -478,13 +497,25 @@ void pump(self_ptr self) {
     metric_note note;
     if (st.env.metrics)
       note = observe(self, q.ev, st.wf, t->state);
+    std::shared_ptr<applied_events> applied;
+    std::string problem; // as the kernel saw it, in the state before
+    if (st.env.trace_applied) {
+      applied = std::make_shared<applied_events>();
+      applied->events.reserve(2); // the event, and the step it schedules
+      if (auto c = std::get_if<kernel::step_completed>(&q.ev);
+          c && st.wf.at == kernel::phase::running)
+        problem = kernel::completion_problem(*st.env.def, st.wf, *c);
+    }
     st.wf = std::move(t->state);
     journal_write w;
     w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, q.ev));
-    if (auto err = chain_scheduling(self, t->commands, w)) {
+    if (applied)
+      note_applied(*applied, std::move(q.ev), t->commands, st.wf, std::move(problem));
+    if (auto err = chain_scheduling(self, t->commands, w, applied.get())) {
       refused(self, err);
       return;
     }
+    w.applied = std::move(applied);
     complete_write(self, w, seq_before);
     // a write schedules at most one attempt (kernel invariant 2)
     if (st.env.metrics && w.events.size() > 1 && st.wf.at == kernel::phase::running

@@ -1,16 +1,24 @@
 // Benchmark (not a test): the CPU the trace exporter spends per step, with
 // no workflows running. N copies of a linear workflow of K agent nodes are
-// journaled up front (the writes the workflow actor makes: workflow_started
-// with the first step_scheduled, then each step_completed with the next
-// step_scheduled, the last one completing it), then fed to the exporter in
-// three ways, each timed on its own:
-//   derive   a trace_builder per workflow folds its records into spans
-//   encode   those spans as OTLP JSON bodies of batch_max spans
-//   export   the whole exporter (trace_exporter::committed, its thread,
-//            batching, the POST) to a local sink that accepts everything
-//            (bench_http_server.hpp in a child process), until flushed
-// "derive" and "encode" are this thread's CPU time; "export" is the
-// process's (the sink's is not in it). Per step: divided by N * K.
+// journaled up front (the writes the workflow actor makes with tracing on:
+// workflow_started with the first step_scheduled, then each step_completed
+// with the next step_scheduled, the last one completing it, each write with
+// its events as applied), then fed to the exporter's parts, each timed on
+// its own:
+//   decode    every record decoded (event_codec's from_record_without_state)
+//   replay    decoded and folded through the kernel (apply_in_place)
+//   build     a trace_builder per workflow replaying the records, each span
+//             encoded as OTLP JSON as it ends (what the exporter does for a
+//             workflow it rebuilt from the journal)
+//   export    the whole exporter (trace_exporter::committed, its thread,
+//             spans from the events as applied, batching, the POST) to a
+//             local sink that accepts everything (bench_http_server.hpp in a
+//             child process), until flushed
+//   replayed  the same, the writes without their applied events: the
+//             exporter decodes and replays every record
+// The first three are this thread's CPU time; the exports the process's
+// (the sink's is not in it, the writes' memory freed by the exporter is).
+// Per step: divided by N * K.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -24,6 +32,7 @@
 #include "bench/bench_http_server.hpp"
 #include "kernel/workflow_machine.hpp"
 #include "persistence/event_codec.hpp"
+#include "runtime/applied_event.hpp"
 #include "runtime/otlp_json.hpp"
 #include "runtime/trace_builder.hpp"
 #include "runtime/trace_exporter.hpp"
@@ -53,7 +62,8 @@ caf::expected<definition> linear_definition(size_t k) {
   return b.completed("done").failed("failed").build();
 }
 
-/// The writes of one workflow, as its actor makes them (row on the first).
+/// The writes of one workflow, as its actor makes them (row on the first,
+/// each with its events as applied, as with tracing on).
 caf::expected<std::vector<journal_write>> journal_of(const definition& def,
                                                      const std::string& id) {
   std::vector<journal_write> out;
@@ -63,12 +73,19 @@ caf::expected<std::vector<journal_write>> journal_of(const definition& def,
   kernel::event next = kernel::workflow_started{kernel::instant{t}, nlohmann::json::object(), 7, ""};
   for (;;) {
     journal_write w;
+    auto applied = std::make_shared<applied_events>();
     for (;;) { // the event and the step_scheduled its schedule_step asks for
       auto tr = kernel::apply(def, st, next);
       if (!tr)
         return tr.error();
       st = std::move(tr->state);
       w.events.push_back(persistence::to_record(id, ++seq, next));
+      auto& a = applied->events.emplace_back();
+      a.event = next;
+      for (const auto& c : tr->commands)
+        if (kept_for_trace(c))
+          a.commands.push_back(c);
+      read_facts(st, a.after);
       const kernel::schedule_step* s = nullptr;
       for (const auto& c : tr->commands)
         if (auto x = std::get_if<kernel::schedule_step>(&c))
@@ -77,6 +94,7 @@ caf::expected<std::vector<journal_write>> journal_of(const definition& def,
         break;
       next = kernel::step_scheduled{kernel::instant{t += 1000}, s->node, s->attempt};
     }
+    w.applied = std::move(applied);
     if (seq <= 2) {
       workflow_row row;
       row.id = id;
@@ -161,8 +179,8 @@ int main(int argc, char** argv) {
 
   std::printf("troupe_bench_trace: %zu workflows of %zu steps per round; us of CPU per step\n",
               workflows, nodes);
-  std::printf("%6s %8s %8s %8s %8s %8s %10s %8s\n", "round", "decode", "replay", "build",
-              "export", "spans", "exported", "skipped");
+  std::printf("%6s %8s %8s %8s %8s %9s %8s %10s %8s\n", "round", "decode", "replay", "build",
+              "export", "replayed", "spans", "exported", "skipped");
   const decltype(journals) none;
   const auto& measured = only_export ? none : journals;
   for (size_t round = 1; round <= rounds; ++round) {
@@ -194,12 +212,18 @@ int main(int argc, char** argv) {
           }
     }
     auto s3 = bench::thread_cpu_ns();
-    // export: the journal writer's hand-over in batches of about 20 writes
-    auto copies = journals;
-    auto store = make_memory_journal();
-    auto p0 = process_cpu_s();
+    // export: the journal writer's hand-over, with the events as applied
+    // (a live workflow) and without (the exporter replays them)
+    double export_s[2] = {0, 0};
     trace_stats st;
-    if (!no_export) {
+    for (int replayed = 0; replayed < 2 && !no_export; ++replayed) {
+      auto copies = journals;
+      if (replayed)
+        for (auto& j : copies)
+          for (auto& w : j)
+            w.applied = nullptr;
+      auto store = make_memory_journal();
+      auto p0 = process_cpu_s();
       trace_exporter ex{cfg, store, [&](const std::string&) { return shared_def; }};
       // 1,000 workflows in flight at a time (the inbox holds 65,536 records),
       // their writes interleaved and handed over 20 at a time, like commits
@@ -224,12 +248,14 @@ int main(int argc, char** argv) {
         ex.flush(std::chrono::seconds{60});
       }
       st = ex.stats();
+      ex.stop();
+      export_s[replayed] = process_cpu_s() - p0;
     }
-    auto p1 = process_cpu_s();
-    std::printf("%6zu %8.2f %8.2f %8.2f %8.2f %8zu %10llu %8llu\n", round,
+    std::printf("%6zu %8.2f %8.2f %8.2f %8.2f %9.2f %8zu %10llu %8llu\n", round,
                 static_cast<double>(s1 - s0) / 1e3 / steps,
                 static_cast<double>(s2 - s1) / 1e3 / steps,
-                static_cast<double>(s3 - s2) / 1e3 / steps, (p1 - p0) * 1e6 / steps,
+                static_cast<double>(s3 - s2) / 1e3 / steps, export_s[0] * 1e6 / steps,
+                export_s[1] * 1e6 / steps,
                 sink.spans, static_cast<unsigned long long>(st.spans_exported),
                 static_cast<unsigned long long>(st.records_skipped));
   }

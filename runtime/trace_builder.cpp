@@ -128,7 +128,7 @@ uint64_t trace_builder::span_id(const std::string& suffix) const {
   return span_number(id_hash_, suffix);
 }
 
-caf::error trace_builder::add(const journal_record& r, sink& ended) {
+caf::error trace_builder::next_record(const journal_record& r) const {
   if (broken_)
     return corrupt(r, "the trace of '" + row_.id + "' stopped at an earlier record");
   if (r.workflow_id != row_.id)
@@ -136,31 +136,60 @@ caf::error trace_builder::add(const journal_record& r, sink& ended) {
   if (r.wf_seq != last_ + 1)
     return corrupt(r, (r.wf_seq <= last_ ? "duplicate wf_seq" : "gap in wf_seq")
                         + std::string{" (expected #"} + std::to_string(last_ + 1) + ")");
+  return {};
+}
+
+caf::error trace_builder::add(const journal_record& r, sink& ended) {
+  if (applied_)
+    return corrupt(r, "the trace of '" + row_.id + "' was built from applied events: "
+                      "it has no kernel state to replay this record with");
+  if (auto err = next_record(r))
+    return err;
   auto e = persistence::from_record_without_state(r); // spans need no workflow state
   if (!e)
     return std::move(e.error());
   std::string problem; // a completion the kernel takes as bad_output
   if (auto c = std::get_if<kernel::step_completed>(&*e); c && st_.at == kernel::phase::running)
     problem = kernel::completion_problem(*def_, st_, *c);
-  bool was_compensating = st_.compensating;
   auto commands = kernel::apply_in_place(*def_, st_, *e); // no copy: this runs per committed event
   if (!commands) {
     broken_ = true;
     return corrupt(r, "does not fit version " + std::to_string(def_->version) + " of '"
                         + def_->name + "': " + describe(commands.error()));
   }
-  last_ = r.wf_seq;
-  // the attempt it ends, then what the event itself ends or marks, then its commands
-  if (const auto* a = attempts_.add(*e))
-    close_attempt(*a, *e, problem, ended);
-  fold(*e, r.at_ns, ended);
-  for (const auto& c : *commands)
-    carry_out(c, *e, r.at_ns, ended);
-  if (gate_.open && st_.at != kernel::phase::at_gate)
-    close_gate(*e, r.at_ns, ended);
-  if (!was_compensating && st_.compensating)
-    root_event("compensating", r.at_ns, {{"troupe.reason", st_.undo_reason}});
+  read_facts(st_, facts_);
+  observe(r, *e, *commands, facts_, problem, ended);
   return {};
+}
+
+caf::error trace_builder::add(const journal_record& r, const applied_event& a, sink& ended) {
+  if (!applied_ && last_ > 0) // it keeps the kernel state: keep it current
+    return add(r, ended);
+  if (auto err = next_record(r))
+    return err;
+  applied_ = true;
+  observe(r, a.event, a.commands, a.after, a.problem, ended);
+  return {};
+}
+
+void trace_builder::observe(const journal_record& r, const kernel::event& e,
+                            const std::vector<kernel::command>& commands,
+                            const trace_facts& facts, const std::string& problem, sink& ended) {
+  now_ = &facts;
+  last_ = r.wf_seq;
+  phase_ = facts.at;
+  // the attempt it ends, then what the event itself ends or marks, then its commands
+  if (const auto* a = attempts_.add(e))
+    close_attempt(*a, e, problem, ended);
+  fold(e, r.at_ns, ended);
+  for (const auto& c : commands)
+    carry_out(c, e, r.at_ns, ended);
+  if (gate_.open && facts.at != kernel::phase::at_gate)
+    close_gate(e, r.at_ns, ended);
+  if (!compensating_ && facts.compensating)
+    root_event("compensating", r.at_ns, {{"troupe.reason", facts.undo_reason}});
+  compensating_ = facts.compensating;
+  now_ = &facts_;
 }
 
 // What the event itself ends or marks.
@@ -241,9 +270,9 @@ void trace_builder::open_attempt_span(const kernel::run_agent& c, int64_t at) {
   a.start_ns = running != nullptr ? running->start_ns : at;
   a.agent = c.agent;
   a.visit = c.visit;
-  a.step = st_.steps;
+  a.step = now_->steps;
   a.compensation = c.compensation;
-  a.id = attempt_span_number(id_hash_, st_.steps); // attempt_span_id(id, steps)
+  a.id = attempt_span_number(id_hash_, a.step); // attempt_span_id(id, steps)
   a.name = (c.compensation ? "undo " : "step ") + a.node;
   // the effect keys of this attempt start with its visit's key (workflow actor's run_agent)
   auto node = c.compensation ? c.node + "~undo" : c.node;
@@ -296,7 +325,7 @@ void trace_builder::close_attempt(const step_attempt& a, const kernel::event& e,
     else
       msg.append("ended by ").append(kernel::kind_of(e));
   }
-  if (st_.at == kernel::phase::backoff)
+  if (now_->at == kernel::phase::backoff)
     d.flag("troupe.retry", true); // another attempt follows after the backoff
   d.ref.status_message = msg;
   d.end(a.end_ns, status);
@@ -308,8 +337,8 @@ void trace_builder::open_gate_span(const std::string& gate, int64_t at) {
   auto& g = gate_;
   g.open = true;
   g.gate = gate;
-  g.visit = st_.visits[gate];
-  g.reason = st_.reason; // a failure or budget routed here, or ""
+  g.visit = now_->visit; // the gate is the node it is at
+  g.reason = now_->reason; // a failure or budget routed here, or ""
   g.id = span_id("/gate/" + std::to_string(last_));
   g.start_ns = at;
   g.name = "gate " + gate;
@@ -366,14 +395,15 @@ void trace_builder::close_root(bool completed, int64_t at, sink& ended) {
   draft d;
   root_attributes(d);
   d.str("troupe.status", completed ? "completed" : "failed");
-  d.str("troupe.outcome", st_.outcome);
-  d.num("troupe.steps", st_.steps);
-  d.num("troupe.tokens", st_.tokens);
-  d.real("troupe.cost_usd", usd_of(st_.cost_nusd));
+  const auto& f = *now_;
+  d.str("troupe.outcome", f.outcome);
+  d.num("troupe.steps", f.steps);
+  d.num("troupe.tokens", f.tokens);
+  d.real("troupe.cost_usd", usd_of(f.cost_nusd));
   auto& msg = scratch_;
   msg.clear();
   if (!completed)
-    msg.append(st_.outcome).append(": ").append(st_.reason);
+    msg.append(f.outcome).append(": ").append(f.reason);
   d.ref.status_message = msg;
   d.end(at, completed ? span_status::ok : span_status::error);
   root_.open = false;

@@ -2,8 +2,11 @@
 // through the pure kernel and turns what happened into spans
 // (troupe/trace.hpp). derive_trace() runs one over a whole journal; the
 // trace exporter keeps one per workflow in flight and encodes each span as
-// the record that ends it commits. Pure (no I/O, clock or actors); one
-// thread at a time.
+// the record that ends it commits. For a live workflow the exporter gets
+// each event as the workflow actor applied it (runtime/applied_event.hpp)
+// and the builder reads that transition instead of decoding the record and
+// running the kernel again: the same spans either way. Pure (no I/O,
+// clock or actors); one thread at a time.
 //
 // What becomes a span (the kernel's commands say which, so a journal is
 // read exactly as the workflow actor lived it):
@@ -31,6 +34,7 @@
 #include <caf/error.hpp>
 
 #include "kernel/workflow_machine.hpp"
+#include "runtime/applied_event.hpp"
 #include "runtime/attempts.hpp"
 #include "runtime/otlp_json.hpp"
 #include "troupe/journal.hpp"
@@ -62,6 +66,16 @@ public:
   /// record after it).
   caf::error add(const journal_record& r, sink& ended);
 
+  /// add() for record `r` as the workflow actor applied it: `a` is its
+  /// event and transition, which are not checked against the definition.
+  /// A builder that has replayed records through the kernel replays this
+  /// one too; one that has taken applied events refuses add() without
+  /// them (its kernel state is not kept: rebuild it from the journal).
+  caf::error add(const journal_record& r, const applied_event& a, sink& ended);
+
+  /// Whether it has taken applied events (and so holds no kernel state).
+  bool applied_only() const { return applied_; }
+
   /// Hands `out` the span of effect `e`: a child of the latest attempt of
   /// the visit whose key the effect's key extends that started no later
   /// than it (else the latest of that visit, else the root). Nothing if an
@@ -72,7 +86,8 @@ public:
   void open_spans(sink& out) const;
 
   uint64_t last_wf_seq() const { return last_; }
-  const kernel::workflow_state& state() const { return st_; }
+  /// Where the workflow is after the last record folded.
+  kernel::phase phase() const { return phase_; }
   const std::string& trace_id() const { return trace_id_; }
 
 private:
@@ -110,6 +125,12 @@ private:
   };
   class draft;
 
+  caf::error next_record(const journal_record& r) const;
+  /// What record `r` (event `e`, whose transition gave `commands` and left
+  /// `facts`) opens, ends and marks.
+  void observe(const journal_record& r, const kernel::event& e,
+               const std::vector<kernel::command>& commands, const trace_facts& facts,
+               const std::string& problem, sink& ended);
   void fold(const kernel::event& e, int64_t at, sink& ended);
   void carry_out(const kernel::command& c, const kernel::event& e, int64_t at, sink& ended);
   /// The span id named "<workflow id><suffix>" (see attempt_span_id).
@@ -131,9 +152,14 @@ private:
   std::string trace_id_;
   uint64_t id_hash_;     ///< FNV-1a of the workflow id, where span ids continue
   std::string root_id_;
-  kernel::workflow_state st_;
+  kernel::workflow_state st_; ///< replayed records: the kernel's state
+  trace_facts facts_;         ///< replayed records: st_'s facts
+  const trace_facts* now_ = &facts_; ///< the facts of the record being observed
+  kernel::phase phase_ = kernel::phase::not_started;
+  bool compensating_ = false;
   uint64_t last_ = 0;
-  bool broken_ = false; ///< a record did not fit: the kernel state is lost
+  bool broken_ = false;  ///< a record did not fit: the kernel state is lost
+  bool applied_ = false; ///< took applied events: st_ is not kept
   attempt_fold attempts_;
   open_root root_;
   open_attempt attempt_;

@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/http_transport.hpp"
+#include "runtime/applied_event.hpp"
 #include "runtime/otlp_json.hpp"
 #include "runtime/trace_builder.hpp"
 #include "troupe/errors.hpp"
@@ -65,8 +66,9 @@ constexpr auto pause = std::chrono::milliseconds{5};
 /// rebuild(): fold every record the journal has.
 constexpr uint64_t all_records = UINT64_MAX;
 
-bool parked(const kernel::workflow_state& s) {
-  return s.finished() || s.at == kernel::phase::at_gate || s.at == kernel::phase::dead_lettered;
+bool parked(kernel::phase p) {
+  return p == kernel::phase::completed || p == kernel::phase::failed
+         || p == kernel::phase::at_gate || p == kernel::phase::dead_lettered;
 }
 
 /// Spans encoded into the body of the POST they go out in.
@@ -129,8 +131,7 @@ struct trace_exporter::impl final : trace_builder::sink {
   steady::time_point wake_at() const;
   void take(journal_write& w);
   void fold_events(journal_write& w);
-  traced* builder_for(const std::string& id, uint64_t first_seq,
-                      const std::vector<workflow_row>& rows);
+  traced* builder_for(const journal_write& w);
   std::unique_ptr<traced> rebuild(const workflow_row& row, uint64_t before_seq);
   void place_effect(const effect_record& e);
   /// A span a builder ended: encoded into the last batch waiting, or dropped.
@@ -215,15 +216,29 @@ void trace_exporter::impl::take(journal_write& w) {
     place_effect(e);
 }
 
+namespace {
+
+/// The workflow actor's transitions of `w`'s events, if it sent them.
+const applied_events* applied_of(const journal_write& w) {
+  if (w.applied && w.applied->events.size() == w.events.size())
+    return w.applied.get();
+  return nullptr;
+}
+
+} // namespace
+
 void trace_exporter::impl::fold_events(journal_write& w) {
   const auto& id = w.events.front().workflow_id;
-  auto* t = builder_for(id, w.events.front().wf_seq, w.workflow);
+  auto* t = builder_for(w);
   if (t == nullptr) {
     skipped += w.events.size();
     return;
   }
+  const auto* applied = applied_of(w);
   for (size_t i = 0; i < w.events.size(); ++i) {
-    if (auto err = t->builder.add(w.events[i], *this)) {
+    auto err = applied ? t->builder.add(w.events[i], applied->events[i], *this)
+                       : t->builder.add(w.events[i], *this);
+    if (err) {
       spdlog::debug("trace export: workflow {} not traced further: {}", id, describe(err));
       skipped += w.events.size() - i;
       builders.erase(id);
@@ -232,20 +247,24 @@ void trace_exporter::impl::fold_events(journal_write& w) {
     }
   }
   // a parked or finished workflow holds nothing here; its next record rebuilds it
-  if (t != nullptr && parked(t->builder.state()))
+  if (t != nullptr && parked(t->builder.phase()))
     builders.erase(id);
 }
 
-traced* trace_exporter::impl::builder_for(const std::string& id, uint64_t first_seq,
-                                          const std::vector<workflow_row>& rows) {
+traced* trace_exporter::impl::builder_for(const journal_write& w) {
+  const auto& id = w.events.front().workflow_id;
+  auto first_seq = w.events.front().wf_seq;
   auto i = builders.find(id);
-  if (i != builders.end() && i->second->builder.last_wf_seq() + 1 == first_seq)
-    return i->second.get();
-  if (i != builders.end())
-    builders.erase(i); // records in between were skipped
+  if (i != builders.end()) {
+    const auto& b = i->second->builder;
+    // records in between were skipped, or these need the kernel state it does not keep
+    if (b.last_wf_seq() + 1 == first_seq && (applied_of(w) != nullptr || !b.applied_only()))
+      return i->second.get();
+    builders.erase(i);
+  }
   workflow_row row;
-  if (first_seq == 1 && !rows.empty()) { // a new workflow: its row comes with it
-    row = rows.front();
+  if (first_seq == 1 && !w.workflow.empty()) { // a new workflow: its row comes with it
+    row = w.workflow.front();
   } else {
     auto found = store->workflow(id);
     if (!found)
