@@ -67,7 +67,7 @@ const step_attempt* attempt_fold::add(const kernel::event& e) {
   return nullptr;
 }
 
-std::vector<step_attempt> attempts_of(const std::vector<journal_record>& history) {
+std::vector<step_attempt> derive_attempts(const std::vector<journal_record>& history) {
   std::vector<step_attempt> out;
   attempt_fold fold;
   for (const auto& r : history) {

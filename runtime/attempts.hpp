@@ -68,6 +68,6 @@ private:
 /// Every attempt of a history (as journal_store::read returns it), in the
 /// order they began; the last may still run. A record that does not decode
 /// is passed over.
-std::vector<step_attempt> attempts_of(const std::vector<journal_record>& history);
+std::vector<step_attempt> derive_attempts(const std::vector<journal_record>& history);
 
 } // namespace troupe
