@@ -37,21 +37,19 @@ const step_attempt* attempt_fold::add(const kernel::event& e) {
     current_.cost_nusd = 0;
     return ended;
   }
-  if (auto c = std::get_if<kernel::step_completed>(&e)) {
-    if (!names_current(c->node, c->attempt))
-      return nullptr;
+  auto spent = [&](uint64_t tokens, uint64_t cost_nusd) {
+    current_.tokens = tokens;
+    current_.cost_nusd = cost_nusd;
+  };
+  if (auto c = std::get_if<kernel::step_completed>(&e); c && names_current(c->node, c->attempt)) {
     current_.label = c->label;
-    current_.tokens = c->tokens;
-    current_.cost_nusd = c->cost_nusd;
+    spent(c->tokens, c->cost_nusd);
     return end(attempt_end::completed, at);
   }
-  if (auto f = std::get_if<kernel::step_failed>(&e)) {
-    if (!names_current(f->node, f->attempt))
-      return nullptr;
+  if (auto f = std::get_if<kernel::step_failed>(&e); f && names_current(f->node, f->attempt)) {
     current_.kind = f->kind;
     current_.reason = f->reason;
-    current_.tokens = f->tokens;
-    current_.cost_nusd = f->cost_nusd;
+    spent(f->tokens, f->cost_nusd);
     return end(attempt_end::failed, at);
   }
   if (auto t = std::get_if<kernel::timer_fired>(&e)) {

@@ -168,17 +168,9 @@ void otlp::append_body_head(std::string& out, const std::string& service_name) {
 }
 
 span otlp::to_span(const span_ref& s) {
-  span out;
-  out.trace_id = std::string{s.trace_id};
-  out.span_id = std::string{s.span_id};
-  out.parent_span_id = std::string{s.parent_span_id};
-  out.name = std::string{s.name};
-  out.kind = s.kind;
-  out.start_ns = s.start_ns;
-  out.end_ns = s.end_ns;
-  out.ended = s.ended;
-  out.status = s.status;
-  out.status_message = std::string{s.status_message};
+  span out{std::string{s.trace_id}, std::string{s.span_id}, std::string{s.parent_span_id},
+           std::string{s.name},     s.kind,  s.start_ns, s.end_ns, s.ended, s.status,
+           std::string{s.status_message}, {}, {}};
   out.attributes.reserve(s.attribute_count);
   for (size_t i = 0; i < s.attribute_count; ++i)
     out.attributes.push_back({std::string{s.attributes[i].key}, value_of(s.attributes[i].value)});
@@ -239,23 +231,11 @@ std::string to_otlp_json(const std::vector<span>& spans, const std::string& serv
     attrs.clear();
     for (const auto& a : s.attributes)
       attrs.push_back({a.key, ref_of(a.value)});
-    otlp::span_ref r;
-    r.trace_id = s.trace_id;
-    r.span_id = s.span_id;
-    r.parent_span_id = s.parent_span_id;
-    r.name = s.name;
-    r.kind = s.kind;
-    r.start_ns = s.start_ns;
-    r.end_ns = s.end_ns;
-    r.ended = s.ended;
-    r.status = s.status;
-    r.status_message = s.status_message;
-    r.attributes = attrs.data();
-    r.attribute_count = attrs.size();
-    r.events = &s.events;
     if (i > 0)
       out += ',';
-    otlp::append_span(out, r);
+    otlp::append_span(out, {s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns,
+                            s.end_ns, s.ended, s.status, s.status_message, attrs.data(),
+                            attrs.size(), &s.events});
   }
   out += otlp::body_tail;
   return out;
