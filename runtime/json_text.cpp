@@ -2,6 +2,7 @@
 #include "runtime/json_text.hpp"
 
 #include <charconv>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +43,18 @@ void append_decimal(std::string& out, uint64_t x) {
 
 void append_decimal(std::string& out, int64_t x) {
   append_int(out, x);
+}
+
+void append_json_number(std::string& out, double x) {
+  if (!std::isfinite(x)) {
+    out += "null";
+    return;
+  }
+  // what json's serializer does for a double, without making one (and its
+  // string) per number
+  char buf[64];
+  auto* end = nlohmann::detail::to_chars(buf, buf + sizeof buf, x);
+  out.append(buf, static_cast<size_t>(end - buf));
 }
 
 } // namespace troupe

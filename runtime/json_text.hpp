@@ -19,4 +19,8 @@ void append_json_string(std::string& out, std::string_view s);
 void append_decimal(std::string& out, uint64_t x);
 void append_decimal(std::string& out, int64_t x);
 
+/// Appends `x` as nlohmann::json's dump() writes a double (the shortest
+/// text that reads back as `x`; "null" for NaN and infinities).
+void append_json_number(std::string& out, double x);
+
 } // namespace troupe

@@ -59,7 +59,7 @@ void put_value(std::string& out, const otlp::value_ref& v) {
       break;
     case type::real:
       out += "{\"doubleValue\":";
-      out += json(v.d).dump();
+      append_json_number(out, v.d);
       break;
   }
   out += '}';
