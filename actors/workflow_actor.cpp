@@ -60,6 +60,7 @@ struct workflow_actor_state {
   std::string trace_id; ///< once known (workflow_started applied)
   attempt_trace trace;  ///< trace_id as numbers, and where span ids continue:
   uint64_t id_hash = 0; ///< workflow_hash(id)
+  std::shared_ptr<const std::string> shared_id; ///< id, for applied_events (tracing on)
   static inline const char* name = "troupe.workflow";
 };
 
@@ -314,26 +315,23 @@ bool stale(self_ptr self, const queued& q) {
   return false;
 }
 
-// For the trace exporter (tracing on): event `ev` as applied, the traced
-// commands of its transition and the state it left. `problem`: why the
-// kernel took a step_completed as bad_output, read before it applied it.
-void note_applied(applied_events& out, kernel::event ev,
+// For the trace exporter: event `ev` (moved from) as applied, with the
+// commands of its transition and the state it left (see applied_events);
+// `problem`: why the kernel took a step_completed as bad_output, read
+// before it applied it. A write whose events do not all fit goes without.
+// With tracing off (`out` null), nothing.
+void note_applied(std::shared_ptr<applied_events>& out, kernel::event& ev,
                   const std::vector<kernel::command>& cmds, const kernel::workflow_state& after,
-                  std::string problem) {
-  auto& a = out.events.emplace_back();
-  a.event = std::move(ev);
-  for (const auto& c : cmds)
-    if (kept_for_trace(c))
-      a.commands.push_back(c);
-  read_facts(after, a.after);
-  a.problem = std::move(problem);
+                  std::string problem = {}) {
+  if (out && !out->add(std::move(ev), cmds, after, std::move(problem)))
+    out.reset();
 }
 
 // Applies at once the step_scheduled that a schedule_step command asks for,
-// adding it to the same write (and to `applied`, if not null), and puts its
-// commands in the command's place.
+// adding it to the same write (and to `applied`), and puts its commands in
+// the command's place.
 caf::error chain_scheduling(self_ptr self, std::vector<kernel::command>& cmds,
-                            journal_write& w, applied_events* applied) {
+                            journal_write& w, std::shared_ptr<applied_events>& applied) {
   auto& st = self->state;
   for (size_t i = 0; i < cmds.size();) {
     auto s = std::get_if<kernel::schedule_step>(&cmds[i]);
@@ -347,8 +345,7 @@ caf::error chain_scheduling(self_ptr self, std::vector<kernel::command>& cmds,
       return t.error();
     st.wf = std::move(t->state);
     w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, ev));
-    if (applied)
-      note_applied(*applied, std::move(ev), t->commands, st.wf, {});
+    note_applied(applied, ev, t->commands, st.wf);
     cmds.erase(cmds.begin() + static_cast<std::ptrdiff_t>(i));
     cmds.insert(cmds.begin() + static_cast<std::ptrdiff_t>(i), t->commands.begin(),
                 t->commands.end());
@@ -500,8 +497,9 @@ void pump(self_ptr self) {
     std::shared_ptr<applied_events> applied;
     std::string problem; // as the kernel saw it, in the state before
     if (st.env.trace_applied) {
-      applied = std::make_shared<applied_events>();
-      applied->events.reserve(2); // the event, and the step it schedules
+      if (!st.shared_id)
+        st.shared_id = std::make_shared<const std::string>(st.id);
+      applied = std::make_shared<applied_events>(st.shared_id, st.wf_seq + 1);
       if (auto c = std::get_if<kernel::step_completed>(&q.ev);
           c && st.wf.at == kernel::phase::running)
         problem = kernel::completion_problem(*st.env.def, st.wf, *c);
@@ -509,9 +507,8 @@ void pump(self_ptr self) {
     st.wf = std::move(t->state);
     journal_write w;
     w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, q.ev));
-    if (applied)
-      note_applied(*applied, std::move(q.ev), t->commands, st.wf, std::move(problem));
-    if (auto err = chain_scheduling(self, t->commands, w, applied.get())) {
+    note_applied(applied, q.ev, t->commands, st.wf, std::move(problem));
+    if (auto err = chain_scheduling(self, t->commands, w, applied)) {
       refused(self, err);
       return;
     }

@@ -67,25 +67,21 @@ caf::expected<definition> linear_definition(size_t k) {
 caf::expected<std::vector<journal_write>> journal_of(const definition& def,
                                                      const std::string& id) {
   std::vector<journal_write> out;
+  auto shared_id = std::make_shared<const std::string>(id);
   kernel::workflow_state st;
   uint64_t seq = 0;
   int64_t t = 1'700'000'000'000'000'000;
   kernel::event next = kernel::workflow_started{kernel::instant{t}, nlohmann::json::object(), 7, ""};
   for (;;) {
     journal_write w;
-    auto applied = std::make_shared<applied_events>();
+    auto applied = std::make_shared<applied_events>(shared_id, seq + 1);
     for (;;) { // the event and the step_scheduled its schedule_step asks for
       auto tr = kernel::apply(def, st, next);
       if (!tr)
         return tr.error();
       st = std::move(tr->state);
       w.events.push_back(persistence::to_record(id, ++seq, next));
-      auto& a = applied->events.emplace_back();
-      a.event = next;
-      for (const auto& c : tr->commands)
-        if (kept_for_trace(c))
-          a.commands.push_back(c);
-      read_facts(st, a.after);
+      applied->add(next, tr->commands, st, {});
       const kernel::schedule_step* s = nullptr;
       for (const auto& c : tr->commands)
         if (auto x = std::get_if<kernel::schedule_step>(&c))

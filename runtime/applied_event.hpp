@@ -6,7 +6,10 @@
 // the write has committed. Pure data.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,22 +34,45 @@ struct trace_facts {
 /// Sets `out` to the facts of `s` (reusing its strings' memory).
 void read_facts(const kernel::workflow_state& s, trace_facts& out);
 
-/// Whether spans read command `c` (the trace builder's carry_out); the
-/// others need not be kept.
-bool kept_for_trace(const kernel::command& c);
-
 /// One event as the workflow actor applied it.
 struct applied_event {
-  kernel::event event;
-  std::vector<kernel::command> commands; ///< its transition's, those kept_for_trace() only
-  trace_facts after;                     ///< the state it left
+  kernel::event event; ///< its payloads (input, patches) left out: spans do not read them
+  std::optional<kernel::command> command; ///< the one command of its transition spans read
+  trace_facts after;   ///< the state it left
   std::string problem; ///< a step_completed the kernel took as bad_output: why
                        ///< (kernel::completion_problem); else ""
 };
 
-/// journal_write::applied: one per event of the write, in its order.
-struct applied_events {
-  std::vector<applied_event> events;
+/// journal_write::applied: the events of one write as applied, in order.
+/// Made on a workflow actor's thread and let go of on the exporter's, so
+/// it is one allocation whatever it holds (memory freed on another thread
+/// than the one that took it is what costs most there). A write has at
+/// most two events: one, and the step_scheduled its schedule_step asks for.
+class applied_events {
+public:
+  static constexpr size_t capacity = 2;
+
+  /// The events of workflow `workflow_id` from its record `first_seq` on.
+  applied_events(std::shared_ptr<const std::string> workflow_id, uint64_t first_seq)
+    : workflow_id_(std::move(workflow_id)), first_seq_(first_seq) {}
+
+  /// Adds `e` (its payloads dropped), the commands of its transition and
+  /// the state `after` it. False, and nothing added, if it is full or the
+  /// transition has more than one command spans read (the kernel makes at
+  /// most one): that write then goes without, and the exporter replays it.
+  bool add(kernel::event e, const std::vector<kernel::command>& commands,
+           const kernel::workflow_state& after, std::string problem);
+
+  const std::string& workflow_id() const { return *workflow_id_; }
+  uint64_t first_seq() const { return first_seq_; }
+  size_t size() const { return size_; }
+  const applied_event& operator[](size_t i) const { return events_[i]; }
+
+private:
+  std::shared_ptr<const std::string> workflow_id_;
+  uint64_t first_seq_ = 0;
+  std::array<applied_event, capacity> events_;
+  size_t size_ = 0;
 };
 
 } // namespace troupe

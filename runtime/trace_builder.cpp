@@ -33,9 +33,14 @@ void put(attributes& a, const char* key, double v) {
   a.push_back({key, v});
 }
 
+caf::error corrupt(const std::string& workflow_id, uint64_t wf_seq, const char* kind,
+                   const std::string& what) {
+  return make_error(errc::journal_corrupt, workflow_id + " #" + std::to_string(wf_seq) + " ("
+                                             + kind + "): " + what);
+}
+
 caf::error corrupt(const journal_record& r, const std::string& what) {
-  return make_error(errc::journal_corrupt, r.workflow_id + " #" + std::to_string(r.wf_seq) + " ("
-                                             + r.kind + "): " + what);
+  return corrupt(r.workflow_id, r.wf_seq, r.kind.c_str(), what);
 }
 
 /// Why an attempt in flight was abandoned by event `e`.
@@ -128,14 +133,16 @@ uint64_t trace_builder::span_id(const std::string& suffix) const {
   return span_number(id_hash_, suffix);
 }
 
-caf::error trace_builder::next_record(const journal_record& r) const {
+caf::error trace_builder::next_record(const std::string& workflow_id, uint64_t wf_seq,
+                                      const char* kind) const {
+  auto fail = [&](const std::string& what) { return corrupt(workflow_id, wf_seq, kind, what); };
   if (broken_)
-    return corrupt(r, "the trace of '" + row_.id + "' stopped at an earlier record");
-  if (r.workflow_id != row_.id)
-    return corrupt(r, "record of another workflow in the trace of '" + row_.id + "'");
-  if (r.wf_seq != last_ + 1)
-    return corrupt(r, (r.wf_seq <= last_ ? "duplicate wf_seq" : "gap in wf_seq")
-                        + std::string{" (expected #"} + std::to_string(last_ + 1) + ")");
+    return fail("the trace of '" + row_.id + "' stopped at an earlier record");
+  if (workflow_id != row_.id)
+    return fail("record of another workflow in the trace of '" + row_.id + "'");
+  if (wf_seq != last_ + 1)
+    return fail((wf_seq <= last_ ? "duplicate wf_seq" : "gap in wf_seq")
+                + std::string{" (expected #"} + std::to_string(last_ + 1) + ")");
   return {};
 }
 
@@ -143,7 +150,7 @@ caf::error trace_builder::add(const journal_record& r, sink& ended) {
   if (applied_)
     return corrupt(r, "the trace of '" + row_.id + "' was built from applied events: "
                       "it has no kernel state to replay this record with");
-  if (auto err = next_record(r))
+  if (auto err = next_record(r.workflow_id, r.wf_seq, r.kind.c_str()))
     return err;
   auto e = persistence::from_record_without_state(r); // spans need no workflow state
   if (!e)
@@ -158,36 +165,36 @@ caf::error trace_builder::add(const journal_record& r, sink& ended) {
                         + def_->name + "': " + describe(commands.error()));
   }
   read_facts(st_, facts_);
-  observe(r, *e, *commands, facts_, problem, ended);
+  observe(r.wf_seq, *e, commands->data(), commands->size(), facts_, problem, ended);
   return {};
 }
 
-caf::error trace_builder::add(const journal_record& r, const applied_event& a, sink& ended) {
-  if (!applied_ && last_ > 0) // it keeps the kernel state: keep it current
-    return add(r, ended);
-  if (auto err = next_record(r))
+caf::error trace_builder::add(uint64_t wf_seq, const applied_event& a, sink& ended) {
+  if (auto err = next_record(row_.id, wf_seq, kernel::kind_of(a.event)))
     return err;
-  applied_ = true;
-  observe(r, a.event, a.commands, a.after, a.problem, ended);
+  applied_ = true; // st_ is not kept from here on
+  observe(wf_seq, a.event, a.command ? &*a.command : nullptr, a.command ? 1 : 0, a.after,
+          a.problem, ended);
   return {};
 }
 
-void trace_builder::observe(const journal_record& r, const kernel::event& e,
-                            const std::vector<kernel::command>& commands,
-                            const trace_facts& facts, const std::string& problem, sink& ended) {
+void trace_builder::observe(uint64_t wf_seq, const kernel::event& e,
+                            const kernel::command* commands, size_t n, const trace_facts& facts,
+                            const std::string& problem, sink& ended) {
+  auto at = static_cast<int64_t>(kernel::time_of(e).count()); // the record's at_ns
   now_ = &facts;
-  last_ = r.wf_seq;
+  last_ = wf_seq;
   phase_ = facts.at;
   // the attempt it ends, then what the event itself ends or marks, then its commands
   if (const auto* a = attempts_.add(e))
     close_attempt(*a, e, problem, ended);
-  fold(e, r.at_ns, ended);
-  for (const auto& c : commands)
-    carry_out(c, e, r.at_ns, ended);
+  fold(e, at, ended);
+  for (size_t i = 0; i < n; ++i)
+    carry_out(commands[i], e, at, ended);
   if (gate_.open && facts.at != kernel::phase::at_gate)
-    close_gate(e, r.at_ns, ended);
+    close_gate(e, at, ended);
   if (!compensating_ && facts.compensating)
-    root_event("compensating", r.at_ns, {{"troupe.reason", facts.undo_reason}});
+    root_event("compensating", at, {{"troupe.reason", facts.undo_reason}});
   compensating_ = facts.compensating;
   now_ = &facts_;
 }

@@ -66,12 +66,11 @@ public:
   /// record after it).
   caf::error add(const journal_record& r, sink& ended);
 
-  /// add() for record `r` as the workflow actor applied it: `a` is its
-  /// event and transition, which are not checked against the definition.
-  /// A builder that has replayed records through the kernel replays this
-  /// one too; one that has taken applied events refuses add() without
-  /// them (its kernel state is not kept: rebuild it from the journal).
-  caf::error add(const journal_record& r, const applied_event& a, sink& ended);
+  /// add() for the workflow's record `wf_seq` as its actor applied it:
+  /// `a` is its event and transition, not checked against the definition.
+  /// From then on the builder keeps no kernel state: add() of a record
+  /// refuses, and the builder must be rebuilt from the journal.
+  caf::error add(uint64_t wf_seq, const applied_event& a, sink& ended);
 
   /// Whether it has taken applied events (and so holds no kernel state).
   bool applied_only() const { return applied_; }
@@ -125,12 +124,12 @@ private:
   };
   class draft;
 
-  caf::error next_record(const journal_record& r) const;
-  /// What record `r` (event `e`, whose transition gave `commands` and left
-  /// `facts`) opens, ends and marks.
-  void observe(const journal_record& r, const kernel::event& e,
-               const std::vector<kernel::command>& commands, const trace_facts& facts,
-               const std::string& problem, sink& ended);
+  /// journal_corrupt if record `wf_seq` of `workflow_id` is not the next one.
+  caf::error next_record(const std::string& workflow_id, uint64_t wf_seq, const char* kind) const;
+  /// What record `wf_seq` (event `e`, whose transition gave the `n`
+  /// `commands` and left `facts`) opens, ends and marks.
+  void observe(uint64_t wf_seq, const kernel::event& e, const kernel::command* commands, size_t n,
+               const trace_facts& facts, const std::string& problem, sink& ended);
   void fold(const kernel::event& e, int64_t at, sink& ended);
   void carry_out(const kernel::command& c, const kernel::event& e, int64_t at, sink& ended);
   /// The span id named "<workflow id><suffix>" (see attempt_span_id).

@@ -210,7 +210,7 @@ steady::time_point trace_exporter::impl::wake_at() const {
 }
 
 void trace_exporter::impl::take(journal_write& w) {
-  if (!w.events.empty())
+  if (!w.events.empty() || w.applied)
     fold_events(w);
   for (const auto& e : w.effect)
     place_effect(e);
@@ -218,29 +218,39 @@ void trace_exporter::impl::take(journal_write& w) {
 
 namespace {
 
-/// The workflow actor's transitions of `w`'s events, if it sent them.
-const applied_events* applied_of(const journal_write& w) {
-  if (w.applied && w.applied->events.size() == w.events.size())
-    return w.applied.get();
-  return nullptr;
+/// Whether `w` carries its events as applied (see committed()).
+bool is_applied(const journal_write& w) {
+  return w.applied != nullptr;
+}
+
+const std::string& workflow_of(const journal_write& w) {
+  return is_applied(w) ? w.applied->workflow_id() : w.events.front().workflow_id;
+}
+
+uint64_t first_seq_of(const journal_write& w) {
+  return is_applied(w) ? w.applied->first_seq() : w.events.front().wf_seq;
+}
+
+size_t events_of(const journal_write& w) {
+  return is_applied(w) ? w.applied->size() : w.events.size();
 }
 
 } // namespace
 
 void trace_exporter::impl::fold_events(journal_write& w) {
-  const auto& id = w.events.front().workflow_id;
+  const auto& id = workflow_of(w);
   auto* t = builder_for(w);
+  auto n = events_of(w);
   if (t == nullptr) {
-    skipped += w.events.size();
+    skipped += n;
     return;
   }
-  const auto* applied = applied_of(w);
-  for (size_t i = 0; i < w.events.size(); ++i) {
-    auto err = applied ? t->builder.add(w.events[i], applied->events[i], *this)
-                       : t->builder.add(w.events[i], *this);
+  for (size_t i = 0; i < n; ++i) {
+    auto err = is_applied(w) ? t->builder.add(w.applied->first_seq() + i, (*w.applied)[i], *this)
+                             : t->builder.add(w.events[i], *this);
     if (err) {
       spdlog::debug("trace export: workflow {} not traced further: {}", id, describe(err));
-      skipped += w.events.size() - i;
+      skipped += n - i;
       builders.erase(id);
       t = nullptr;
       break;
@@ -252,13 +262,13 @@ void trace_exporter::impl::fold_events(journal_write& w) {
 }
 
 traced* trace_exporter::impl::builder_for(const journal_write& w) {
-  const auto& id = w.events.front().workflow_id;
-  auto first_seq = w.events.front().wf_seq;
+  const auto& id = workflow_of(w);
+  auto first_seq = first_seq_of(w);
   auto i = builders.find(id);
   if (i != builders.end()) {
     const auto& b = i->second->builder;
     // records in between were skipped, or these need the kernel state it does not keep
-    if (b.last_wf_seq() + 1 == first_seq && (applied_of(w) != nullptr || !b.applied_only()))
+    if (b.last_wf_seq() + 1 == first_seq && (is_applied(w) || !b.applied_only()))
       return i->second.get();
     builders.erase(i);
   }
@@ -448,8 +458,20 @@ void trace_exporter::committed(std::vector<journal_write>& batch) {
       continue;
     }
     i.inbox_records += n;
-    i.inbox.push_back(std::move(w));
     added = true;
+    if (w.applied && !w.events.empty() && w.applied->size() == w.events.size()
+        && w.applied->first_seq() == w.events.front().wf_seq) {
+      // the events as applied are all it needs: the records stay with the
+      // writer, which frees them where they were made, as without tracing
+      journal_write taken;
+      taken.workflow = std::move(w.workflow);
+      taken.effect = std::move(w.effect);
+      taken.applied = std::move(w.applied);
+      i.inbox.push_back(std::move(taken));
+      continue;
+    }
+    w.applied = nullptr;
+    i.inbox.push_back(std::move(w));
   }
   if (added && (i.idle || i.inbox_records >= inbox_max / 4))
     i.work.notify_one();

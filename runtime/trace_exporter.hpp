@@ -49,8 +49,10 @@ public:
   trace_exporter(const trace_exporter&) = delete;
   trace_exporter& operator=(const trace_exporter&) = delete;
 
-  /// Takes the writes of a committed batch (moved from; the writer is done
-  /// with them). Called by the journal writer; never waits for I/O.
+  /// Takes what it needs of the writes of a committed batch (moved from;
+  /// the writer is done with them): of a write with its events as applied,
+  /// those, its row and effects; of any other, all of it. Called by the
+  /// journal writer; never waits for I/O.
   void committed(std::vector<journal_write>& batch);
 
   /// Waits until every span of the writes committed before the call has
