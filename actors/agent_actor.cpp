@@ -35,7 +35,11 @@ public:
   const budgets_left& budget() const override { return in_.budget; }
   const std::string& idempotency_key() const override { return in_.key; }
   const std::string& user() const override { return in_.user; }
-  const std::string& traceparent() const override { return in_.traceparent; }
+  const std::string& traceparent() const override {
+    if (traceparent_.empty()) // formatted once, when first needed
+      traceparent_ = in_.trace.traceparent();
+    return traceparent_;
+  }
 
   nlohmann::json session_get(const std::string& key) const override {
     if (!in_.sessions || in_.user.empty())
@@ -89,7 +93,7 @@ public:
   /// The attempt's log context: its workflow, trace, node and attempt.
   log_context about() const {
     // the trace id is the traceparent's second field (troupe/trace.hpp)
-    auto trace = std::string_view{in_.traceparent};
+    auto trace = std::string_view{traceparent()};
     return {in_.workflow_id, trace.size() >= 35 ? trace.substr(3, 32) : std::string_view{},
             in_.node, in_.attempt};
   }
@@ -119,6 +123,7 @@ private:
   agent_runner& runner_;
   caf::actor workflow_;
   step_input in_;
+  mutable std::string traceparent_; ///< in_.trace, once asked for
   uint32_t calls_ = 0;
   uint64_t spent_ = 0;    ///< tokens of this attempt's answered calls
   uint64_t reserved_ = 0; ///< estimates of its calls in flight
@@ -293,7 +298,7 @@ void attempt_ctx::ask(llm_request req, reply_handler then) {
   reserved_nusd_ += estimate_nusd;
   req.idempotency_key = in_.key;
   if (req.traceparent.empty()) // the provider's spans nest under this attempt's
-    req.traceparent = in_.traceparent;
+    req.traceparent = traceparent();
   req.request_id = in_.key + ":" + std::to_string(in_.attempt) + ":" + std::to_string(calls_++);
   if (req.script.empty())
     req.script = in_.agent;

@@ -36,6 +36,7 @@
 #include "troupe/gateway.hpp"
 #include "troupe/seams.hpp"
 #include "runtime/session_store.hpp"
+#include "runtime/trace_ids.hpp"
 
 namespace troupe {
 
@@ -51,8 +52,10 @@ struct step_input {
   budgets_left budget;
   std::string user;                         ///< whose session context it sees
   std::shared_ptr<session_store> sessions;  ///< null: none (session calls fail)
-  std::string traceparent; ///< the attempt's span in the workflow's trace
-  std::string model;       ///< the workflow's model override: every call's model ("" none)
+  /// The attempt's span in the workflow's trace: numbers, formatted as a
+  /// traceparent only when the agent asks for it or calls a model.
+  attempt_trace trace;
+  std::string model; ///< the workflow's model override: every call's model ("" none)
 };
 
 } // namespace troupe

@@ -15,6 +15,7 @@
 #include "kernel/workflow_machine.hpp"
 #include "persistence/event_codec.hpp"
 #include "persistence/state_codec.hpp"
+#include "runtime/applied_event.hpp"
 #include "runtime/log_format.hpp"
 #include "troupe/errors.hpp"
 #include "troupe/trace.hpp"
@@ -61,6 +62,9 @@ struct workflow_actor_state {
   /// Status asks that came while a write was in flight: `wf` is ahead of
   /// the journal then, so they are answered at its ack.
   std::vector<caf::typed_response_promise<info_msg>> status_asks;
+  attempt_trace trace;  ///< trace_id as numbers, and where span ids continue:
+  uint64_t id_hash = 0; ///< workflow_hash(id)
+  std::shared_ptr<const std::string> shared_id; ///< id, for applied_events (tracing on)
   static inline const char* name = "troupe.workflow";
 
   /// Runs as the actor exits, however it ends: a status ask still waiting
@@ -133,16 +137,23 @@ void stop_agent(self_ptr self) {
 
 const std::string& trace_id(self_ptr self) {
   auto& st = self->state;
-  if (st.trace_id.empty()) // the traceparent is known once workflow_started is applied
+  if (st.trace_id.empty()) { // the traceparent is known once workflow_started is applied
     st.trace_id = trace_id_of(st.id, st.wf.traceparent);
+    st.trace = attempt_trace_of(st.trace_id, 0);
+    st.id_hash = workflow_hash(st.id);
+  }
   return st.trace_id;
 }
 
-// The traceparent of the attempt that run_agent starts: the workflow's
+// The trace context of the attempt that run_agent starts: the workflow's
 // trace, and the attempt's span, which the trace exporter derives from the
 // same step number (the kernel has just counted this attempt in `steps`).
-std::string attempt_traceparent(self_ptr self) {
-  return make_traceparent(trace_id(self), attempt_span_id(self->state.id, self->state.wf.steps));
+// Numbers only: the agent formats its traceparent if it needs one.
+attempt_trace attempt_context(self_ptr self) {
+  trace_id(self);
+  auto t = self->state.trace;
+  t.span = attempt_span_number(self->state.id_hash, self->state.wf.steps);
+  return t;
 }
 
 // What this workflow's log lines are about: it, and the node and attempt it is at.
@@ -167,7 +178,7 @@ void run_agent(self_ptr self, const kernel::run_agent& c) {
   in.budget = budgets_of(self);
   in.user = st.row.user;
   in.sessions = st.env.sessions;
-  in.traceparent = attempt_traceparent(self);
+  in.trace = attempt_context(self);
   in.model = st.wf.model;
   // registry::add_definition checked the agent (and compensating agent)
   // exists; a snapshot never shrinks
@@ -317,10 +328,23 @@ bool stale(self_ptr self, const queued& q) {
   return false;
 }
 
+// For the trace exporter: event `ev` (moved from) as applied, with the
+// commands of its transition and the state it left (see applied_events);
+// `problem`: why the kernel took a step_completed as bad_output, read
+// before it applied it. A write whose events do not all fit goes without.
+// With tracing off (`out` null), nothing.
+void note_applied(std::shared_ptr<applied_events>& out, kernel::event& ev,
+                  const std::vector<kernel::command>& cmds, const kernel::workflow_state& after,
+                  std::string problem = {}) {
+  if (out && !out->add(std::move(ev), cmds, after, std::move(problem)))
+    out.reset();
+}
+
 // Applies at once the step_scheduled that a schedule_step command asks for,
-// adding it to the same write, and puts its commands in the command's place.
+// adding it to the same write (and to `applied`), and puts its commands in
+// the command's place.
 caf::error chain_scheduling(self_ptr self, std::vector<kernel::command>& cmds,
-                            journal_write& w) {
+                            journal_write& w, std::shared_ptr<applied_events>& applied) {
   auto& st = self->state;
   for (size_t i = 0; i < cmds.size();) {
     auto s = std::get_if<kernel::schedule_step>(&cmds[i]);
@@ -334,6 +358,7 @@ caf::error chain_scheduling(self_ptr self, std::vector<kernel::command>& cmds,
       return t.error();
     st.wf = std::move(t->state);
     w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, ev));
+    note_applied(applied, ev, t->commands, st.wf);
     cmds.erase(cmds.begin() + static_cast<std::ptrdiff_t>(i));
     cmds.insert(cmds.begin() + static_cast<std::ptrdiff_t>(i), t->commands.begin(),
                 t->commands.end());
@@ -494,13 +519,25 @@ void pump(self_ptr self) {
     metric_note note;
     if (st.env.metrics)
       note = observe(self, q.ev, st.wf, t->state);
+    std::shared_ptr<applied_events> applied;
+    std::string problem; // as the kernel saw it, in the state before
+    if (st.env.trace_applied) {
+      if (!st.shared_id)
+        st.shared_id = std::make_shared<const std::string>(st.id);
+      applied = std::make_shared<applied_events>(st.shared_id, st.wf_seq + 1);
+      if (auto c = std::get_if<kernel::step_completed>(&q.ev);
+          c && st.wf.at == kernel::phase::running)
+        problem = kernel::completion_problem(*st.env.def, st.wf, *c);
+    }
     st.wf = std::move(t->state);
     journal_write w;
     w.events.push_back(persistence::to_record(st.id, ++st.wf_seq, q.ev));
-    if (auto err = chain_scheduling(self, t->commands, w)) {
+    note_applied(applied, q.ev, t->commands, st.wf, std::move(problem));
+    if (auto err = chain_scheduling(self, t->commands, w, applied)) {
       refused(self, err);
       return;
     }
+    w.applied = std::move(applied);
     complete_write(self, w, seq_before);
     // a write schedules at most one attempt (kernel invariant 2)
     if (st.env.metrics && w.events.size() > 1 && st.wf.at == kernel::phase::running

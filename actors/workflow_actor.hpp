@@ -49,6 +49,9 @@ struct workflow_env {
   std::shared_ptr<clock_source> clock; ///< null: the actor clock (test coordinator in tests)
   uint32_t snapshot_every = 0; ///< 0: no snapshots
   bool passivate = true;       ///< quit when parked at a gate
+  /// Spans are exported: each write carries the transitions of its events
+  /// (journal_write::applied) for the trace exporter.
+  bool trace_applied = false;
 };
 
 /// The status a workflow in state `s` reports (parked at a gate, ...).

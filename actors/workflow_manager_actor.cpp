@@ -141,6 +141,7 @@ workflow_env env_for(self_ptr self, std::shared_ptr<const definition> def) {
   w.notifier = st.env.notifier;
   w.sessions = st.env.sessions;
   w.metrics = st.env.metrics;
+  w.trace_applied = st.env.trace_applied;
   return w;
 }
 

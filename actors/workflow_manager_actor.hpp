@@ -86,6 +86,7 @@ struct manager_env {
   uint32_t restart_intensity = 3;
   std::chrono::nanoseconds restart_period = std::chrono::minutes{1};
   std::shared_ptr<runtime_metrics> metrics; ///< for the workflows and restarts; null: none
+  bool trace_applied = false; ///< workflow_env::trace_applied
 };
 
 caf::actor spawn_workflow_manager(caf::actor_system& sys, manager_env env);

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/json_text.hpp"
 #include "troupe/errors.hpp"
 
 namespace troupe::persistence {
@@ -34,27 +35,20 @@ constexpr uint64_t v3 = 3;
 // dump(-1, ' ', false, error_handler_t::replace) gives.
 class payload_writer {
 public:
-  payload_writer& field(const char* key, const std::string& s) {
+  payload_writer& field(const char* key, std::string_view s) {
     begin(key);
-    bool plain = true;
-    for (unsigned char c : s)
-      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
-        plain = false;
-        break;
-      }
-    if (plain) {
-      out_ += '"';
-      out_ += s;
-      out_ += '"';
-    } else { // escapes and UTF-8 repair: leave them to the library
-      out_ += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
-    }
+    append_json_string(out_, s);
     return *this;
   }
-  payload_writer& field(const char* key, const char* s) { return field(key, std::string{s}); }
+  payload_writer& field(const char* key, const std::string& s) {
+    return field(key, std::string_view{s});
+  }
+  payload_writer& field(const char* key, const char* s) {
+    return field(key, std::string_view{s});
+  }
   payload_writer& field(const char* key, uint64_t x) {
     begin(key);
-    out_ += std::to_string(x);
+    append_decimal(out_, x);
     return *this;
   }
   payload_writer& field(const char* key, const json& j) {

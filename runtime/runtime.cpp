@@ -287,6 +287,7 @@ struct runtime::impl {
                         cfg.workflow_restart_period,
                         metrics};
         env.adopt_from = std::exchange(workflows, env.live); // null at the first start
+        env.trace_applied = tracer != nullptr;
         return spawn_workflow_manager(sys, std::move(env));
       },
       std::chrono::minutes{1})); // it stops every workflow first

@@ -3,17 +3,16 @@
 #include "runtime/trace_builder.hpp"
 
 #include <algorithm>
+#include <array>
 #include <utility>
 
 #include "persistence/event_codec.hpp"
+#include "runtime/trace_ids.hpp"
 #include "troupe/errors.hpp"
-#include "troupe/hash.hpp"
 
 namespace troupe {
 
 namespace {
-
-using json = nlohmann::json;
 
 double usd_of(uint64_t nusd) {
   return static_cast<double>(nusd) / 1e9;
@@ -27,47 +26,25 @@ int64_t int_of(uint64_t x) {
 void put(attributes& a, const char* key, std::string v) {
   a.push_back({key, std::move(v)});
 }
-void put(attributes& a, const char* key, const char* v) { // not the bool overload
-  a.push_back({key, std::string{v}});
-}
 void put(attributes& a, const char* key, uint64_t v) {
   a.push_back({key, int_of(v)});
 }
 void put(attributes& a, const char* key, double v) {
   a.push_back({key, v});
 }
-void put(attributes& a, const char* key, bool v) {
-  a.push_back({key, v});
-}
 
-std::string hex64(uint64_t x) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out(16, '0');
-  for (int i = 15; i >= 0; --i, x >>= 4)
-    out[static_cast<size_t>(i)] = digits[x & 0xf];
-  return out;
-}
-
-/// A span id from the FNV-1a hash of what names it: never the all-zero
-/// id, which OTLP reads as none.
-std::string span_id_from(uint64_t fnv) {
-  auto h = splitmix64(fnv);
-  return hex64(h == 0 ? 1 : h);
-}
-
-/// The span id named "<workflow_id><suffix>". FNV-1a runs byte by byte, so
-/// a builder hashes its workflow id once and continues from there.
-std::string span_id_of(const std::string& workflow_id, const std::string& suffix) {
-  return span_id_from(fnv1a(suffix, fnv1a(workflow_id)));
+caf::error corrupt(const std::string& workflow_id, uint64_t wf_seq, const char* kind,
+                   const std::string& what) {
+  return make_error(errc::journal_corrupt, workflow_id + " #" + std::to_string(wf_seq) + " ("
+                                             + kind + "): " + what);
 }
 
 caf::error corrupt(const journal_record& r, const std::string& what) {
-  return make_error(errc::journal_corrupt, r.workflow_id + " #" + std::to_string(r.wf_seq) + " ("
-                                             + r.kind + "): " + what);
+  return corrupt(r.workflow_id, r.wf_seq, r.kind.c_str(), what);
 }
 
 /// Why an attempt in flight was abandoned by event `e`.
-std::string abandoned_by(const kernel::event& e) {
+const char* abandoned_by(const kernel::event& e) {
   if (auto t = std::get_if<kernel::timer_fired>(&e);
       t && t->kind == kernel::timer_kind::workflow_deadline)
     return "the workflow's deadline passed";
@@ -75,29 +52,73 @@ std::string abandoned_by(const kernel::event& e) {
     return "the workflow was cancelled";
   if (std::holds_alternative<kernel::workflow_crashed>(e))
     return "the workflow crashed";
-  return std::string{"ended by "} + kernel::kind_of(e);
+  return nullptr; // ended by another kind of event
 }
+
+/// A trace_builder::sink that keeps span values (derive_trace).
+class keep_spans final : public trace_builder::sink {
+public:
+  explicit keep_spans(std::vector<span>& out) : out_(out) {}
+  void take(const otlp::span_ref& s) override { out_.push_back(otlp::to_span(s)); }
+
+private:
+  std::vector<span>& out_;
+};
 
 } // namespace
 
-// -- ids (troupe/trace.hpp) ----------------------------------------------------
+/// A span being handed over: its attributes in place, on the stack.
+class trace_builder::draft {
+public:
+  otlp::span_ref ref;
 
-std::string trace_id_of(const std::string& workflow_id, const std::string& traceparent) {
-  if (!traceparent.empty())
-    if (auto p = parse_traceparent(traceparent))
-      return p->trace_id;
-  auto hi = splitmix64(fnv1a("troupe.trace/" + workflow_id));
-  auto lo = splitmix64(fnv1a(workflow_id, hi));
-  return hex64(hi) + hex64(hi == 0 && lo == 0 ? 1 : lo);
-}
+  void id(uint64_t x) {
+    write_hex64(x, id_);
+    ref.span_id = std::string_view{id_, sizeof id_};
+  }
+  void str(const char* key, std::string_view v) { add(key).s = v; }
+  void num(const char* key, uint64_t v) {
+    auto& x = add(key);
+    x.t = otlp::value_ref::type::integer;
+    x.i = int_of(v);
+  }
+  void real(const char* key, double v) {
+    auto& x = add(key);
+    x.t = otlp::value_ref::type::real;
+    x.d = v;
+  }
+  void flag(const char* key, bool v) {
+    auto& x = add(key);
+    x.t = otlp::value_ref::type::boolean;
+    x.b = v;
+  }
+  /// Ends the span at `at` with `status`.
+  void end(int64_t at, span_status status) {
+    ref.end_ns = at;
+    ref.ended = true;
+    ref.status = status;
+  }
+  const otlp::span_ref& done() {
+    ref.attributes = attrs_.data();
+    ref.attribute_count = n_;
+    return ref;
+  }
 
-std::string root_span_id(const std::string& workflow_id) {
-  return span_id_of(workflow_id, "/workflow");
-}
+private:
+  otlp::value_ref& add(const char* key) {
+    if (n_ == attrs_.size()) // more than any span has (12): not reached
+      return overflow_;
+    auto& a = attrs_[n_++];
+    a.key = key;
+    a.value = {};
+    return a.value;
+  }
 
-std::string attempt_span_id(const std::string& workflow_id, uint64_t step) {
-  return span_id_of(workflow_id, "/step/" + std::to_string(step));
-}
+  std::array<otlp::attribute_ref, 16> attrs_;
+  size_t n_ = 0;
+  otlp::value_ref overflow_;
+  char id_[16];
+};
 
 // -- the builder ----------------------------------------------------------------
 
@@ -105,62 +126,92 @@ trace_builder::trace_builder(const definition& def, const workflow_row& row)
   : def_(&def),
     row_(row),
     trace_id_(trace_id_of(row.id, "")),
-    id_hash_(fnv1a(row.id)),
+    id_hash_(workflow_hash(row.id)),
     root_id_(root_span_id(row.id)) {}
 
-std::string trace_builder::span_id(const std::string& suffix) const {
-  return span_id_from(fnv1a(suffix, id_hash_));
+uint64_t trace_builder::span_id(const std::string& suffix) const {
+  return span_number(id_hash_, suffix);
 }
 
-caf::error trace_builder::add(const journal_record& r, std::vector<span>& ended) {
+caf::error trace_builder::next_record(const std::string& workflow_id, uint64_t wf_seq,
+                                      const char* kind) const {
+  auto fail = [&](const std::string& what) { return corrupt(workflow_id, wf_seq, kind, what); };
   if (broken_)
-    return corrupt(r, "the trace of '" + row_.id + "' stopped at an earlier record");
-  if (r.workflow_id != row_.id)
-    return corrupt(r, "record of another workflow in the trace of '" + row_.id + "'");
-  if (r.wf_seq != last_ + 1)
-    return corrupt(r, (r.wf_seq <= last_ ? "duplicate wf_seq" : "gap in wf_seq")
-                        + std::string{" (expected #"} + std::to_string(last_ + 1) + ")");
+    return fail("the trace of '" + row_.id + "' stopped at an earlier record");
+  if (workflow_id != row_.id)
+    return fail("record of another workflow in the trace of '" + row_.id + "'");
+  if (wf_seq != last_ + 1)
+    return fail((wf_seq <= last_ ? "duplicate wf_seq" : "gap in wf_seq")
+                + std::string{" (expected #"} + std::to_string(last_ + 1) + ")");
+  return {};
+}
+
+caf::error trace_builder::add(const journal_record& r, sink& ended) {
+  if (applied_)
+    return corrupt(r, "the trace of '" + row_.id + "' was built from applied events: "
+                      "it has no kernel state to replay this record with");
+  if (auto err = next_record(r.workflow_id, r.wf_seq, r.kind.c_str()))
+    return err;
   auto e = persistence::from_record_without_state(r); // spans need no workflow state
   if (!e)
     return std::move(e.error());
   std::string problem; // a completion the kernel takes as bad_output
   if (auto c = std::get_if<kernel::step_completed>(&*e); c && st_.at == kernel::phase::running)
     problem = kernel::completion_problem(*def_, st_, *c);
-  bool was_compensating = st_.compensating;
-  auto t = kernel::apply(*def_, std::move(st_), *e); // no copy: this runs per committed event
-  if (!t) {
+  auto commands = kernel::apply_in_place(*def_, st_, *e); // no copy: this runs per committed event
+  if (!commands) {
     broken_ = true;
     return corrupt(r, "does not fit version " + std::to_string(def_->version) + " of '"
-                        + def_->name + "': " + describe(t.error()));
+                        + def_->name + "': " + describe(commands.error()));
   }
-  st_ = std::move(t->state);
-  last_ = r.wf_seq;
-  fold(*e, problem, r.at_ns, ended);
-  for (const auto& c : t->commands)
-    carry_out(c, *e, r.at_ns, ended);
-  if (attempt_ && st_.at != kernel::phase::running) // invariant 2 of the kernel
-    close_attempt(*e, {}, r.at_ns, ended);
-  if (gate_ && st_.at != kernel::phase::at_gate)
-    close_gate(*e, r.at_ns, ended);
-  if (!was_compensating && st_.compensating)
-    root_event("compensating", r.at_ns, {{"troupe.reason", st_.undo_reason}});
+  read_facts(st_, facts_);
+  observe(r.wf_seq, *e, commands->data(), commands->size(), facts_, problem, ended);
   return {};
 }
 
+caf::error trace_builder::add(uint64_t wf_seq, const applied_event& a, sink& ended) {
+  if (auto err = next_record(row_.id, wf_seq, kernel::kind_of(a.event)))
+    return err;
+  applied_ = true; // st_ is not kept from here on
+  observe(wf_seq, a.event, a.command ? &*a.command : nullptr, a.command ? 1 : 0, a.after,
+          a.problem, ended);
+  return {};
+}
+
+void trace_builder::observe(uint64_t wf_seq, const kernel::event& e,
+                            const kernel::command* commands, size_t n, const trace_facts& facts,
+                            const std::string& problem, sink& ended) {
+  auto at = static_cast<int64_t>(kernel::time_of(e).count()); // the record's at_ns
+  now_ = &facts;
+  last_ = wf_seq;
+  phase_ = facts.at;
+  // the attempt it ends, then what the event itself ends or marks, then its commands
+  if (const auto* a = attempts_.add(e))
+    close_attempt(*a, e, problem, ended);
+  fold(e, at, ended);
+  for (size_t i = 0; i < n; ++i)
+    carry_out(commands[i], e, at, ended);
+  if (gate_.open && facts.at != kernel::phase::at_gate)
+    close_gate(e, at, ended);
+  if (!compensating_ && facts.compensating)
+    root_event("compensating", at, {{"troupe.reason", facts.undo_reason}});
+  compensating_ = facts.compensating;
+  now_ = &facts_;
+}
+
 // What the event itself ends or marks.
-void trace_builder::fold(const kernel::event& e, const std::string& problem, int64_t at,
-                         std::vector<span>& ended) {
+void trace_builder::fold(const kernel::event& e, int64_t at, sink& ended) {
   if (auto s = std::get_if<kernel::workflow_started>(&e)) {
-    trace_id_ = trace_id_of(row_.id, s->traceparent);
-    root_ = open(root_id_, "workflow " + row_.definition, at);
-    root_->parent_span_id.clear(); // the caller's span, if it gave one
-    if (auto p = parse_traceparent(s->traceparent))
-      root_->parent_span_id = p->span_id;
-    put(root_->attributes, "troupe.definition", row_.definition);
-    put(root_->attributes, "troupe.definition.version", uint64_t{row_.version});
-  } else if (std::holds_alternative<kernel::step_completed>(e)
-             || std::holds_alternative<kernel::step_failed>(e)) {
-    close_attempt(e, problem, at, ended);
+    root_.open = true;
+    root_.start_ns = at;
+    root_.name = "workflow " + row_.definition;
+    root_.parent.clear(); // the caller's span, if it gave one
+    trace_id_ = trace_id_of(row_.id, "");
+    if (!s->traceparent.empty())
+      if (auto p = parse_traceparent(s->traceparent)) {
+        trace_id_ = p->trace_id;
+        root_.parent = p->span_id;
+      }
   } else if (std::holds_alternative<kernel::signal_received>(e)) {
     close_gate(e, at, ended);
   } else if (auto t = std::get_if<kernel::timer_fired>(&e)) {
@@ -186,19 +237,16 @@ void trace_builder::fold(const kernel::event& e, const std::string& problem, int
 
 // What the event's commands open, end or mark.
 void trace_builder::carry_out(const kernel::command& c, const kernel::event& e, int64_t at,
-                              std::vector<span>& ended) {
+                              sink& ended) {
   if (auto r = std::get_if<kernel::run_agent>(&c)) {
-    open_attempt(*r, at);
-  } else if (std::holds_alternative<kernel::cancel_step>(c)) {
-    if (attempt_)
-      close_attempt(e, {}, at, ended);
+    open_attempt_span(*r, at);
   } else if (auto a = std::get_if<kernel::await_signal>(&c)) {
-    if (gate_) // a gate routed to a gate
+    if (gate_.open) // a gate routed to a gate
       close_gate(e, at, ended);
-    open_gate(a->gate, at);
+    open_gate_span(a->gate, at);
   } else if (auto m = std::get_if<kernel::remind>(&c)) {
-    if (gate_)
-      gate_->events.push_back({"reminder", at, {{"troupe.reminder", int64_t{m->n}}}});
+    if (gate_.open)
+      gate_.events.push_back({"reminder", at, {{"troupe.reminder", int64_t{m->n}}}});
   } else if (auto d = std::get_if<kernel::dead_letter>(&c)) {
     root_event("dead_lettered", at,
                {{"troupe.node", d->node}, {"troupe.outcome", d->outcome},
@@ -210,130 +258,175 @@ void trace_builder::carry_out(const kernel::command& c, const kernel::event& e, 
   }
 }
 
-span trace_builder::open(std::string span_id, std::string name, int64_t at) const {
-  span s;
-  s.trace_id = trace_id_;
-  s.span_id = std::move(span_id);
-  s.parent_span_id = root_id_;
-  s.name = std::move(name);
-  s.start_ns = at;
-  s.attributes.reserve(12);
-  put(s.attributes, "troupe.workflow.id", row_.id);
-  return s;
+void trace_builder::begin(draft& d, const std::string& name, uint64_t id,
+                          int64_t start_ns) const {
+  d.ref.trace_id = trace_id_;
+  d.id(id);
+  d.ref.parent_span_id = root_id_;
+  d.ref.name = name;
+  d.ref.start_ns = start_ns;
+  d.str("troupe.workflow.id", row_.id);
 }
 
-void trace_builder::open_attempt(const kernel::run_agent& c, int64_t at) {
-  auto id = span_id("/step/" + std::to_string(st_.steps)); // attempt_span_id(id, steps)
-  attempt_ = open(id, (c.compensation ? "undo " : "step ") + c.node, at);
-  auto& a = attempt_->attributes;
-  put(a, "troupe.node", c.node);
-  put(a, "troupe.agent", c.agent);
-  put(a, "troupe.attempt", uint64_t{c.attempt});
-  put(a, "troupe.visit", uint64_t{c.visit});
-  put(a, "troupe.step", st_.steps);
-  put(a, "troupe.compensation", c.compensation);
+void trace_builder::open_attempt_span(const kernel::run_agent& c, int64_t at) {
+  auto& a = attempt_;
+  const auto* running = attempts_.in_flight(); // begun by the same record's step_scheduled
+  a.open = true;
+  a.node = running != nullptr ? running->node : c.node;
+  a.attempt = running != nullptr ? running->attempt : c.attempt;
+  a.start_ns = running != nullptr ? running->start_ns : at;
+  a.agent = c.agent;
+  a.visit = c.visit;
+  a.step = now_->steps;
+  a.compensation = c.compensation;
+  a.id = attempt_span_number(id_hash_, a.step); // attempt_span_id(id, steps)
+  a.name = (c.compensation ? "undo " : "step ") + a.node;
   // the effect keys of this attempt start with its visit's key (workflow actor's run_agent)
   auto node = c.compensation ? c.node + "~undo" : c.node;
-  attempts_.push_back({kernel::idempotency_key(row_.id, node, c.visit) + "/", std::move(id), at});
+  visits_.push_back({kernel::idempotency_key(row_.id, node, c.visit) + "/", a.id, a.start_ns});
 }
 
-void trace_builder::close_attempt(const kernel::event& e, const std::string& problem, int64_t at,
-                                  std::vector<span>& ended) {
-  if (!attempt_)
+void trace_builder::attempt_attributes(draft& d) const {
+  const auto& a = attempt_;
+  begin(d, a.name, a.id, a.start_ns);
+  d.str("troupe.node", a.node);
+  d.str("troupe.agent", a.agent);
+  d.num("troupe.attempt", a.attempt);
+  d.num("troupe.visit", a.visit);
+  d.num("troupe.step", a.step);
+  d.flag("troupe.compensation", a.compensation);
+}
+
+void trace_builder::close_attempt(const step_attempt& a, const kernel::event& e,
+                                  const std::string& problem, sink& ended) {
+  if (!attempt_.open)
     return;
-  auto& s = *attempt_;
-  auto& a = s.attributes;
-  auto charge = [&](uint64_t tokens, uint64_t nusd) {
-    put(a, "troupe.tokens", tokens);
-    put(a, "troupe.cost_usd", usd_of(nusd));
-  };
-  if (auto c = std::get_if<kernel::step_completed>(&e)) {
-    charge(c->tokens, c->cost_nusd);
-    put(a, "troupe.label", c->label);
-    s.status = problem.empty() ? span_status::ok : span_status::error;
-    if (!problem.empty()) {
-      put(a, "troupe.failure.kind", to_string(failure_kind::bad_output));
-      s.status_message = "bad_output: " + problem;
+  draft d;
+  attempt_attributes(d);
+  auto& msg = scratch_;
+  msg.clear();
+  span_status status = span_status::error;
+  if (a.end == attempt_end::completed) {
+    d.num("troupe.tokens", a.tokens);
+    d.real("troupe.cost_usd", usd_of(a.cost_nusd));
+    d.str("troupe.label", a.label);
+    if (problem.empty()) {
+      status = span_status::ok;
+    } else {
+      d.str("troupe.failure.kind", to_string(failure_kind::bad_output));
+      msg.append("bad_output: ").append(problem);
     }
-  } else if (auto f = std::get_if<kernel::step_failed>(&e)) {
-    charge(f->tokens, f->cost_nusd);
-    put(a, "troupe.failure.kind", to_string(f->kind));
-    put(a, "troupe.failure.reason", f->reason);
-    s.status = span_status::error;
-    s.status_message = std::string{to_string(f->kind)} + (f->reason.empty() ? "" : ": " + f->reason);
+  } else if (a.end == attempt_end::failed) {
+    d.num("troupe.tokens", a.tokens);
+    d.real("troupe.cost_usd", usd_of(a.cost_nusd));
+    d.str("troupe.failure.kind", to_string(a.kind));
+    d.str("troupe.failure.reason", a.reason);
+    msg.append(to_string(a.kind));
+    if (!a.reason.empty())
+      msg.append(": ").append(a.reason);
   } else {
-    put(a, "troupe.abandoned", true);
-    s.status = span_status::error;
-    s.status_message = "abandoned: " + abandoned_by(e);
+    d.flag("troupe.abandoned", true);
+    msg.append("abandoned: ");
+    if (const char* why = abandoned_by(e))
+      msg.append(why);
+    else
+      msg.append("ended by ").append(kernel::kind_of(e));
   }
-  if (st_.at == kernel::phase::backoff)
-    put(a, "troupe.retry", true); // another attempt follows after the backoff
-  s.end_ns = at;
-  s.ended = true;
-  ended.push_back(std::move(s));
-  attempt_.reset();
+  if (now_->at == kernel::phase::backoff)
+    d.flag("troupe.retry", true); // another attempt follows after the backoff
+  d.ref.status_message = msg;
+  d.end(a.end_ns, status);
+  attempt_.open = false;
+  ended.take(d.done());
 }
 
-void trace_builder::open_gate(const std::string& gate, int64_t at) {
-  gate_ = open(span_id("/gate/" + std::to_string(last_)), "gate " + gate, at);
-  put(gate_->attributes, "troupe.gate", gate);
-  put(gate_->attributes, "troupe.visit", uint64_t{st_.visits[gate]});
-  if (!st_.reason.empty())
-    put(gate_->attributes, "troupe.reason", st_.reason); // a failure or budget routed here
+void trace_builder::open_gate_span(const std::string& gate, int64_t at) {
+  auto& g = gate_;
+  g.open = true;
+  g.gate = gate;
+  g.visit = now_->visit; // the gate is the node it is at
+  g.reason = now_->reason; // a failure or budget routed here, or ""
+  g.id = span_id("/gate/" + std::to_string(last_));
+  g.start_ns = at;
+  g.name = "gate " + gate;
+  g.events.clear();
 }
 
-void trace_builder::close_gate(const kernel::event& e, int64_t at, std::vector<span>& ended) {
-  if (!gate_)
+void trace_builder::gate_attributes(draft& d) const {
+  const auto& g = gate_;
+  begin(d, g.name, g.id, g.start_ns);
+  d.str("troupe.gate", g.gate);
+  d.num("troupe.visit", g.visit);
+  if (!g.reason.empty())
+    d.str("troupe.reason", g.reason);
+  d.ref.events = &g.events;
+}
+
+void trace_builder::close_gate(const kernel::event& e, int64_t at, sink& ended) {
+  if (!gate_.open)
     return;
-  auto& s = *gate_;
+  draft d;
+  gate_attributes(d);
+  auto& msg = scratch_;
+  msg.clear();
+  span_status status = span_status::error;
   if (auto sig = std::get_if<kernel::signal_received>(&e)) {
-    put(s.attributes, "troupe.decision", sig->decision);
-    put(s.attributes, "troupe.decided_by", sig->by);
-    s.status = span_status::ok;
+    d.str("troupe.decision", sig->decision);
+    d.str("troupe.decided_by", sig->by);
+    status = span_status::ok;
   } else if (auto t = std::get_if<kernel::timer_fired>(&e);
              t && t->kind == kernel::timer_kind::gate_deadline) {
-    put(s.attributes, "troupe.decision", outcome::timeout);
-    s.status = span_status::error;
-    s.status_message = "no decision before the gate's deadline";
+    d.str("troupe.decision", outcome::timeout);
+    msg = "no decision before the gate's deadline";
   } else {
-    s.status = span_status::error;
-    s.status_message = std::string{"left without a decision: "} + kernel::kind_of(e);
+    msg.append("left without a decision: ").append(kernel::kind_of(e));
   }
-  s.end_ns = at;
-  s.ended = true;
-  ended.push_back(std::move(s));
-  gate_.reset();
+  d.ref.status_message = msg;
+  d.end(at, status);
+  gate_.open = false;
+  ended.take(d.done());
 }
 
-void trace_builder::close_root(bool completed, int64_t at, std::vector<span>& ended) {
-  if (!root_)
+void trace_builder::root_attributes(draft& d) const {
+  begin(d, root_.name, 0, root_.start_ns);
+  d.ref.span_id = root_id_;
+  d.ref.parent_span_id = root_.parent;
+  d.str("troupe.definition", row_.definition);
+  d.num("troupe.definition.version", row_.version);
+  d.ref.events = &root_.events;
+}
+
+void trace_builder::close_root(bool completed, int64_t at, sink& ended) {
+  if (!root_.open)
     return;
-  auto& s = *root_;
-  auto& a = s.attributes;
-  put(a, "troupe.status", completed ? "completed" : "failed");
-  put(a, "troupe.outcome", st_.outcome);
-  put(a, "troupe.steps", st_.steps);
-  put(a, "troupe.tokens", st_.tokens);
-  put(a, "troupe.cost_usd", usd_of(st_.cost_nusd));
-  s.status = completed ? span_status::ok : span_status::error;
+  draft d;
+  root_attributes(d);
+  d.str("troupe.status", completed ? "completed" : "failed");
+  const auto& f = *now_;
+  d.str("troupe.outcome", f.outcome);
+  d.num("troupe.steps", f.steps);
+  d.num("troupe.tokens", f.tokens);
+  d.real("troupe.cost_usd", usd_of(f.cost_nusd));
+  auto& msg = scratch_;
+  msg.clear();
   if (!completed)
-    s.status_message = st_.outcome + ": " + st_.reason;
-  s.end_ns = at;
-  s.ended = true;
-  ended.push_back(std::move(s));
-  root_.reset();
+    msg.append(f.outcome).append(": ").append(f.reason);
+  d.ref.status_message = msg;
+  d.end(at, completed ? span_status::ok : span_status::error);
+  root_.open = false;
+  ended.take(d.done());
 }
 
 void trace_builder::root_event(std::string name, int64_t at, attributes attrs) {
-  if (root_)
-    root_->events.push_back({std::move(name), at, std::move(attrs)});
+  if (root_.open)
+    root_.events.push_back({std::move(name), at, std::move(attrs)});
 }
 
-void trace_builder::add_effect(const effect_record& e, std::vector<span>& out) {
+void trace_builder::add_effect(const effect_record& e, sink& out) {
   if (!placed_.insert(e.key).second)
     return;
   const attempt_ref* by = nullptr;
-  for (auto i = attempts_.rbegin(); i != attempts_.rend(); ++i) {
+  for (auto i = visits_.rbegin(); i != visits_.rend(); ++i) {
     if (e.key.compare(0, i->key_prefix.size(), i->key_prefix) != 0)
       continue;
     if (by == nullptr)
@@ -344,21 +437,36 @@ void trace_builder::add_effect(const effect_record& e, std::vector<span>& out) {
     }
   }
   auto name = by != nullptr ? e.key.substr(by->key_prefix.size()) : e.key;
-  span s = open(span_id("/effect/" + e.key), "effect " + name, e.at_ns);
-  if (by != nullptr)
-    s.parent_span_id = by->span_id;
-  put(s.attributes, "troupe.effect.name", name);
-  put(s.attributes, "troupe.effect.key", e.key);
-  s.status = span_status::ok;
-  s.end_ns = e.at_ns;
-  s.ended = true;
-  out.push_back(std::move(s));
+  draft d;
+  auto title = "effect " + name;
+  begin(d, title, span_id("/effect/" + e.key), e.at_ns);
+  char parent[16];
+  if (by != nullptr) {
+    write_hex64(by->id, parent);
+    d.ref.parent_span_id = std::string_view{parent, sizeof parent};
+  }
+  d.str("troupe.effect.name", name);
+  d.str("troupe.effect.key", e.key);
+  d.end(e.at_ns, span_status::ok);
+  out.take(d.done());
 }
 
-void trace_builder::open_spans(std::vector<span>& out) const {
-  for (const auto* s : {&root_, &attempt_, &gate_})
-    if (*s)
-      out.push_back(**s);
+void trace_builder::open_spans(sink& out) const {
+  if (root_.open) {
+    draft d;
+    root_attributes(d);
+    out.take(d.done());
+  }
+  if (attempt_.open) {
+    draft d;
+    attempt_attributes(d);
+    out.take(d.done());
+  }
+  if (gate_.open) {
+    draft d;
+    gate_attributes(d);
+    out.take(d.done());
+  }
 }
 
 // -- derive_trace (troupe/trace.hpp) ---------------------------------------------
@@ -373,6 +481,7 @@ caf::expected<std::vector<span>> derive_trace(const definition& def, const workf
                         + std::to_string(def.version) + " of '" + def.name + "'");
   trace_builder b{def, row};
   std::vector<span> out;
+  keep_spans keep{out};
   auto by_time = effects;
   std::stable_sort(by_time.begin(), by_time.end(),
                    [](const effect_record& x, const effect_record& y) { return x.at_ns < y.at_ns; });
@@ -380,13 +489,13 @@ caf::expected<std::vector<span>> derive_trace(const definition& def, const workf
   for (const auto& r : records) {
     // an effect comes after the records of its instant: its attempt has started
     while (next < by_time.size() && by_time[next].at_ns < r.at_ns)
-      b.add_effect(by_time[next++], out);
-    if (auto err = b.add(r, out))
+      b.add_effect(by_time[next++], keep);
+    if (auto err = b.add(r, keep))
       return err;
   }
   while (next < by_time.size())
-    b.add_effect(by_time[next++], out);
-  b.open_spans(out);
+    b.add_effect(by_time[next++], keep);
+  b.open_spans(keep);
   auto root = root_span_id(row.id);
   std::stable_sort(out.begin(), out.end(), [&](const span& x, const span& y) {
     if (x.start_ns != y.start_ns)

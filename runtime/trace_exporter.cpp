@@ -1,8 +1,12 @@
 // The trace exporter (see the header). One thread runs impl::run(); the
 // journal writer's thread calls committed(), callers flush() and stats(),
 // and the HTTP transport's thread reports each POST. Everything they share
-// is under `mtx`; the builders, the span buffer and the batch belong to
-// the exporter's thread alone.
+// is under `mtx`; the builders, the batches and the batch in flight belong
+// to the exporter's thread alone.
+//
+// A span is encoded (runtime/otlp_json.hpp) the moment its builder ends it,
+// straight into the body of the batch it will be posted in: batches wait
+// as OTLP text, never as span values.
 #include "runtime/trace_exporter.hpp"
 
 #include <pthread.h>
@@ -20,6 +24,8 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/http_transport.hpp"
+#include "runtime/applied_event.hpp"
+#include "runtime/otlp_json.hpp"
 #include "runtime/trace_builder.hpp"
 #include "troupe/errors.hpp"
 
@@ -60,13 +66,21 @@ constexpr auto pause = std::chrono::milliseconds{5};
 /// rebuild(): fold every record the journal has.
 constexpr uint64_t all_records = UINT64_MAX;
 
-bool parked(const kernel::workflow_state& s) {
-  return s.finished() || s.at == kernel::phase::at_gate || s.at == kernel::phase::dead_lettered;
+bool parked(kernel::phase p) {
+  return p == kernel::phase::completed || p == kernel::phase::failed
+         || p == kernel::phase::at_gate || p == kernel::phase::dead_lettered;
 }
+
+/// Spans encoded into the body of the POST they go out in.
+struct encoded_batch {
+  std::string body;   ///< the body's head and the spans so far
+  size_t spans = 0;
+  steady::time_point first_at; ///< when its first span came
+};
 
 } // namespace
 
-struct trace_exporter::impl {
+struct trace_exporter::impl final : trace_builder::sink {
   impl(tracing_config c, std::shared_ptr<journal_store> s, definition_lookup d)
     : cfg(std::move(c)), store(std::move(s)), defs(std::move(d)) {}
 
@@ -98,12 +112,14 @@ struct trace_exporter::impl {
   std::shared_ptr<journal_store> store;
   definition_lookup defs;
   std::unordered_map<std::string, std::unique_ptr<traced>> builders;
-  std::deque<span> buffer;
-  std::vector<span> batch; ///< in flight, or waiting to be tried again
+  std::deque<encoded_batch> waiting; ///< the last one takes the spans made next
+  size_t waiting_spans = 0;
+  encoded_batch batch;     ///< in flight, or waiting to be tried again (spans > 0)
+  std::vector<std::string> spare; ///< bodies posted, emptied: their memory is reused
   bool posting = false;
   uint32_t tries = 0;      ///< of the batch
   uint64_t batches = 0;    ///< seeds the backoff jitter
-  steady::time_point retry_at, oldest; ///< oldest: when the buffer's first span came
+  steady::time_point retry_at;
   uint64_t produced = 0;   ///< spans made (dropped at once too)
   uint64_t resolved = 0;   ///< spans exported or dropped
   uint64_t flush_seen = 0; ///< the last flush() asked that the thread has taken up
@@ -115,15 +131,22 @@ struct trace_exporter::impl {
   steady::time_point wake_at() const;
   void take(journal_write& w);
   void fold_events(journal_write& w);
-  traced* builder_for(const std::string& id, uint64_t first_seq,
-                      const std::vector<workflow_row>& rows);
+  traced* builder_for(const journal_write& w);
   std::unique_ptr<traced> rebuild(const workflow_row& row, uint64_t before_seq);
   void place_effect(const effect_record& e);
-  void enqueue(std::vector<span>& spans);
+  /// A span a builder ended: encoded into the last batch waiting, or dropped.
+  void take(const otlp::span_ref& s) override;
   void maybe_post();
   void post();
   void finished_post(const post_result& r);
-  void count_queued() { queued = buffer.size() + batch.size(); }
+  void count_queued() { queued = waiting_spans + batch.spans; }
+  void done_with_batch() {
+    batch.spans = 0;
+    batch.body.clear();
+    if (spare.size() < 4)
+      spare.push_back(std::move(batch.body));
+    batch.body = {};
+  }
 };
 
 void trace_exporter::impl::run() {
@@ -179,53 +202,79 @@ steady::time_point trace_exporter::impl::wake_at() const {
   auto idle = steady::now() + std::chrono::hours{1};
   if (posting)
     return idle; // its report wakes us
-  if (!batch.empty())
+  if (batch.spans > 0)
     return retry_at;
-  if (!buffer.empty())
-    return flush_done < flush_seen ? steady::now() : oldest + cfg.flush_interval;
+  if (!waiting.empty())
+    return flush_done < flush_seen ? steady::now() : waiting.front().first_at + cfg.flush_interval;
   return idle;
 }
 
 void trace_exporter::impl::take(journal_write& w) {
-  if (!w.events.empty())
+  if (!w.events.empty() || w.applied)
     fold_events(w);
   for (const auto& e : w.effect)
     place_effect(e);
 }
 
+namespace {
+
+/// Whether `w` carries its events as applied (see committed()).
+bool is_applied(const journal_write& w) {
+  return w.applied != nullptr;
+}
+
+const std::string& workflow_of(const journal_write& w) {
+  return is_applied(w) ? w.applied->workflow_id() : w.events.front().workflow_id;
+}
+
+uint64_t first_seq_of(const journal_write& w) {
+  return is_applied(w) ? w.applied->first_seq() : w.events.front().wf_seq;
+}
+
+size_t events_of(const journal_write& w) {
+  return is_applied(w) ? w.applied->size() : w.events.size();
+}
+
+} // namespace
+
 void trace_exporter::impl::fold_events(journal_write& w) {
-  const auto id = w.events.front().workflow_id;
-  auto* t = builder_for(id, w.events.front().wf_seq, w.workflow);
+  const auto& id = workflow_of(w);
+  auto* t = builder_for(w);
+  auto n = events_of(w);
   if (t == nullptr) {
-    skipped += w.events.size();
+    skipped += n;
     return;
   }
-  std::vector<span> out;
-  for (size_t i = 0; i < w.events.size(); ++i) {
-    if (auto err = t->builder.add(w.events[i], out)) {
+  for (size_t i = 0; i < n; ++i) {
+    auto err = is_applied(w) ? t->builder.add(w.applied->first_seq() + i, (*w.applied)[i], *this)
+                             : t->builder.add(w.events[i], *this);
+    if (err) {
       spdlog::debug("trace export: workflow {} not traced further: {}", id, describe(err));
-      skipped += w.events.size() - i;
+      skipped += n - i;
       builders.erase(id);
       t = nullptr;
       break;
     }
   }
-  enqueue(out);
   // a parked or finished workflow holds nothing here; its next record rebuilds it
-  if (t != nullptr && parked(t->builder.state()))
+  if (t != nullptr && parked(t->builder.phase()))
     builders.erase(id);
 }
 
-traced* trace_exporter::impl::builder_for(const std::string& id, uint64_t first_seq,
-                                          const std::vector<workflow_row>& rows) {
+traced* trace_exporter::impl::builder_for(const journal_write& w) {
+  const auto& id = workflow_of(w);
+  auto first_seq = first_seq_of(w);
   auto i = builders.find(id);
-  if (i != builders.end() && i->second->builder.last_wf_seq() + 1 == first_seq)
-    return i->second.get();
-  if (i != builders.end())
-    builders.erase(i); // records in between were skipped
+  if (i != builders.end()) {
+    const auto& b = i->second->builder;
+    // records in between were skipped, or these need the kernel state it does not keep
+    if (b.last_wf_seq() + 1 == first_seq && (is_applied(w) || !b.applied_only()))
+      return i->second.get();
+    builders.erase(i);
+  }
   workflow_row row;
-  if (first_seq == 1 && !rows.empty()) { // a new workflow: its row comes with it
-    row = rows.front();
+  if (first_seq == 1 && !w.workflow.empty()) { // a new workflow: its row comes with it
+    row = w.workflow.front();
   } else {
     auto found = store->workflow(id);
     if (!found)
@@ -237,6 +286,17 @@ traced* trace_exporter::impl::builder_for(const std::string& id, uint64_t first_
     return nullptr;
   return builders.emplace(id, std::move(t)).first->second.get();
 }
+
+namespace {
+
+/// Throws spans away: a rebuilt builder's spans were exported when their
+/// records committed.
+class discard final : public trace_builder::sink {
+public:
+  void take(const otlp::span_ref&) override {}
+};
+
+} // namespace
 
 // A builder that has folded the workflow's records before `before_seq`
 // (read from the journal; all_records: all of them), exporting nothing:
@@ -253,13 +313,12 @@ std::unique_ptr<traced> trace_exporter::impl::rebuild(const workflow_row& row,
   auto records = store->read(row.id);
   if (!records)
     return nullptr;
-  std::vector<span> discarded;
+  discard discarded;
   for (const auto& r : *records) {
     if (r.wf_seq >= before_seq)
       break;
     if (t->builder.add(r, discarded))
       return nullptr;
-    discarded.clear();
   }
   if (before_seq != all_records && t->builder.last_wf_seq() + 1 != before_seq)
     return nullptr; // the journal lacks records the caller has seen committed
@@ -267,33 +326,42 @@ std::unique_ptr<traced> trace_exporter::impl::rebuild(const workflow_row& row,
 }
 
 void trace_exporter::impl::place_effect(const effect_record& e) {
-  std::vector<span> out;
   if (auto i = builders.find(e.workflow_id); i != builders.end()) {
-    i->second->builder.add_effect(e, out);
-  } else { // its workflow moved on (parked, finished): place it by the journal
-    auto row = store->workflow(e.workflow_id);
-    auto t = row ? rebuild(*row, all_records) : nullptr;
-    if (!t) {
-      ++skipped;
-      return;
-    }
-    t->builder.add_effect(e, out);
+    i->second->builder.add_effect(e, *this);
+    return;
   }
-  enqueue(out);
+  // its workflow moved on (parked, finished): place it by the journal
+  auto row = store->workflow(e.workflow_id);
+  auto t = row ? rebuild(*row, all_records) : nullptr;
+  if (!t) {
+    ++skipped;
+    return;
+  }
+  t->builder.add_effect(e, *this);
 }
 
-void trace_exporter::impl::enqueue(std::vector<span>& spans) {
-  for (auto& s : spans) {
-    ++produced;
-    if (buffer.size() + batch.size() >= cfg.buffer_max) {
-      ++dropped;
-      ++resolved;
-      continue;
-    }
-    if (buffer.empty())
-      oldest = steady::now();
-    buffer.push_back(std::move(s));
+void trace_exporter::impl::take(const otlp::span_ref& s) {
+  ++produced;
+  if (waiting_spans + batch.spans >= cfg.buffer_max) {
+    ++dropped;
+    ++resolved;
+    return;
   }
+  if (waiting.empty() || waiting.back().spans >= cfg.batch_max) {
+    auto& b = waiting.emplace_back();
+    if (!spare.empty()) {
+      b.body = std::move(spare.back());
+      spare.pop_back();
+    }
+    otlp::append_body_head(b.body, cfg.service_name);
+    b.first_at = steady::now();
+  }
+  auto& b = waiting.back();
+  if (b.spans > 0)
+    b.body += ',';
+  otlp::append_span(b.body, s);
+  ++b.spans;
+  ++waiting_spans;
   count_queued();
 }
 
@@ -301,22 +369,22 @@ void trace_exporter::impl::maybe_post() {
   if (posting)
     return;
   auto now = steady::now();
-  if (!batch.empty()) { // waiting to be tried again
+  if (batch.spans > 0) { // waiting to be tried again
     if (now >= retry_at)
       post();
     return;
   }
-  if (buffer.empty())
+  if (waiting.empty())
     return;
-  bool due = buffer.size() >= cfg.batch_max || flush_done < flush_seen
-             || now >= oldest + cfg.flush_interval;
+  const auto& next = waiting.front();
+  bool due = next.spans >= cfg.batch_max || flush_done < flush_seen
+             || now >= next.first_at + cfg.flush_interval;
   if (!due)
     return;
-  auto n = std::min(buffer.size(), cfg.batch_max);
-  batch.assign(std::make_move_iterator(buffer.begin()),
-               std::make_move_iterator(buffer.begin() + static_cast<std::ptrdiff_t>(n)));
-  buffer.erase(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
-  oldest = now;
+  batch = std::move(waiting.front());
+  waiting.pop_front();
+  waiting_spans -= batch.spans;
+  batch.body += otlp::body_tail;
   tries = 0;
   ++batches;
   post();
@@ -330,7 +398,7 @@ void trace_exporter::impl::post() {
   gateway::http_request req;
   req.url = cfg.otlp_endpoint;
   req.headers = {{"Content-Type", "application/json"}};
-  req.body = to_otlp_json(batch, cfg.service_name);
+  req.body = batch.body; // kept for another try
   transport->submit(std::move(req), cfg.post_timeout,
                     [this](caf::expected<gateway::http_response> r) {
                       auto verdict = judge(r);
@@ -342,12 +410,12 @@ void trace_exporter::impl::post() {
 
 void trace_exporter::impl::finished_post(const post_result& r) {
   posting = false;
-  auto n = batch.size();
+  auto n = batch.spans;
   if (r.ok) {
     exported += n;
     ++posts;
     resolved += n;
-    batch.clear();
+    done_with_batch();
   } else {
     ++posts_failed;
     if (!r.retry || tries >= cfg.retry.max_attempts) {
@@ -355,7 +423,7 @@ void trace_exporter::impl::finished_post(const post_result& r) {
                    cfg.otlp_endpoint.substr(0, cfg.otlp_endpoint.find('?')), r.why);
       dropped += n;
       resolved += n;
-      batch.clear();
+      done_with_batch();
     } else {
       retry_at = steady::now() + kernel::backoff_delay(cfg.retry, batches, "otlp", tries);
     }
@@ -390,8 +458,20 @@ void trace_exporter::committed(std::vector<journal_write>& batch) {
       continue;
     }
     i.inbox_records += n;
-    i.inbox.push_back(std::move(w));
     added = true;
+    if (w.applied && !w.events.empty() && w.applied->size() == w.events.size()
+        && w.applied->first_seq() == w.events.front().wf_seq) {
+      // the events as applied are all it needs: the records stay with the
+      // writer, which frees them where they were made, as without tracing
+      journal_write taken;
+      taken.workflow = std::move(w.workflow);
+      taken.effect = std::move(w.effect);
+      taken.applied = std::move(w.applied);
+      i.inbox.push_back(std::move(taken));
+      continue;
+    }
+    w.applied = nullptr;
+    i.inbox.push_back(std::move(w));
   }
   if (added && (i.idle || i.inbox_records >= inbox_max / 4))
     i.work.notify_one();

@@ -5,7 +5,9 @@
 // appends, so whatever a caller has seen committed is in its inbox.
 //
 // It owns one thread, which folds the writes through a trace_builder per
-// workflow in flight (exporting a span once the record that ends it is in),
+// workflow in flight (exporting a span once the record that ends it is in;
+// a live workflow's writes carry their events as its actor applied them,
+// journal_write::applied, so they are neither decoded nor replayed here),
 // batches the spans (batch_max, or flush_interval), and POSTs one batch at
 // a time through the libcurl transport, retrying with full-jitter backoff.
 // Never in the workflows' way: committed() only moves writes into the inbox
@@ -47,8 +49,10 @@ public:
   trace_exporter(const trace_exporter&) = delete;
   trace_exporter& operator=(const trace_exporter&) = delete;
 
-  /// Takes the writes of a committed batch (moved from; the writer is done
-  /// with them). Called by the journal writer; never waits for I/O.
+  /// Takes what it needs of the writes of a committed batch (moved from;
+  /// the writer is done with them): of a write with its events as applied,
+  /// those, its row and effects; of any other, all of it. Called by the
+  /// journal writer; never waits for I/O.
   void committed(std::vector<journal_write>& batch);
 
   /// Waits until every span of the writes committed before the call has

@@ -4,12 +4,12 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
+#include <string_view>
 
 namespace troupe {
 
 /// 64-bit FNV-1a of `s`, optionally started from `basis`.
-inline uint64_t fnv1a(const std::string& s, uint64_t basis = 1469598103934665603ull) {
+inline uint64_t fnv1a(std::string_view s, uint64_t basis = 1469598103934665603ull) {
   uint64_t h = basis;
   for (unsigned char c : s) {
     h ^= c;

@@ -106,6 +106,8 @@ typename Inspector::result_type inspect(Inspector& f, dead_letter_record& x) {
            x.reason, x.at_ns);
 }
 
+struct applied_events; // runtime/applied_event.hpp: the runtime's own, opaque here
+
 /// What one writer request adds, all or nothing. Each vector holds 0 or 1
 /// elements except `events` (consecutive events of one workflow).
 struct journal_write {
@@ -114,6 +116,10 @@ struct journal_write {
   std::vector<snapshot_record> snapshot;    ///< replaces older snapshots of the workflow
   std::vector<effect_record> effect;        ///< ignored if the key is already recorded
   std::vector<dead_letter_record> dead_letter;
+  /// Not journaled, and no store's business: what the workflow actor's
+  /// transitions made of `events`, for the trace exporter, which then need
+  /// not replay them. Null unless tracing is on.
+  std::shared_ptr<const applied_events> applied;
 };
 
 template <class Inspector>

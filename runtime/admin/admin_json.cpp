@@ -3,6 +3,8 @@
 
 #include <utility>
 
+#include "runtime/attempts.hpp"
+
 namespace troupe::admin {
 
 namespace {
@@ -14,21 +16,6 @@ const char* node_kind_name(node_kind k) {
     case node_kind::terminal: return "terminal";
   }
   return "unknown";
-}
-
-json payload_of(const journal_record& r) {
-  auto p = json::parse(r.payload, nullptr, false);
-  return p.is_object() ? p : json::object();
-}
-
-std::string str(const json& p, const char* key) {
-  auto it = p.find(key);
-  return it != p.end() && it->is_string() ? it->get<std::string>() : std::string{};
-}
-
-uint64_t uint(const json& p, const char* key) {
-  auto it = p.find(key);
-  return it != p.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
 }
 
 } // namespace
@@ -95,44 +82,24 @@ json to_json(const journal_changes& c) {
 
 std::vector<attempt_span> attempts_of(const std::vector<journal_record>& history) {
   std::vector<attempt_span> out;
-  // The attempt in flight, if any: one at a time (the kernel runs one step).
-  auto open = [&]() -> attempt_span* {
-    return !out.empty() && !out.back().ended() ? &out.back() : nullptr;
-  };
-  auto close = [](attempt_span& a, int64_t at, std::string outcome) {
-    a.end_ns = at;
-    a.outcome = std::move(outcome);
-  };
-  for (const auto& r : history) {
-    if (r.kind == "step_scheduled") {
-      if (auto* a = open())
-        close(*a, r.at_ns, "abandoned");
-      auto p = payload_of(r);
-      attempt_span a;
-      a.node = str(p, "node");
-      a.attempt = static_cast<uint32_t>(uint(p, "attempt"));
-      a.start_ns = r.at_ns;
-      out.push_back(std::move(a));
-      continue;
+  for (auto& a : derive_attempts(history)) { // the trace's attempts too
+    attempt_span s;
+    s.node = std::move(a.node);
+    s.attempt = a.attempt;
+    s.start_ns = a.start_ns;
+    s.end_ns = a.end_ns;
+    s.ok = a.end == attempt_end::completed;
+    switch (a.end) {
+      case attempt_end::completed: s.outcome = std::move(a.label); break;
+      case attempt_end::failed: s.outcome = to_string(a.kind); break;
+      case attempt_end::timed_out: s.outcome = outcome::timeout; break;
+      case attempt_end::abandoned: s.outcome = "abandoned"; break;
+      case attempt_end::running: break;
     }
-    auto* a = open();
-    if (a == nullptr)
-      continue;
-    if (r.kind == "step_completed" || r.kind == "step_failed") {
-      auto p = payload_of(r);
-      if (str(p, "node") != a->node || uint(p, "attempt") != a->attempt)
-        continue; // not this attempt's (a late reply of an abandoned one)
-      a->ok = r.kind == "step_completed";
-      a->tokens = uint(p, "tokens");
-      a->cost_nusd = uint(p, "cost_nusd");
-      a->reason = str(p, "reason");
-      close(*a, r.at_ns, a->ok ? str(p, "label") : str(p, "kind"));
-    } else if (r.kind == "timer_fired") {
-      if (str(payload_of(r), "kind") == "step_timeout")
-        close(*a, r.at_ns, "timeout");
-    } else if (r.kind == "workflow_cancelled" || r.kind == "workflow_crashed") {
-      close(*a, r.at_ns, "abandoned");
-    }
+    s.tokens = a.tokens;
+    s.cost_nusd = a.cost_nusd;
+    s.reason = std::move(a.reason);
+    out.push_back(std::move(s));
   }
   return out;
 }

@@ -28,15 +28,17 @@ json to_json(const workflow_counts& n);
 json to_json(const definition& d);
 json to_json(const journal_changes& c);
 
-/// One agent attempt as a history tells it: from its step_scheduled to the
-/// step_completed, step_failed or step_timeout timer that ended it.
+/// One agent attempt as the dashboard shows it: an attempt of
+/// derive_attempts() (runtime/attempts.hpp, the trace's attempts too), from
+/// its step_scheduled to what ended it.
 struct attempt_span {
   std::string node;
   uint32_t attempt = 0;
   int64_t start_ns = 0;
   int64_t end_ns = -1;     ///< -1: not ended (in flight, or cut off by the history's end)
   /// The label it finished with, its failure kind, "timeout", or
-  /// "abandoned" (the workflow went on without it: cancelled, crashed).
+  /// "abandoned" (the workflow went on without it: cancelled, crashed, its
+  /// deadline passed).
   std::string outcome;
   bool ok = false;         ///< finished (any label), rather than failed
   uint64_t tokens = 0;
@@ -46,7 +48,8 @@ struct attempt_span {
   double duration_ms() const { return ended() ? static_cast<double>(end_ns - start_ns) / 1e6 : 0; }
 };
 
-/// The agent attempts of one workflow's history, in the order they began.
+/// The agent attempts of one workflow's history, in the order they began
+/// (derive_attempts, as the dashboard shows them).
 std::vector<attempt_span> attempts_of(const std::vector<journal_record>& history);
 
 /// The agent a node of `def` runs ("" for a gate, a terminal or an unknown

@@ -101,9 +101,11 @@ std::string usd(uint64_t nano) {
   return "$" + std::to_string(nano / 1'000'000'000) + "." + std::string(9 - frac.size(), '0') + frac;
 }
 
+// One transition in the making: `s` is changed in place (the caller's copy,
+// or the caller's own state for apply_in_place), `out` collects the commands.
 struct builder {
   const definition& def;
-  workflow_state s;
+  workflow_state& s;
   std::vector<command> out;
   instant at;
 
@@ -617,27 +619,32 @@ limits limits_of(const definition& def, const workflow_state& s) {
 
 namespace {
 
-caf::expected<transition> run(builder& b, const event& e) {
+caf::error run(builder& b, const event& e) {
+  if (b.s.finished())
+    return refuse(b.s, e, "the workflow has finished");
   if (auto err = std::visit([&](const auto& ev) { return on(b, e, ev); }, e))
     return err;
   ++b.s.events;
-  return transition{std::move(b.s), std::move(b.out)};
+  return {};
 }
 
 } // namespace
 
 caf::expected<transition> apply(const definition& def, const workflow_state& s, const event& e) {
-  if (s.finished())
-    return refuse(s, e, "the workflow has finished");
-  builder b{def, s, {}, time_of(e)};
-  return run(b, e);
+  transition t{s, {}};
+  builder b{def, t.state, {}, time_of(e)};
+  if (auto err = run(b, e))
+    return err;
+  t.commands = std::move(b.out);
+  return t;
 }
 
-caf::expected<transition> apply(const definition& def, workflow_state&& s, const event& e) {
-  if (s.finished())
-    return refuse(s, e, "the workflow has finished");
-  builder b{def, std::move(s), {}, time_of(e)};
-  return run(b, e);
+caf::expected<std::vector<command>> apply_in_place(const definition& def, workflow_state& s,
+                                                   const event& e) {
+  builder b{def, s, {}, time_of(e)};
+  if (auto err = run(b, e))
+    return err;
+  return std::move(b.out);
 }
 
 caf::expected<transition> replay(const definition& def, const std::vector<event>& history) {

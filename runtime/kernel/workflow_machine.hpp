@@ -287,10 +287,11 @@ std::string completion_problem(const definition& def, const workflow_state& s,
 /// both; the input state is never changed.
 [[nodiscard]] caf::expected<transition> apply(const definition& def, const workflow_state& s,
                                               const event& e);
-/// apply() to a state the caller gives up, which saves copying it (traces
-/// fold every committed event this way). On a refusal `s` is lost.
-[[nodiscard]] caf::expected<transition> apply(const definition& def, workflow_state&& s,
-                                              const event& e);
+/// apply() that changes `s` into the transition's state and returns its
+/// commands, which saves copying the state (traces fold every committed
+/// event this way). On a refusal `s` is unspecified: fold no more into it.
+[[nodiscard]] caf::expected<std::vector<command>>
+apply_in_place(const definition& def, workflow_state& s, const event& e);
 
 /// Folds `history` from the initial state. Returns the final state and the
 /// commands of the last event (what was pending when the history ended).

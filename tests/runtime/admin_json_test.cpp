@@ -1,11 +1,16 @@
 // The admin API's pure parts: a history read into agent attempts (the
-// dashboard's timeline) and attempt latency per agent from a histogram.
+// dashboard's timeline; the same attempts as the trace's spans) and attempt
+// latency per agent from a histogram.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
 #include "runtime/admin/admin_json.hpp"
+#include "runtime/trace_support.hpp"
+#include "troupe/runtime.hpp"
+#include "troupe/trace.hpp"
 
 using namespace troupe;
 using namespace troupe::admin;
@@ -84,6 +89,55 @@ TEST_CASE("a history reads into agent attempts with their outcome and duration",
   CHECK(j["attempts"][1]["agent"] == "extractor");
   CHECK(j["attempts"][4]["outcome"] == "in_flight");
   CHECK(j["attempts"][4]["duration_ms"].is_null());
+}
+
+TEST_CASE("an attempt cut off by the workflow's deadline is abandoned, not in flight",
+          "[admin]") {
+  // regression: the dashboard showed it running for ever (the trace ended it)
+  std::vector<journal_record> h = {
+    rec(1, "workflow_started", 0, {{"input", json::object()}, {"seed", 1}, {"v", 1}}),
+    rec(2, "step_scheduled", 1, sched("extract", 1)),
+    rec(3, "timer_fired", 500, {{"kind", "workflow_deadline"}, {"timer", 1}, {"v", 1}}),
+  };
+  auto a = attempts_of(h);
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].ended());
+  CHECK(a[0].outcome == "abandoned");
+  CHECK(a[0].duration_ms() == Approx(499.0));
+}
+
+TEST_CASE("the dashboard's attempts are the trace's", "[admin]") {
+  auto journal = make_memory_journal();
+  config cfg;
+  cfg.journal = journal;
+  cfg.random = seeded_random(5);
+  runtime rt{std::move(cfg)};
+  testing::register_saga(rt);
+  auto id = rt.start("order", {{"sku", "A-1"}});
+  REQUIRE(id);
+  REQUIRE(rt.await(*id, std::chrono::seconds{10}, true));
+  REQUIRE_FALSE(rt.signal(*id, "review", decision::reject("ann")));
+  REQUIRE(rt.await(*id, std::chrono::seconds{10}));
+  auto history = rt.history(*id);
+  REQUIRE(history);
+  auto spans = rt.trace(*id);
+  REQUIRE(spans);
+  std::vector<const span*> tried; // "step charge", "undo reserve", ...
+  for (const auto& s : *spans)
+    if (s.name.rfind("step ", 0) == 0 || s.name.rfind("undo ", 0) == 0)
+      tried.push_back(&s);
+  auto attempts = attempts_of(*history);
+  REQUIRE(attempts.size() == 5); // reserve, charge twice, both undos
+  REQUIRE(tried.size() == attempts.size());
+  for (size_t i = 0; i < attempts.size(); ++i) {
+    INFO(tried[i]->name);
+    auto attrs = to_json(tried[i]->attributes);
+    CHECK(attrs["troupe.node"] == attempts[i].node);
+    CHECK(attrs["troupe.attempt"] == attempts[i].attempt);
+    CHECK(tried[i]->start_ns == attempts[i].start_ns);
+    CHECK(tried[i]->end_ns == attempts[i].end_ns);
+    CHECK((tried[i]->status == span_status::ok) == attempts[i].ok);
+  }
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <map>
 #include <set>
 #include <string>
@@ -138,6 +139,62 @@ TEST_CASE("a collector gets every span of the journal, with its parent and attri
   CHECK(stats.spans_queued == 0);
   CHECK(stats.posts_failed == 0);
   CHECK(stats.records_skipped == 0);
+}
+
+TEST_CASE("exported spans, made from the workflow actor's own transitions, are the journal's "
+          "to the byte",
+          "[trace][export]") {
+  // The exporter builds a live workflow's spans from the events as its
+  // actor applied them; derive_trace() replays the journal through the
+  // kernel. A saga (compensation, effects, a retry, a gate) and a workflow
+  // with a bad_output, a crash, a dead letter and its retry: every span the
+  // collector got must be the derived one, encoded.
+  fake_collector collector;
+  auto rt = exporting(export_to(collector.url()));
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  REQUIRE_FALSE(rt->register_agent("caller", [calls](step_context& ctx) {
+    auto n = ++*calls;
+    if (n == 1)
+      return ctx.finish({"maybe", nlohmann::json::object()}); // not routed: bad_output
+    if (n == 2)
+      return ctx.fail(failure_kind::crashed, "said \"no\"\n");
+    ctx.finish({});
+  }));
+  agent_policy p;
+  p.retry.max_attempts = 2;
+  p.retry.base_backoff = 1ms;
+  p.retry.max_backoff = 1ms;
+  REQUIRE_FALSE(rt->register_definition(
+    *definition_builder{"flaky"}.agent("call", "caller", p).on("ok", "done").completed("done")
+       .build()));
+  std::vector<std::string> ids = {run_order(*rt, "reject"), run_order(*rt, "approve")};
+  auto flaky = rt->start("flaky", nlohmann::json::object());
+  REQUIRE(flaky);
+  auto stopped = rt->await(*flaky, patience);
+  REQUIRE(stopped);
+  REQUIRE(stopped->status == workflow_status::dead_lettered);
+  REQUIRE_FALSE(rt->retry_dead_letter(*flaky, "ops"));
+  auto done = rt->await(*flaky, patience);
+  REQUIRE(done);
+  REQUIRE(done->status == workflow_status::completed);
+  ids.push_back(*flaky);
+  REQUIRE(rt->flush_traces(patience));
+  std::map<std::string, nlohmann::json> received;
+  for (const auto& s : collector.spans())
+    received[s["spanId"]] = s;
+  size_t derived_spans = 0;
+  for (const auto& id : ids) {
+    auto derived = rt->trace(id);
+    REQUIRE(derived);
+    auto body = nlohmann::json::parse(to_otlp_json(*derived, "troupe-test"));
+    for (const auto& d : body["resourceSpans"][0]["scopeSpans"][0]["spans"]) {
+      INFO(d["name"]);
+      REQUIRE(received.count(d["spanId"]) == 1);
+      CHECK(received[d["spanId"]] == d);
+      ++derived_spans;
+    }
+  }
+  CHECK(received.size() == derived_spans);
 }
 
 TEST_CASE("a collector answering 500 gets the same batch again, and 200 ends it",
