@@ -545,7 +545,9 @@ int main(int argc, char** argv) {
   step_timings rec;
   int rc = 0;
   for (auto c : opt.levels) {
+    auto sink_cpu_ns = sink ? sink->stats().cpu_ns.load() : 0;
     auto r = run_level(opt, c, rec);
+    sink_cpu_ns = sink ? sink->stats().cpu_ns.load() - sink_cpu_ns : 0;
     double rate = r.wall_s > 0 ? static_cast<double>(r.steps) / r.wall_s : 0;
     double us_per_step = r.steps > 0 ? r.wall_s * 1e6 / static_cast<double>(r.steps) : 0;
     double per_commit = r.commits > 0 ? static_cast<double>(r.writes) / r.commits : 0;
@@ -564,12 +566,15 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(r.gaps));
     if (opt.export_spans)
       std::printf("  spans: %llu exported, %llu dropped, %llu records skipped; posts: %llu, "
-                  "%llu failed\n",
+                  "%llu failed; the sink's own process: %.1f cpu us/step\n",
                   static_cast<unsigned long long>(r.traced.spans_exported),
                   static_cast<unsigned long long>(r.traced.spans_dropped),
                   static_cast<unsigned long long>(r.traced.records_skipped),
                   static_cast<unsigned long long>(r.traced.posts),
-                  static_cast<unsigned long long>(r.traced.posts_failed));
+                  static_cast<unsigned long long>(r.traced.posts_failed),
+                  r.steps > 0 ? static_cast<double>(sink_cpu_ns) / 1e3
+                                  / static_cast<double>(r.steps)
+                              : 0.0);
     if (r.failed > 0)
       std::printf("  %zu workflows did not complete\n", r.failed);
     if (!r.error.empty())

@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -17,16 +18,42 @@ void append_int(std::string& out, Int x) {
   out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
+/// For each byte: whether it can stand in a JSON string as it is.
+struct plain_bytes {
+  bool ok[256] = {};
+  constexpr plain_bytes() {
+    for (int c = 0x20; c < 0x80; ++c)
+      ok[c] = c != '"' && c != '\\';
+  }
+};
+
+constexpr plain_bytes plain_table;
+
 } // namespace
 
-void append_json_string(std::string& out, std::string_view s) {
-  bool plain = true;
-  for (unsigned char c : s)
-    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
-      plain = false;
+bool json_plain(std::string_view s) {
+  // eight bytes at a time while all are plain (spans are mostly ids and names)
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t x;
+    std::memcpy(&x, s.data() + i, 8);
+    constexpr uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    auto zero_byte = [&](uint64_t v) { return (v - ones) & ~v & highs; };
+    // a byte >= 0x80, or < 0x20 (adding 0x60 leaves its high bit clear;
+    // no carry crosses bytes unless one is >= 0x80), a quote, a backslash:
+    // the exact loop below says which
+    if (((x | ~(x + 0x6060606060606060ull)) & highs) != 0
+        || zero_byte(x ^ (ones * '"')) != 0 || zero_byte(x ^ (ones * '\\')) != 0)
       break;
-    }
-  if (plain) {
+  }
+  for (; i < s.size(); ++i)
+    if (!plain_table.ok[static_cast<unsigned char>(s[i])])
+      return false;
+  return true;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  if (json_plain(s)) {
     out += '"';
     out += s;
     out += '"';

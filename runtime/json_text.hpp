@@ -10,6 +10,10 @@
 
 namespace troupe {
 
+/// Whether `s` is written as a JSON string as it is, between quotes
+/// (printable ASCII, no quote or backslash).
+bool json_plain(std::string_view s);
+
 /// Appends `s` as a JSON string, quotes included, byte for byte what
 /// nlohmann::json's dump(-1, ' ', false, error_handler_t::replace) writes:
 /// bytes that are not valid UTF-8 become U+FFFD.

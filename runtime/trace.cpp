@@ -5,6 +5,8 @@
 #include "troupe/trace.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <variant>
 
 #include "runtime/json_text.hpp"
@@ -36,33 +38,92 @@ caf::error bad_traceparent(const std::string& header, const std::string& what) {
                                            + " (expected 00-<32 hex>-<16 hex>-<2 hex>, lower-case)");
 }
 
-void put_int_string(std::string& out, int64_t x) { // an int64, the protobuf JSON way
-  out += '"';
-  append_decimal(out, x);
-  out += '"';
-}
+/// Appends to a string through a cursor: room is made ahead and pieces are
+/// copied in place (std::string::append is a call into the library per
+/// piece, and a span is some 150 pieces). The string has its final size
+/// when the writer is destroyed.
+class text_writer {
+public:
+  explicit text_writer(std::string& out) : out_(out), pos_(out.size()) {}
+  ~text_writer() { out_.resize(pos_); }
+  text_writer(const text_writer&) = delete;
+  text_writer& operator=(const text_writer&) = delete;
+
+  text_writer& operator<<(std::string_view v) {
+    room(v.size());
+    std::memcpy(&out_[pos_], v.data(), v.size());
+    pos_ += v.size();
+    return *this;
+  }
+  text_writer& operator<<(char c) {
+    room(1);
+    out_[pos_++] = c;
+    return *this;
+  }
+  /// `s` as a JSON string (json_text.hpp's escaping when it needs any).
+  void string(std::string_view s) {
+    if (!json_plain(s)) {
+      std::string escaped;
+      append_json_string(escaped, s);
+      *this << escaped;
+      return;
+    }
+    room(s.size() + 2);
+    out_[pos_++] = '"';
+    std::memcpy(&out_[pos_], s.data(), s.size());
+    pos_ += s.size();
+    out_[pos_++] = '"';
+  }
+  /// An int64 the protobuf JSON way: a decimal string.
+  void int_string(int64_t x) {
+    room(24);
+    out_[pos_++] = '"';
+    pos_ = static_cast<size_t>(std::to_chars(&out_[pos_], &out_[pos_] + 21, x).ptr - out_.data());
+    out_[pos_++] = '"';
+  }
+  void number(int64_t x) {
+    room(21);
+    pos_ = static_cast<size_t>(std::to_chars(&out_[pos_], &out_[pos_] + 21, x).ptr - out_.data());
+  }
+  void number(double x) {
+    std::string text;
+    append_json_number(text, x);
+    *this << text;
+  }
+
+private:
+  /// At least `n` more bytes; a span's worth at a time (the string's own
+  /// capacity grows geometrically), so little is zeroed in advance.
+  void room(size_t n) {
+    if (pos_ + n > out_.size())
+      out_.resize(pos_ + n + 2048);
+  }
+
+  std::string& out_;
+  size_t pos_;
+};
 
 /// An AnyValue: stringValue, boolValue, intValue (a decimal string) or doubleValue.
-void put_value(std::string& out, const otlp::value_ref& v) {
+void put_value(text_writer& out, const otlp::value_ref& v) {
   using type = otlp::value_ref::type;
   switch (v.t) {
     case type::string:
-      out += "{\"stringValue\":";
-      append_json_string(out, v.s);
+      out << "{\"stringValue\":";
+      out.string(v.s);
       break;
     case type::boolean:
-      out += v.b ? "{\"boolValue\":true" : "{\"boolValue\":false";
+      out << (v.b ? std::string_view{"{\"boolValue\":true"} : "{\"boolValue\":false");
       break;
     case type::integer:
-      out += "{\"intValue\":";
-      put_int_string(out, v.i);
+      out << "{\"intValue\":";
+      out.int_string(v.i);
       break;
     case type::real:
-      out += "{\"doubleValue\":";
-      append_json_number(out, v.d);
+      out << "{\"doubleValue\":";
+      out.number(v.d);
       break;
   }
-  out += '}';
+  out << '}';
 }
 
 otlp::value_ref ref_of(const attribute_value& v) {
@@ -93,19 +154,19 @@ attribute_value value_of(const otlp::value_ref& v) {
   return std::string{v.s};
 }
 
-void put_attribute(std::string& out, bool first, std::string_view key, const otlp::value_ref& v) {
-  out += first ? "{\"key\":" : ",{\"key\":";
-  append_json_string(out, key);
-  out += ",\"value\":";
+void put_attribute(text_writer& out, bool first, std::string_view key, const otlp::value_ref& v) {
+  out << (first ? std::string_view{"{\"key\":"} : ",{\"key\":");
+  out.string(key);
+  out << ",\"value\":";
   put_value(out, v);
-  out += '}';
+  out << '}';
 }
 
-void put_attributes(std::string& out, const attributes& attrs) {
-  out += '[';
+void put_attributes(text_writer& out, const attributes& attrs) {
+  out << '[';
   for (size_t i = 0; i < attrs.size(); ++i)
     put_attribute(out, i == 0, attrs[i].key, ref_of(attrs[i].value));
-  out += ']';
+  out << ']';
 }
 
 } // namespace
@@ -114,50 +175,44 @@ void put_attributes(std::string& out, const attributes& attrs) {
 // The exporter encodes every span it sends: building an nlohmann::json tree
 // per span first cost several times the rest of the span's way out.
 
-void otlp::append_span(std::string& out, const span_ref& s) {
-  out += "{\"traceId\":\"";
-  out += s.trace_id;
-  out += "\",\"spanId\":\"";
-  out += s.span_id;
-  out += '"';
-  if (!s.parent_span_id.empty()) {
-    out += ",\"parentSpanId\":\"";
-    out += s.parent_span_id;
-    out += '"';
-  }
-  out += ",\"name\":";
-  append_json_string(out, s.name);
-  out += ",\"kind\":";
-  append_decimal(out, int64_t{static_cast<int>(s.kind)});
-  out += ",\"startTimeUnixNano\":";
-  put_int_string(out, s.start_ns);
-  out += ",\"endTimeUnixNano\":";
-  put_int_string(out, s.ended ? s.end_ns : s.start_ns);
-  out += ",\"attributes\":[";
+void otlp::append_span(std::string& text, const span_ref& s) {
+  text_writer out{text};
+  out << "{\"traceId\":\"" << s.trace_id << "\",\"spanId\":\"" << s.span_id << '"';
+  if (!s.parent_span_id.empty())
+    out << ",\"parentSpanId\":\"" << s.parent_span_id << '"';
+  out << ",\"name\":";
+  out.string(s.name);
+  out << ",\"kind\":";
+  out.number(int64_t{static_cast<int>(s.kind)});
+  out << ",\"startTimeUnixNano\":";
+  out.int_string(s.start_ns);
+  out << ",\"endTimeUnixNano\":";
+  out.int_string(s.ended ? s.end_ns : s.start_ns);
+  out << ",\"attributes\":[";
   for (size_t i = 0; i < s.attribute_count; ++i)
     put_attribute(out, i == 0, s.attributes[i].key, s.attributes[i].value);
-  out += ']';
+  out << ']';
   if (s.events != nullptr && !s.events->empty()) {
-    out += ",\"events\":[";
+    out << ",\"events\":[";
     for (size_t i = 0; i < s.events->size(); ++i) {
       const auto& e = (*s.events)[i];
-      out += i == 0 ? "{\"timeUnixNano\":" : ",{\"timeUnixNano\":";
-      put_int_string(out, e.at_ns);
-      out += ",\"name\":";
-      append_json_string(out, e.name);
-      out += ",\"attributes\":";
+      out << (i == 0 ? std::string_view{"{\"timeUnixNano\":"} : ",{\"timeUnixNano\":");
+      out.int_string(e.at_ns);
+      out << ",\"name\":";
+      out.string(e.name);
+      out << ",\"attributes\":";
       put_attributes(out, e.attributes);
-      out += '}';
+      out << '}';
     }
-    out += ']';
+    out << ']';
   }
-  out += ",\"status\":{\"code\":";
-  append_decimal(out, int64_t{static_cast<int>(s.status)});
+  out << ",\"status\":{\"code\":";
+  out.number(int64_t{static_cast<int>(s.status)});
   if (!s.status_message.empty()) {
-    out += ",\"message\":";
-    append_json_string(out, s.status_message);
+    out << ",\"message\":";
+    out.string(s.status_message);
   }
-  out += "}}";
+  out << "}}";
 }
 
 void otlp::append_body_head(std::string& out, const std::string& service_name) {

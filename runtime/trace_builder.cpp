@@ -133,16 +133,14 @@ uint64_t trace_builder::span_id(const std::string& suffix) const {
   return span_number(id_hash_, suffix);
 }
 
-caf::error trace_builder::next_record(const std::string& workflow_id, uint64_t wf_seq,
-                                      const char* kind) const {
-  auto fail = [&](const std::string& what) { return corrupt(workflow_id, wf_seq, kind, what); };
+std::string trace_builder::not_next(const std::string& workflow_id, uint64_t wf_seq) const {
   if (broken_)
-    return fail("the trace of '" + row_.id + "' stopped at an earlier record");
+    return "the trace of '" + row_.id + "' stopped at an earlier record";
   if (workflow_id != row_.id)
-    return fail("record of another workflow in the trace of '" + row_.id + "'");
+    return "record of another workflow in the trace of '" + row_.id + "'";
   if (wf_seq != last_ + 1)
-    return fail((wf_seq <= last_ ? "duplicate wf_seq" : "gap in wf_seq")
-                + std::string{" (expected #"} + std::to_string(last_ + 1) + ")");
+    return (wf_seq <= last_ ? "duplicate wf_seq" : "gap in wf_seq") + std::string{" (expected #"}
+           + std::to_string(last_ + 1) + ")";
   return {};
 }
 
@@ -150,8 +148,8 @@ caf::error trace_builder::add(const journal_record& r, sink& ended) {
   if (applied_)
     return corrupt(r, "the trace of '" + row_.id + "' was built from applied events: "
                       "it has no kernel state to replay this record with");
-  if (auto err = next_record(r.workflow_id, r.wf_seq, r.kind.c_str()))
-    return err;
+  if (auto why = not_next(r.workflow_id, r.wf_seq); !why.empty())
+    return corrupt(r, why);
   auto e = persistence::from_record_without_state(r); // spans need no workflow state
   if (!e)
     return std::move(e.error());
@@ -170,8 +168,8 @@ caf::error trace_builder::add(const journal_record& r, sink& ended) {
 }
 
 caf::error trace_builder::add(uint64_t wf_seq, const applied_event& a, sink& ended) {
-  if (auto err = next_record(row_.id, wf_seq, kernel::kind_of(a.event)))
-    return err;
+  if (auto why = not_next(row_.id, wf_seq); !why.empty())
+    return corrupt(row_.id, wf_seq, kernel::kind_of(a.event), why);
   applied_ = true; // st_ is not kept from here on
   observe(wf_seq, a.event, a.command ? &*a.command : nullptr, a.command ? 1 : 0, a.after,
           a.problem, ended);
@@ -282,8 +280,7 @@ void trace_builder::open_attempt_span(const kernel::run_agent& c, int64_t at) {
   a.id = attempt_span_number(id_hash_, a.step); // attempt_span_id(id, steps)
   a.name = (c.compensation ? "undo " : "step ") + a.node;
   // the effect keys of this attempt start with its visit's key (workflow actor's run_agent)
-  auto node = c.compensation ? c.node + "~undo" : c.node;
-  visits_.push_back({kernel::idempotency_key(row_.id, node, c.visit) + "/", a.id, a.start_ns});
+  visits_.push_back({c.compensation ? c.node + "~undo" : c.node, c.visit, a.id, a.start_ns});
 }
 
 void trace_builder::attempt_attributes(draft& d) const {
@@ -426,9 +423,12 @@ void trace_builder::add_effect(const effect_record& e, sink& out) {
   if (!placed_.insert(e.key).second)
     return;
   const attempt_ref* by = nullptr;
+  size_t prefix = 0; // of the key: "<idempotency key of the visit>/"
   for (auto i = visits_.rbegin(); i != visits_.rend(); ++i) {
-    if (e.key.compare(0, i->key_prefix.size(), i->key_prefix) != 0)
+    auto key = kernel::idempotency_key(row_.id, i->node, i->visit) + "/";
+    if (e.key.compare(0, key.size(), key) != 0)
       continue;
+    prefix = key.size();
     if (by == nullptr)
       by = &*i; // the latest of the visit, should none have started before it
     if (i->start_ns <= e.at_ns) {
@@ -436,7 +436,7 @@ void trace_builder::add_effect(const effect_record& e, sink& out) {
       break;
     }
   }
-  auto name = by != nullptr ? e.key.substr(by->key_prefix.size()) : e.key;
+  auto name = e.key.substr(prefix);
   draft d;
   auto title = "effect " + name;
   begin(d, title, span_id("/effect/" + e.key), e.at_ns);

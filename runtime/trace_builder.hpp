@@ -118,14 +118,15 @@ private:
   };
   /// An attempt, for placing effects.
   struct attempt_ref {
-    std::string key_prefix; ///< "<idempotency key of its visit>/"
+    std::string node;   ///< whose visit's idempotency key prefixes its effects' ("~undo" added
+    uint32_t visit = 0; ///< for a compensation, as the workflow actor keys it)
     uint64_t id = 0;
     int64_t start_ns = 0;
   };
   class draft;
 
-  /// journal_corrupt if record `wf_seq` of `workflow_id` is not the next one.
-  caf::error next_record(const std::string& workflow_id, uint64_t wf_seq, const char* kind) const;
+  /// Why record `wf_seq` of `workflow_id` is not the next one; "" if it is.
+  std::string not_next(const std::string& workflow_id, uint64_t wf_seq) const;
   /// What record `wf_seq` (event `e`, whose transition gave the `n`
   /// `commands` and left `facts`) opens, ends and marks.
   void observe(uint64_t wf_seq, const kernel::event& e, const kernel::command* commands, size_t n,

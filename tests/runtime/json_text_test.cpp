@@ -42,6 +42,22 @@ TEST_CASE("strings are written as json::dump writes them, escapes and repairs in
   }
 }
 
+TEST_CASE("a byte that needs escaping is found wherever it is in a long string", "[json]") {
+  for (char special : {'"', '\\', '\x01', '\x1f', '\x7f', ' ', '~'})
+    for (unsigned char high : {0x00, 0x80, 0xc3, 0xff})
+      for (size_t at = 0; at < 24; ++at) {
+        std::string s(24, 'a');
+        s[at] = special;
+        if (high != 0)
+          s[(at + 5) % 24] = static_cast<char>(high);
+        INFO(dumped(s) << " at " << at);
+        std::string out;
+        append_json_string(out, s);
+        CHECK(out == dumped(s));
+        CHECK(json_plain(s) == (out == "\"" + s + "\""));
+      }
+}
+
 TEST_CASE("numbers are written as json::dump writes them", "[json]") {
   for (double d : {0.0, -0.0, 1.0, 0.1, 3e-06, 1e-09, 123456789.125, 1e21, -2.5e-300,
                    std::numeric_limits<double>::max(), std::numeric_limits<double>::min(),
