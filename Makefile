@@ -3,8 +3,9 @@
 #   make test SANITIZE=1   ASan + UBSan build in build-asan/
 #   make bench             the benchmarks (same -O2 build as the demo): steps/s in
 #                          memory and on SQLite, the journal alone, recovery of 10k
-#                          workflows, the model gateway at 1/100/10,000 in flight;
-#                          README has the commands for the larger runs
+#                          workflows, the model gateway at 1/100/10,000 in flight,
+#                          the trace exporter's CPU per step; README has the
+#                          commands for the larger runs
 #   make soak              the long crash test: SIGKILLs `troupe run ledger` over
 #                          SOAK_SEEDS seeds x SOAK_WORKFLOWS workflows (tests/crash/)
 MAKEFLAGS  += --no-print-directory
@@ -43,7 +44,8 @@ test: build
 demo: build
 	@$(BUILD_DIR)/tools/troupe demo
 
-BENCHES = troupe_bench troupe_bench_journal troupe_bench_recovery troupe_bench_gateway
+BENCHES = troupe_bench troupe_bench_journal troupe_bench_recovery troupe_bench_gateway \
+          troupe_bench_trace
 bench: build
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target $(BENCHES)
 	@$(BUILD_DIR)/bench/troupe_bench
@@ -51,6 +53,7 @@ bench: build
 	@$(BUILD_DIR)/bench/troupe_bench_journal
 	@$(BUILD_DIR)/bench/troupe_bench_recovery --workflows 10000
 	@$(BUILD_DIR)/bench/troupe_bench_gateway
+	@$(BUILD_DIR)/bench/troupe_bench_trace
 
 soak: build
 	@$(BUILD_DIR)/tests/troupe_crash_driver --troupe $(BUILD_DIR)/tools/troupe \

@@ -134,7 +134,7 @@ private:
 int main(int argc, char** argv) {
   CLI::App app{"troupe_bench_trace: the trace exporter's CPU per step, fed journal writes "
                "directly"};
-  size_t workflows = 20000;
+  size_t workflows = 10000;
   size_t nodes = 10;
   size_t rounds = 3;
   app.add_option("--workflows", workflows, "workflows per round")->check(CLI::PositiveNumber);

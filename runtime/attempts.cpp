@@ -1,8 +1,6 @@
 // Step attempts as a workflow's events tell them (see the header).
 #include "runtime/attempts.hpp"
 
-#include <utility>
-
 #include "persistence/event_codec.hpp"
 
 namespace troupe {
@@ -13,8 +11,7 @@ const step_attempt* attempt_fold::end(attempt_end how, int64_t at) {
   running_ = false;
   current_.end = how;
   current_.end_ns = at;
-  std::swap(current_, ended_); // keeps both strings' buffers for the next attempts
-  return &ended_;
+  return &current_;
 }
 
 const step_attempt* attempt_fold::add(const kernel::event& e) {
@@ -23,7 +20,11 @@ const step_attempt* attempt_fold::add(const kernel::event& e) {
     return running_ && node == current_.node && attempt == current_.attempt;
   };
   if (auto s = std::get_if<kernel::step_scheduled>(&e)) {
-    const step_attempt* ended = end(attempt_end::abandoned, at);
+    const step_attempt* ended = nullptr;
+    if (end(attempt_end::abandoned, at) != nullptr) { // one ran still: kept apart from the next
+      ended_ = current_;
+      ended = &ended_;
+    }
     running_ = true;
     current_.node = s->node;
     current_.attempt = s->attempt;

@@ -60,8 +60,8 @@ public:
 private:
   const step_attempt* end(attempt_end how, int64_t at);
 
-  step_attempt current_;
-  step_attempt ended_;
+  step_attempt current_; ///< running, or the last one (which ended)
+  step_attempt ended_;   ///< one that another step_scheduled abandoned
   bool running_ = false;
 };
 

@@ -96,7 +96,7 @@ private:
   /// capacity grows geometrically), so little is zeroed in advance.
   void room(size_t n) {
     if (pos_ + n > out_.size())
-      out_.resize(pos_ + n + 2048);
+      out_.resize(pos_ + n + 1024);
   }
 
   std::string& out_;

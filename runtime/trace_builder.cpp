@@ -127,7 +127,9 @@ trace_builder::trace_builder(const definition& def, const workflow_row& row)
     row_(row),
     trace_id_(trace_id_of(row.id, "")),
     id_hash_(workflow_hash(row.id)),
-    root_id_(root_span_id(row.id)) {}
+    root_id_(root_span_id(row.id)) {
+  visits_.reserve(8); // one allocation for most workflows, not one per doubling
+}
 
 uint64_t trace_builder::span_id(const std::string& suffix) const {
   return span_number(id_hash_, suffix);
